@@ -1,0 +1,1 @@
+"""Telephony appliance that runs beside Asterisk in one twistd process."""

@@ -1,0 +1,32 @@
+from setuptools import setup
+
+setup(
+    name="appliance",
+    version="0.1.0",
+    description="Telephony appliance beside Asterisk: callback, missed-call mail, forwarding",
+    packages=["appliance", "appliance.asterisk", "appliance.lab", "twisted.plugins"],
+    package_data={"appliance.lab": ["templates/*"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "jinja2>=3.1",
+        "lxml>=5",
+        "vobject>=0.9.7",
+        "treq>=24.9",
+        "zope.interface>=6",
+        "automat>=24.8",
+        "attrs>=23",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
+            "aiosmtpd>=1.4",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
+            "ruff>=0.5",
+        ],
+    },
+)
