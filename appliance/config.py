@@ -1,0 +1,169 @@
+"""The appliance's start-up configuration (``config.ini``).
+
+Only what must be known before the store opens lives here: where Asterisk,
+the SMTP relay and the store are, and where to listen.  Everything a user or
+admin changes at run time lives in the store instead.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A config file problem, worded as one line naming file, key and problem."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def endpoint(self) -> str:
+        """A Twisted server endpoint string."""
+        host = self.host.replace(":", "\\:")
+        return f"tcp:{self.port}:interface={host}"
+
+
+@dataclass(frozen=True)
+class AMIConfig:
+    host: str
+    port: int
+    username: str
+    secret: str
+
+    def endpoint(self) -> str:
+        """A Twisted client endpoint string."""
+        host = self.host.replace(":", "\\:")
+        return f"tcp:host={host}:port={self.port}:timeout=5"
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    host: str
+    port: int
+    starttls: str
+    username: str
+    password: str
+    sender: str
+
+
+@dataclass(frozen=True)
+class ApplianceConfig:
+    path: Path
+    ami: AMIConfig
+    fastagi: Listen
+    web: Listen
+    smtp: SMTPConfig
+    store: Path
+    language: str
+
+
+LANGUAGES = ("de", "en")
+STARTTLS = ("required", "off")
+
+
+def load(path: str | Path) -> ApplianceConfig:
+    """Read and check ``path``; the first problem raises `ConfigError`."""
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    except configparser.Error as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid INI file: {first}") from None
+    read = _Reader(path, parser)
+    store = Path(read.text("store", "path"))
+    if not store.is_absolute():
+        store = path.parent / store
+    starttls = read.choice("smtp", "starttls", STARTTLS, default="required")
+    config = ApplianceConfig(
+        path=path,
+        ami=AMIConfig(
+            host=read.host("ami", "host"),
+            port=read.port("ami", "port"),
+            username=read.text("ami", "username"),
+            secret=read.text("ami", "secret"),
+        ),
+        fastagi=Listen(read.host("fastagi", "bind"), read.port("fastagi", "port")),
+        web=Listen(read.host("web", "bind"), read.port("web", "port")),
+        smtp=SMTPConfig(
+            host=read.host("smtp", "host"),
+            port=read.port("smtp", "port"),
+            starttls=starttls,
+            username=read.text("smtp", "username", default=""),
+            password=read.text("smtp", "password", default=""),
+            sender=read.text("smtp", "sender"),
+        ),
+        store=store,
+        language=read.choice("appliance", "language", LANGUAGES, default="de"),
+    )
+    if config.smtp.username and config.smtp.starttls != "required":
+        raise ConfigError(
+            f"{path}: [smtp] starttls: must be 'required' when a username is set "
+            "(credentials are only ever sent over TLS)"
+        )
+    if "@" not in config.smtp.sender:
+        raise ConfigError(f"{path}: [smtp] sender: {config.smtp.sender!r} is not an e-mail address")
+    return config
+
+
+class _Reader:
+    def __init__(self, path: Path, parser: configparser.ConfigParser) -> None:
+        self.path = path
+        self.parser = parser
+
+    def _fail(self, section: str, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: [{section}] {key}: {problem}")
+
+    def text(self, section: str, key: str, default: str | None = None) -> str:
+        if not self.parser.has_section(section):
+            if default is not None:
+                return default
+            raise ConfigError(f"{self.path}: section [{section}] is missing")
+        value = self.parser.get(section, key, fallback=None)
+        if value is None:
+            if default is not None:
+                return default
+            raise self._fail(section, key, "is missing")
+        value = value.strip()
+        if not value and default is None:
+            raise self._fail(section, key, "is empty")
+        return value
+
+    def port(self, section: str, key: str) -> int:
+        raw = self.text(section, key)
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise self._fail(section, key, f"{raw!r} is not a port number (1 to 65535)")
+        return int(raw)
+
+    def host(self, section: str, key: str) -> str:
+        raw = self.text(section, key)
+        try:
+            ipaddress.ip_address(raw)
+        except ValueError:
+            if raw != "localhost" and not _is_hostname(raw):
+                raise self._fail(section, key, f"{raw!r} is not an IP address or host name") from None
+        return raw
+
+    def choice(self, section: str, key: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self.text(section, key, default=default).lower()
+        if raw not in allowed:
+            raise self._fail(section, key, f"{raw!r} is not one of {', '.join(allowed)}")
+        return raw
+
+
+def _is_hostname(name: str) -> bool:
+    labels = name.rstrip(".").split(".")
+    return all(
+        label and len(label) <= 63 and label.replace("-", "").isalnum() and not label.startswith("-")
+        for label in labels
+    )

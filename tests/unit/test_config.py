@@ -1,0 +1,77 @@
+"""config.ini: a good file loads; each bad value is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigError, load
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.ini"
+    path.write_text(text)
+    return path
+
+
+def shipped(**replace: str) -> str:
+    """The shipped config.ini with some ``key = value`` lines replaced."""
+    lines = []
+    for line in (REPO / "config.ini").read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and key in replace:
+            line = f"{key} = {replace[key]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_shipped_config_loads(tmp_path: Path) -> None:
+    """The config.ini in the repository is valid and relative store paths follow the file."""
+    config = load(write(tmp_path, shipped()))
+    assert config.ami.port == 5038
+    assert config.fastagi.endpoint() == "tcp:4573:interface=127.0.0.1"
+    assert config.store == tmp_path / "var" / "appliance.sqlite3"
+    assert config.language == "de"
+
+
+def test_missing_file_names_it(tmp_path: Path) -> None:
+    """A missing file is reported with its path."""
+    with pytest.raises(ConfigError, match=r"nope\.ini: file not found"):
+        load(tmp_path / "nope.ini")
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({"port": "70000"}, r"\[ami\] port: '70000' is not a port number"),
+        ({"host": "not a host!"}, r"\[ami\] host: 'not a host!' is not an IP address or host name"),
+        ({"secret": ""}, r"\[ami\] secret: is empty"),
+        ({"language": "fr"}, r"\[appliance\] language: 'fr' is not one of de, en"),
+        ({"starttls": "maybe"}, r"\[smtp\] starttls: 'maybe' is not one of required, off"),
+        ({"username": "bob"}, r"\[smtp\] starttls: must be 'required' when a username is set"),
+        ({"sender": "nobody"}, r"\[smtp\] sender: 'nobody' is not an e-mail address"),
+    ],
+)
+def test_bad_value_is_one_clear_line(tmp_path: Path, replace: dict[str, str], message: str) -> None:
+    """Each bad value names the file, section, key and problem in one line."""
+    path = write(tmp_path, shipped(**replace))
+    with pytest.raises(ConfigError, match=message) as caught:
+        load(path)
+    assert str(caught.value).startswith(str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_section(tmp_path: Path) -> None:
+    """A missing section is named."""
+    text = shipped().replace("[fastagi]", "[fastagix]")
+    with pytest.raises(ConfigError, match=r"section \[fastagi\] is missing"):
+        load(write(tmp_path, text))
+
+
+def test_not_ini(tmp_path: Path) -> None:
+    """A file that is not INI at all is refused in one line."""
+    with pytest.raises(ConfigError, match="not a valid INI file"):
+        load(write(tmp_path, "port = 1\n"))
