@@ -1,0 +1,801 @@
+"""FastAGI server: Asterisk's ``AGI(agi://host:port/script?query,arg1,...)``.
+
+Asterisk opens one TCP connection per ``AGI()`` call, sends its environment
+(``agi_xxx: value`` lines, then an empty line) and then waits for commands,
+answering each with exactly one reply.  This module is shaped like starpy's
+FastAGI (every command returns a L{Deferred}) but fixes what starpy gets
+wrong:
+
+  - arguments are quoted the way Asterisk's C{parse_args} (res_agi.c) reads
+    them, so values with spaces, quotes and backslashes arrive intact, and
+    CR/LF/NUL are refused instead of smuggling in a second command;
+  - only one command is on the wire at a time (a new line from us makes
+    Asterisk abort a running STREAM FILE / GET DATA without a reply);
+  - the unprompted C{HANGUP} line is not taken as a reply;
+  - the multi-line C{520-} usage reply is consumed as one reply;
+  - a lost connection fails every outstanding command instead of hanging.
+
+Error paths (unknown script, handler failure, timeout, garbage) write the
+line C{FAILURE} before closing: res_agi treats a line starting with
+"failure" as a failed script and sets C{AGISTATUS=FAILURE}, so the dialplan
+can fall back.  A plain close would leave C{AGISTATUS=SUCCESS}.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import parse_qs
+
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITransport
+from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+__all__ = [
+    "DEFAULT_REQUEST_TIMEOUT",
+    "AGIArgs",
+    "AGIChannelDead",
+    "AGICommandError",
+    "AGICommands",
+    "AGIConnectionLost",
+    "AGIError",
+    "AGIHandler",
+    "AGIInvalidCommand",
+    "AGIResponse",
+    "AGIResponseError",
+    "AGIUsageError",
+    "FastAGIFactory",
+    "FastAGIProtocol",
+    "formatCommand",
+    "parseEnvironmentLine",
+    "parseNetworkScript",
+    "parseResponse",
+    "quote",
+]
+
+log = Logger()
+
+#: Prefix of every per-call log line; the fields come from FastAGIProtocol._fields().
+_WHO = "FastAGI script={script} channel={channel} uniqueid={uniqueid}"
+
+#: Seconds one AGI connection may live before it is closed as stuck.
+DEFAULT_REQUEST_TIMEOUT = 300.0
+
+#: res_agi reads a command into a 2048-byte buffer (AGI_BUF_LEN) with fgets;
+#: a longer line is cut and the rest runs as a *second* command.
+MAX_COMMAND_BYTES = 2047  # including the trailing newline
+
+_USAGE_END = "520 End of proper usage."
+_ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):(.*)$")
+_STATUS_LINE = re.compile(r"^(\d{3}) (.*)$")
+_RESULT = re.compile(r"^result=(\S*)(.*)$")
+# After the result: an optional " (data)" then " key=value" pairs.  The data
+# part is greedy so a value containing ")" stays whole; extras may not hold
+# parentheses so "(x) endpos=5)" parses as data "x) endpos=5".
+_AFTER_RESULT = re.compile(r"^(?: \((.*)\))?((?: [^\s=()]+=[^\s()]*)*)$")
+_EXTRA = re.compile(r" ([^\s=()]+)=([^\s()]*)")
+_INT = re.compile(r"^-?\d+$")
+
+
+# Errors ---------------------------------------------------------------------
+
+
+class AGIError(Exception):
+    """Base class: an AGI command or connection did not do what was asked."""
+
+
+class AGIResponseError(AGIError):
+    """Asterisk answered a command with an error code (5xx)."""
+
+    def __init__(self, code: int, text: str, command: str = "") -> None:
+        super().__init__(code, text, command)
+        self.code = code
+        self.text = text
+        self.command = command
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text} (command: {self.command!r})"
+
+
+class AGIInvalidCommand(AGIResponseError):  # noqa: N818 (starpy-style name)
+    """510: Asterisk does not know the command."""
+
+
+class AGIChannelDead(AGIResponseError):  # noqa: N818
+    """511: the channel hung up; only a few commands still work."""
+
+
+class AGIUsageError(AGIResponseError):
+    """520: wrong arguments; C{usage} holds Asterisk's usage text."""
+
+    def __init__(self, code: int, text: str, command: str = "", usage: str = "") -> None:
+        super().__init__(code, text, command)
+        self.usage = usage
+
+
+class AGICommandError(AGIError):
+    """A 200 reply whose result means failure (usually C{result=-1})."""
+
+    def __init__(self, response: AGIResponse, command: str = "") -> None:
+        super().__init__(response.line, command)
+        self.response = response
+        self.command = command
+
+
+class AGIConnectionLost(AGIError):  # noqa: N818
+    """The connection ended before Asterisk answered the command."""
+
+
+# Values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AGIResponse:
+    """A parsed C{200 result=...} reply.
+
+    C{result} is an C{int} when the token is numeric, else the raw text;
+    C{resultText} is always the raw token (GET DATA digits keep leading
+    zeros there).
+    """
+
+    code: int
+    result: int | str
+    data: str | None
+    extras: Mapping[str, str]
+    resultText: str
+    line: str
+
+
+@dataclass(frozen=True)
+class AGIArgs:
+    """Arguments of one request: the URL query and the positional
+    C{AGI(url,arg1,arg2)} arguments (C{agi_arg_N})."""
+
+    query: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    positional: tuple[str, ...] = ()
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """First value of query parameter C{name}."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+# Pure helpers ---------------------------------------------------------------
+
+
+def quote(arg: str) -> str:
+    """Quote one argument for res_agi's C{parse_args}.
+
+    C{parse_args} splits on unquoted space/tab, toggles quoting on an
+    unescaped C{"} (the quote itself is dropped; an opening quote after
+    whitespace starts a new, possibly empty, argument) and treats a
+    backslash, inside or outside quotes, as "take the next character
+    literally" (C{\\\\} -> C{\\}, C{\\"} -> C{"}).  So: double every backslash,
+    escape every quote, wrap in quotes.  CR/LF/NUL cannot be expressed (the
+    line would end or the C string be cut), so they are refused.
+    """
+    if "\r" in arg or "\n" in arg:
+        raise ValueError(f"CR/LF in AGI argument (command injection): {arg!r}")
+    if "\x00" in arg:
+        raise ValueError(f"NUL in AGI argument: {arg!r}")
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def formatCommand(verb: str, *args: str | int) -> str:
+    """Build a command line: C{verb} verbatim, strings quoted, ints as digits."""
+    words = [verb]
+    for arg in args:
+        if isinstance(arg, bool) or not isinstance(arg, str | int):
+            raise TypeError(f"AGI argument must be str or int, not {type(arg).__name__}")
+        words.append(quote(arg) if isinstance(arg, str) else str(arg))
+    return " ".join(words)
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8, else Latin-1: caller names from old phones/trunks are Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _encodeCommand(command: str) -> bytes:
+    """Validate a raw command line and return its wire bytes."""
+    if "\r" in command or "\n" in command:
+        raise ValueError(f"CR/LF in AGI command (command injection): {command!r}")
+    if "\x00" in command:
+        raise ValueError(f"NUL in AGI command: {command!r}")
+    if not command.strip():
+        raise ValueError("empty AGI command")
+    if command[:7].lower() == "failure":
+        # res_agi ends the script on any line starting with "failure".
+        raise ValueError(f"not an AGI command: {command!r}")
+    wire = command.encode("utf-8") + b"\n"
+    if len(wire) > MAX_COMMAND_BYTES:
+        raise ValueError(
+            f"AGI command is {len(wire)} bytes; Asterisk would split it after {MAX_COMMAND_BYTES - 1}"
+        )
+    return wire
+
+
+def parseEnvironmentLine(line: str) -> tuple[str, str]:
+    """Split C{agi_key: value}; raise C{ValueError} for anything else."""
+    match = _ENV_LINE.match(line)
+    if match is None:
+        raise ValueError(f"not an AGI environment line: {line!r}")
+    key, value = match.groups()
+    if value.startswith(" "):
+        value = value[1:]
+    return key, value
+
+
+def parseNetworkScript(value: str) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """C{agi_network_script} (C{path?a=1&b=2}) -> (path, query).
+
+    The path loses leading slashes; the query is form-decoded (C{+} and
+    C{%XX}), so dialplan values should go through C{${URIENCODE()}}.
+    """
+    path, _, query = value.partition("?")
+    parsed = parse_qs(query, keep_blank_values=True, max_num_fields=100)
+    return path.lstrip("/"), {key: tuple(values) for key, values in parsed.items()}
+
+
+def parseResponse(line: str) -> AGIResponse:
+    """Parse a C{200 result=N [(data)] [key=value...]} line.
+
+    Raise C{ValueError} for anything that is not a 200 reply.
+    """
+    status = _STATUS_LINE.match(line)
+    if status is None or status.group(1) != "200":
+        raise ValueError(f"not a 200 AGI reply: {line!r}")
+    result = _RESULT.match(status.group(2))
+    if result is None:
+        raise ValueError(f"200 AGI reply without result=: {line!r}")
+    result_text, rest = result.groups()
+    after = _AFTER_RESULT.match(rest)
+    if after is not None:
+        data: str | None = after.group(1)
+        extras = dict(_EXTRA.findall(after.group(2)))
+    else:
+        # Free-form tail (e.g. SPEECH RECOGNIZE); keep it whole.
+        data = rest.strip() or None
+        extras = {}
+    return AGIResponse(
+        code=200,
+        result=int(result_text) if _INT.match(result_text) else result_text,
+        data=data,
+        extras=extras,
+        resultText=result_text,
+        line=line,
+    )
+
+
+def _errorFor(code: int, text: str, command: str) -> AGIResponseError:
+    """Map a non-200 status line to its exception."""
+    if code == 510:
+        return AGIInvalidCommand(code, text, command)
+    if code == 511:
+        return AGIChannelDead(code, text, command)
+    if code == 520:
+        return AGIUsageError(code, text, command)
+    return AGIResponseError(code, text, command)
+
+
+# Command helpers ------------------------------------------------------------
+
+
+def _intResult(response: AGIResponse, command: str) -> int:
+    if isinstance(response.result, int):
+        return response.result
+    raise AGICommandError(response, command)
+
+
+def _digitResult(response: AGIResponse, command: str) -> str | None:
+    """Digit commands answer the ASCII code of the key, 0 for none, -1 on error."""
+    code = _intResult(response, command)
+    if code < 0:
+        raise AGICommandError(response, command)
+    return chr(code) if code else None
+
+
+class AGICommands:
+    """The AGI command set on top of L{sendCommand}.
+
+    Subclass and implement C{sendCommand} to get a fake channel for
+    feature tests.
+    """
+
+    def sendCommand(self, command: str) -> Deferred[AGIResponse]:
+        raise NotImplementedError
+
+    def _run(self, verb: str, *args: str | int) -> tuple[str, Deferred[AGIResponse]]:
+        command = formatCommand(verb, *args)
+        return command, self.sendCommand(command)
+
+    def _expectResult(self, verb: str, ok: Callable[[int], bool], *args: str | int) -> Deferred[int]:
+        command, d = self._run(verb, *args)
+
+        def check(response: AGIResponse) -> int:
+            code = _intResult(response, command)
+            if not ok(code):
+                raise AGICommandError(response, command)
+            return code
+
+        return d.addCallback(check)
+
+    def answer(self) -> Deferred[None]:
+        """Answer the channel (result 0 = ok, -1 = failed)."""
+        return self._expectResult("ANSWER", lambda code: code == 0).addCallback(lambda _: None)
+
+    def hangup(self, channel: str | None = None) -> Deferred[None]:
+        """Hang up this channel, or the named one (result -1: no such channel)."""
+        args: tuple[str, ...] = () if channel is None else (channel,)
+        return self._expectResult("HANGUP", lambda code: code == 1, *args).addCallback(lambda _: None)
+
+    def noop(self) -> Deferred[None]:
+        """Round-trip that also works on a dead channel."""
+        return self._run("NOOP")[1].addCallback(lambda _: None)
+
+    def streamFile(
+        self, name: str, escapeDigits: str = "", offset: int | None = None
+    ) -> Deferred[tuple[str | None, int]]:
+        """Play C{name}; fire with (digit pressed or None, end position in samples)."""
+        args: tuple[str | int, ...] = (name, escapeDigits) + (() if offset is None else (offset,))
+        command, d = self._run("STREAM FILE", *args)
+
+        def parse(response: AGIResponse) -> tuple[str | None, int]:
+            digit = _digitResult(response, command)
+            endpos = response.extras.get("endpos", "0")
+            return digit, int(endpos) if _INT.match(endpos) else 0
+
+        return d.addCallback(parse)
+
+    def getData(
+        self, file: str, timeoutMs: int = 0, maxDigits: int | None = None
+    ) -> Deferred[tuple[str, bool]]:
+        """Play C{file} and collect digits; fire with (digits, timed out)."""
+        args: tuple[str | int, ...] = (file, timeoutMs) + (() if maxDigits is None else (maxDigits,))
+        command, d = self._run("GET DATA", *args)
+
+        def parse(response: AGIResponse) -> tuple[str, bool]:
+            if response.resultText == "-1":
+                raise AGICommandError(response, command)
+            return response.resultText, response.data == "timeout"
+
+        return d.addCallback(parse)
+
+    def waitForDigit(self, timeoutMs: int) -> Deferred[str | None]:
+        """Wait for one key (-1 = forever); None on timeout."""
+        command, d = self._run("WAIT FOR DIGIT", timeoutMs)
+        return d.addCallback(_digitResult, command)
+
+    def sayDigits(self, digits: str, escapeDigits: str = "") -> Deferred[str | None]:
+        """Say C{digits} one by one; fire with the key that interrupted, or None."""
+        command, d = self._run("SAY DIGITS", digits, escapeDigits)
+        return d.addCallback(_digitResult, command)
+
+    def sayNumber(self, number: int, escapeDigits: str = "") -> Deferred[str | None]:
+        """Say C{number} as a number; fire with the key that interrupted, or None."""
+        command, d = self._run("SAY NUMBER", number, escapeDigits)
+        return d.addCallback(_digitResult, command)
+
+    def setVariable(self, name: str, value: str) -> Deferred[None]:
+        """Set a channel variable or writable function (e.g. C{CALLERID(name)})."""
+        return self._run("SET VARIABLE", name, value)[1].addCallback(lambda _: None)
+
+    def _valueOrNone(self, verb: str, *args: str) -> Deferred[str | None]:
+        command, d = self._run(verb, *args)
+
+        def parse(response: AGIResponse) -> str | None:
+            if response.result == 1:
+                return response.data if response.data is not None else ""
+            if response.result == 0:
+                return None
+            raise AGICommandError(response, command)
+
+        return d.addCallback(parse)
+
+    def getVariable(self, name: str) -> Deferred[str | None]:
+        """Value of a channel variable or function, None when unset."""
+        return self._valueOrNone("GET VARIABLE", name)
+
+    def getFullVariable(self, expression: str, channel: str | None = None) -> Deferred[str | None]:
+        """Evaluate C{${...}} expressions like the dialplan; None if no channel."""
+        args = (expression,) if channel is None else (expression, channel)
+        return self._valueOrNone("GET FULL VARIABLE", *args)
+
+    def exec_(self, application: str, options: str = "") -> Deferred[int]:
+        """Run a dialplan application; fire with its return value.
+
+        C{options} is in the application's own syntax (commas etc.); only
+        the AGI layer is quoted here.  Fails if the application is unknown.
+        """
+        return self._expectResult("EXEC", lambda code: code != -2, application, options)
+
+    def verbose(self, message: str, level: int = 1) -> Deferred[None]:
+        """Write C{message} to the Asterisk console/log at C{level}."""
+        return self._run("VERBOSE", message, level)[1].addCallback(lambda _: None)
+
+    def setCallerID(self, callerID: str) -> Deferred[None]:
+        """Set caller ID from C{'"Name" <number>'} (Asterisk's parser)."""
+        return self._run("SET CALLERID", callerID)[1].addCallback(lambda _: None)
+
+    def databaseGet(self, family: str, key: str) -> Deferred[str | None]:
+        """AstDB value, None when missing."""
+        return self._valueOrNone("DATABASE GET", family, key)
+
+    def databasePut(self, family: str, key: str, value: str) -> Deferred[None]:
+        """Store an AstDB value."""
+        d = self._expectResult("DATABASE PUT", lambda code: code == 1, family, key, value)
+        return d.addCallback(lambda _: None)
+
+    def databaseDel(self, family: str, key: str) -> Deferred[bool]:
+        """Delete an AstDB key; False when it did not exist."""
+        command, d = self._run("DATABASE DEL", family, key)
+        return d.addCallback(lambda response: _intResult(response, command) == 1)
+
+
+# Protocol -------------------------------------------------------------------
+
+
+AGIHandler = Callable[["FastAGIProtocol"], Any]
+"""Called once per request with the connection; may return a Deferred or be async."""
+
+
+class _Phase(Enum):
+    ENVIRONMENT = "environment"  # reading agi_xxx lines
+    RUNNING = "running"  # handler runs, commands flow
+    CLOSING = "closing"  # we decided to close; input is ignored
+    CLOSED = "closed"  # connectionLost happened
+
+
+@dataclass(eq=False)  # identity: two identical lines are two commands
+class _Command:
+    text: str
+    wire: bytes
+    deferred: Deferred[AGIResponse]
+
+
+class FastAGIProtocol(LineOnlyReceiver, AGICommands):
+    """One AGI session: parses the environment, runs the routed handler,
+    carries its commands one at a time and closes when it is done."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 16384
+    MAX_ENVIRONMENT_LINES = 512
+    MAX_USAGE_LINES = 200
+
+    def __init__(
+        self,
+        routes: Mapping[str, AGIHandler],
+        clock: IReactorTime,
+        requestTimeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
+        self.routes = routes
+        self.clock = clock
+        self.requestTimeout = requestTimeout
+        self.env: dict[str, str] = {}
+        self.script = ""
+        self.args = AGIArgs()
+        self.hungUp = False
+        self._phase = _Phase.ENVIRONMENT
+        self._pending: _Command | None = None
+        self._queue: deque[_Command] = deque()
+        self._usage: list[str] | None = None  # collecting a 520- block
+        self._usageHeader = ""
+        self._hangupWaiters: list[Deferred[None]] = []
+        self._timeoutCall: IDelayedCall | None = None
+        self._handlerDeferred: Deferred[Any] | None = None
+
+    # Convenience views on the environment.
+
+    @property
+    def channel(self) -> str:
+        return self.env.get("agi_channel", "")
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    def _fields(self) -> dict[str, str]:
+        return {"script": self.script, "channel": self.channel, "uniqueid": self.uniqueid}
+
+    def _transportOrFail(self) -> ITransport:
+        assert self.transport is not None, "not connected"
+        return self.transport
+
+    # Connection lifecycle.
+
+    def connectionMade(self) -> None:
+        self._timeoutCall = self.clock.callLater(self.requestTimeout, self._timedOut)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        was_closing = self._phase is _Phase.CLOSING
+        self._phase = _Phase.CLOSED
+        self._cancelTimeout()
+        self._failOutstanding(f"connection lost: {reason.getErrorMessage()}")
+        self._fireHangupWaiters()
+        if not was_closing:
+            log.info(
+                _WHO + ": connection closed by Asterisk",
+                **self._fields(),
+            )
+
+    def _cancelTimeout(self) -> None:
+        if self._timeoutCall is not None and self._timeoutCall.active():
+            self._timeoutCall.cancel()
+        self._timeoutCall = None
+
+    def _close(self, failed: bool) -> None:
+        """Close once; on failure tell Asterisk so AGISTATUS becomes FAILURE."""
+        if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
+            return
+        self._phase = _Phase.CLOSING
+        self._cancelTimeout()
+        transport = self._transportOrFail()
+        if failed and not self.hungUp:
+            transport.write(b"FAILURE\n")
+        transport.loseConnection()
+        self._failOutstanding("connection closed")
+        self._fireHangupWaiters()
+
+    def _protocolError(self, problem: str, line: str) -> None:
+        log.error(
+            _WHO + ": {problem}: {line!r}; closing",
+            problem=problem,
+            line=line[:200],
+            **self._fields(),
+        )
+        self._close(failed=True)
+
+    def _timedOut(self) -> None:
+        self._timeoutCall = None
+        log.error(
+            _WHO + ": no result after {timeout}s; closing",
+            timeout=self.requestTimeout,
+            **self._fields(),
+        )
+        self._close(failed=True)
+        if self._handlerDeferred is not None and not self._handlerDeferred.called:
+            self._handlerDeferred.cancel()
+
+    # Input.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
+            return
+        super().dataReceived(data)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._buffer = b""
+        self._protocolError(f"line longer than {self.MAX_LENGTH} bytes", _decode(line[:200]))
+
+    def lineReceived(self, raw: bytes) -> None:
+        if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
+            return
+        line = _decode(raw)
+        if line.endswith("\r"):
+            line = line[:-1]
+        log.debug("FastAGI {channel} << {line!r}", line=line, channel=self.channel)
+        if self._usage is not None:
+            self._usageLine(line)
+        elif line == "HANGUP":
+            self._channelHungUp()
+        elif self._phase is _Phase.ENVIRONMENT:
+            self._environmentLine(line)
+        else:
+            self._replyLine(line)
+
+    def _environmentLine(self, line: str) -> None:
+        if line == "":
+            self._environmentComplete()
+            return
+        if len(self.env) >= self.MAX_ENVIRONMENT_LINES:
+            self._protocolError("too many environment lines", line)
+            return
+        try:
+            key, value = parseEnvironmentLine(line)
+        except ValueError:
+            self._protocolError("malformed environment line", line)
+            return
+        self.env[key] = value
+
+    def _environmentComplete(self) -> None:
+        self._phase = _Phase.RUNNING
+        try:
+            self.script, query = parseNetworkScript(self.env.get("agi_network_script", ""))
+        except ValueError:
+            self._protocolError("malformed script query", self.env.get("agi_network_script", ""))
+            return
+        positional: list[str] = []
+        while f"agi_arg_{len(positional) + 1}" in self.env:
+            positional.append(self.env[f"agi_arg_{len(positional) + 1}"])
+        self.args = AGIArgs(query=query, positional=tuple(positional))
+        handler = self.routes.get(self.script)
+        if handler is None:
+            log.error(
+                _WHO + ": no handler for this script; closing",
+                **self._fields(),
+            )
+            self._close(failed=True)
+            return
+        log.info(_WHO + ": request", **self._fields())
+        self._sendNext()
+        d = maybeDeferred(handler, self)
+        self._handlerDeferred = d
+        d.addCallbacks(self._handlerDone, self._handlerFailed)
+
+    def _handlerDone(self, result: object) -> None:
+        log.info(
+            _WHO + ": handler finished",
+            **self._fields(),
+        )
+        self._close(failed=False)
+
+    def _handlerFailed(self, failure: Failure) -> None:
+        if self._phase in (_Phase.CLOSING, _Phase.CLOSED) and failure.check(
+            AGIConnectionLost, CancelledError
+        ):
+            # We already logged why the connection went away.
+            log.info(
+                _WHO + ": handler stopped: {error}",
+                error=failure.getErrorMessage(),
+                **self._fields(),
+            )
+        elif self.hungUp and failure.check(AGIChannelDead, AGICommandError):
+            log.info(
+                _WHO + ": handler ended by hangup: {error}",
+                error=failure.getErrorMessage(),
+                **self._fields(),
+            )
+        else:
+            log.failure(
+                _WHO + ": handler failed",
+                failure=failure,
+                script=self.script,
+                channel=self.channel,
+                uniqueid=self.uniqueid,
+            )
+        self._close(failed=True)
+
+    def _usageLine(self, line: str) -> None:
+        """Collect a 520- usage block; its end marker may trail the last
+        usage line when the usage text lacks a newline (old Asterisk)."""
+        assert self._usage is not None
+        if line.endswith(_USAGE_END):
+            head = line[: -len(_USAGE_END)]
+            if head:
+                self._usage.append(head)
+            usage, self._usage = "\n".join(self._usage), None
+            command = self._pending.text if self._pending else ""
+            error = AGIUsageError(520, self._usageHeader, command, usage)
+            self._finishPending(Failure(error))
+        elif len(self._usage) >= self.MAX_USAGE_LINES:
+            self._usage = None
+            self._protocolError("520 usage block too long", line)
+        else:
+            self._usage.append(line)
+
+    def _replyLine(self, line: str) -> None:
+        if line == "":
+            log.warn("FastAGI {channel}: ignoring empty line", channel=self.channel)
+            return
+        if self._pending is None:
+            self._protocolError("unsolicited line", line)
+            return
+        if line.startswith("520-"):
+            self._usageHeader = line[4:]
+            self._usage = []
+            return
+        status = _STATUS_LINE.match(line)
+        if status is None:
+            self._protocolError("malformed reply", line)
+            return
+        code = int(status.group(1))
+        if code != 200:
+            self._finishPending(Failure(_errorFor(code, status.group(2), self._pending.text)))
+            return
+        try:
+            response = parseResponse(line)
+        except ValueError:
+            self._protocolError("malformed reply", line)
+            return
+        self._finishPending(response)
+
+    def _channelHungUp(self) -> None:
+        if self.hungUp:
+            return
+        self.hungUp = True
+        log.info(_WHO + ": channel hung up", **self._fields())
+        self._fireHangupWaiters()
+
+    def _fireHangupWaiters(self) -> None:
+        waiters, self._hangupWaiters = self._hangupWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # Commands.
+
+    def whenHungUp(self) -> Deferred[None]:
+        """Fire when Asterisk reports the hangup or the connection ends."""
+        if self.hungUp or self._phase in (_Phase.CLOSING, _Phase.CLOSED):
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._hangupWaiters.append(d)
+        return d
+
+    def sendCommand(self, command: str) -> Deferred[AGIResponse]:
+        """Send a raw command line; fire with its 200 reply, fail with an
+        L{AGIError}.  Commands queue so only one is on the wire.
+
+        @raise ValueError: the line contains CR/LF/NUL or is too long.
+        """
+        wire = _encodeCommand(command)
+        if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
+            return fail(AGIConnectionLost(f"connection closed before {command!r}"))
+        cmd: _Command
+
+        def cancel(d: Deferred[AGIResponse]) -> None:
+            # Queued: never send it.  On the wire: its reply is dropped.
+            if cmd in self._queue:
+                self._queue.remove(cmd)
+
+        cmd = _Command(command, wire, Deferred(cancel))
+        self._queue.append(cmd)
+        self._sendNext()
+        return cmd.deferred
+
+    def _sendNext(self) -> None:
+        if self._pending is not None or self._phase is not _Phase.RUNNING or not self._queue:
+            return
+        self._pending = cmd = self._queue.popleft()
+        log.debug("FastAGI {channel} >> {command!r}", command=cmd.text, channel=self.channel)
+        self._transportOrFail().write(cmd.wire)
+
+    def _finishPending(self, result: AGIResponse | Failure) -> None:
+        cmd, self._pending = self._pending, None
+        self._sendNext()
+        if cmd is None or cmd.deferred.called:
+            return
+        if isinstance(result, Failure):
+            cmd.deferred.errback(result)
+        else:
+            cmd.deferred.callback(result)
+
+    def _failOutstanding(self, why: str) -> None:
+        outstanding = ([self._pending] if self._pending else []) + list(self._queue)
+        self._pending = None
+        self._queue.clear()
+        self._usage = None
+        for cmd in outstanding:
+            if not cmd.deferred.called:
+                cmd.deferred.errback(AGIConnectionLost(f"{why} before reply to {cmd.text!r}"))
+
+
+class FastAGIFactory(ServerFactory):
+    """Serve FastAGI; C{routes} maps the script path (C{agi://host/<path>})
+    to its handler.  Looked up per request, so the mapping may change."""
+
+    protocol = FastAGIProtocol
+
+    def __init__(
+        self,
+        routes: Mapping[str, AGIHandler],
+        clock: IReactorTime,
+        requestTimeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
+        self.routes = routes
+        self.clock = clock
+        self.requestTimeout = requestTimeout
+
+    def buildProtocol(self, addr: IAddress | None) -> FastAGIProtocol:
+        proto = FastAGIProtocol(self.routes, self.clock, self.requestTimeout)
+        proto.factory = self
+        return proto
