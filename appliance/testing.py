@@ -1,0 +1,83 @@
+"""
+In-memory fakes of the appliance's interfaces, for tests.
+
+Each fake is verified by the same test suite as the real implementation, so
+tests that use a fake exercise the behaviour production code will see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from zope.interface import implementer
+
+from appliance.store import (
+    DELETE,
+    IKeyValueStore,
+    JSONValue,
+    Observer,
+    ObserverList,
+    StoreError,
+    check_name,
+    decode_value,
+    normalize_changes,
+)
+
+# --- Key-value store (appliance.store.IKeyValueStore) -----------------------
+
+
+@implementer(IKeyValueStore)
+class MemoryStore:
+    """
+    ``SQLiteStore`` without the file: values are kept as the same JSON text,
+    so round-trip semantics (tuples become lists, no aliasing) are identical.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], str] | None = {}
+        self._observers = ObserverList()
+
+    def _entries(self) -> dict[tuple[str, str], str]:
+        if self._data is None:
+            raise StoreError("store <memory> is closed")
+        return self._data
+
+    def get(self, namespace: str, key: str, default: JSONValue = None) -> JSONValue:
+        check_name("namespace", namespace)
+        check_name("key", key)
+        text = self._entries().get((namespace, key))
+        return default if text is None else decode_value(text)
+
+    def put(self, namespace: str, key: str, value: JSONValue) -> None:
+        self.apply([(namespace, key, value)])
+
+    def delete(self, namespace: str, key: str) -> None:
+        self.apply([(namespace, key, DELETE)])
+
+    def items(self, namespace: str) -> list[tuple[str, JSONValue]]:
+        check_name("namespace", namespace)
+        return [
+            (key, decode_value(text))
+            for (ns, key), text in sorted(self._entries().items())
+            if ns == namespace
+        ]
+
+    def apply(self, changes: Iterable[tuple[str, str, JSONValue]]) -> None:
+        new = normalize_changes(changes)
+        data = self._entries()
+        old = {name: data.get(name) for name in new}
+        for name, text in new.items():
+            if text is None:
+                data.pop(name, None)
+            else:
+                data[name] = text
+        self._observers.notify(old, new)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        return self._observers.subscribe(observer)
+
+    def close(self) -> None:
+        self._data = None
+
+
+# --- end of key-value store --------------------------------------------------
