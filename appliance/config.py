@@ -93,8 +93,8 @@ def load(path: str | Path) -> ApplianceConfig:
             username=read.text("ami", "username"),
             secret=read.text("ami", "secret"),
         ),
-        fastagi=Listen(read.host("fastagi", "bind"), read.port("fastagi", "port")),
-        web=Listen(read.host("web", "bind"), read.port("web", "port")),
+        fastagi=Listen(read.host("fastagi", "bind"), read.port("fastagi", "port", listen=True)),
+        web=Listen(read.host("web", "bind"), read.port("web", "port", listen=True)),
         smtp=SMTPConfig(
             host=read.host("smtp", "host"),
             port=read.port("smtp", "port"),
@@ -139,10 +139,12 @@ class _Reader:
             raise self._fail(section, key, "is empty")
         return value
 
-    def port(self, section: str, key: str) -> int:
+    def port(self, section: str, key: str, listen: bool = False) -> int:
+        """A port; one we listen on may be 0, meaning any free port."""
         raw = self.text(section, key)
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-            raise self._fail(section, key, f"{raw!r} is not a port number (1 to 65535)")
+        lowest = 0 if listen else 1
+        if not raw.isdigit() or not lowest <= int(raw) <= 65535:
+            raise self._fail(section, key, f"{raw!r} is not a port number ({lowest} to 65535)")
         return int(raw)
 
     def host(self, section: str, key: str) -> str:

@@ -19,25 +19,84 @@ DEMO_EXTENSIONS: tuple[str, ...] = tuple(
 )
 
 MODULES_NOT_LOADED = (
-    "chan_dahdi", "chan_iax2", "chan_mobile", "chan_unistim", "chan_motif",
-    "chan_console", "chan_audiosocket", "chan_websocket", "chan_rtp",
-    "res_xmpp", "res_calendar", "res_config_ldap", "res_config_mysql",
-    "res_config_odbc", "res_config_pgsql", "res_config_sqlite3", "res_odbc",
-    "res_pjsip_phoneprov_provider", "res_phoneprov", "res_prometheus",
-    "res_hep", "res_hep_pjsip", "res_hep_rtcp", "res_corosync", "res_snmp",
-    "res_fax", "res_fax_spandsp", "res_stir_shaken", "res_geolocation",
-    "cdr_odbc", "cdr_pgsql", "cdr_tds", "cdr_radius", "cdr_sqlite3_custom",
-    "cdr_beanstalkd", "cdr_custom", "cdr_csv", "cdr_manager", "cdr_adaptive_odbc",
-    "cel_odbc", "cel_pgsql", "cel_tds", "cel_radius", "cel_sqlite3_custom",
-    "cel_beanstalkd", "cel_custom", "cel_manager",
-    "pbx_lua", "pbx_ael", "pbx_dundi", "pbx_realtime", "app_voicemail_imap",
-    "app_voicemail_odbc", "res_aeap", "res_speech_aeap", "res_ari_websockets",
-    "res_http_media_cache", "res_pjsip_stir_shaken", "res_smdi", "res_statsd",
-    "res_mwi_external", "res_mwi_external_ami", "res_ael_share",
-    "res_pjsip_geolocation", "res_odbc_transaction", "res_calendar_icalendar",
-    "res_calendar_exchange", "res_calendar_ews", "res_calendar_caldav",
-    "res_resolver_unbound", "res_stun_monitor", "app_festival", "app_alarmreceiver",
-    "app_amd", "app_minivm", "app_adsiprog", "app_getcpeid", "res_adsi",
+    "chan_dahdi",
+    "chan_iax2",
+    "chan_mobile",
+    "chan_unistim",
+    "chan_motif",
+    "chan_console",
+    "chan_audiosocket",
+    "chan_websocket",
+    "chan_rtp",
+    "res_xmpp",
+    "res_calendar",
+    "res_config_ldap",
+    "res_config_mysql",
+    "res_config_odbc",
+    "res_config_pgsql",
+    "res_config_sqlite3",
+    "res_odbc",
+    "res_pjsip_phoneprov_provider",
+    "res_phoneprov",
+    "res_prometheus",
+    "res_hep",
+    "res_hep_pjsip",
+    "res_hep_rtcp",
+    "res_corosync",
+    "res_snmp",
+    "res_fax",
+    "res_fax_spandsp",
+    "res_stir_shaken",
+    "res_geolocation",
+    "cdr_odbc",
+    "cdr_pgsql",
+    "cdr_tds",
+    "cdr_radius",
+    "cdr_sqlite3_custom",
+    "cdr_beanstalkd",
+    "cdr_custom",
+    "cdr_csv",
+    "cdr_manager",
+    "cdr_adaptive_odbc",
+    "cel_odbc",
+    "cel_pgsql",
+    "cel_tds",
+    "cel_radius",
+    "cel_sqlite3_custom",
+    "cel_beanstalkd",
+    "cel_custom",
+    "cel_manager",
+    "pbx_lua",
+    "pbx_ael",
+    "pbx_dundi",
+    "pbx_realtime",
+    "app_voicemail_imap",
+    "app_voicemail_odbc",
+    "res_aeap",
+    "res_speech_aeap",
+    "res_ari_websockets",
+    "res_http_media_cache",
+    "res_pjsip_stir_shaken",
+    "res_smdi",
+    "res_statsd",
+    "res_mwi_external",
+    "res_mwi_external_ami",
+    "res_ael_share",
+    "res_pjsip_geolocation",
+    "res_odbc_transaction",
+    "res_calendar_icalendar",
+    "res_calendar_exchange",
+    "res_calendar_ews",
+    "res_calendar_caldav",
+    "res_resolver_unbound",
+    "res_stun_monitor",
+    "app_festival",
+    "app_alarmreceiver",
+    "app_amd",
+    "app_minivm",
+    "app_adsiprog",
+    "app_getcpeid",
+    "res_adsi",
 )
 
 
@@ -184,7 +243,6 @@ rewrite_contact = no
 dtmf_mode = rfc4733
 send_pai = yes
 allow_transfer = yes
-device_state_busy_at = 1
 
 [phone-aor](!)
 type = aor
@@ -213,7 +271,7 @@ max_contacts = 5
     ]
     for ext in extensions:
         parts.append(
-            f"\n[{ext}](phone)\naors = {ext}\ncallerid = \"Lab {ext}\" <{ext}>\n"
+            f'\n[{ext}](phone)\naors = {ext}\ncallerid = "Lab {ext}" <{ext}>\n'
             f"\n[{ext}](phone-aor)\n"
         )
     return "".join(parts)

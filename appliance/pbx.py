@@ -1,0 +1,421 @@
+"""A live model of the PBX, fed by AMI: who is logged in, busy, ringing, on DND,
+and which channels make up which call.
+
+Features ask this model and subscribe to its changes; they never parse AMI
+themselves.  The model is pure: `PBXModel.handle` takes one AMI message,
+`PBXModel.resync` takes the answers of the three list actions.  `PBXService`
+wires it to the AMI link and resyncs on every (re)connection, so a restarted
+Asterisk leaves no stale state behind.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from appliance.asterisk.ami import AMIActionError
+
+log = Logger()
+
+Message = Mapping[str, str]
+_CHANNEL_SUFFIX = re.compile(r"[0-9a-f]{8}")
+
+
+class DeviceState(enum.Enum):
+    """Asterisk's device state of an endpoint, as AMI names it."""
+
+    UNKNOWN = "UNKNOWN"
+    NOT_INUSE = "NOT_INUSE"
+    INUSE = "INUSE"
+    BUSY = "BUSY"
+    INVALID = "INVALID"
+    UNAVAILABLE = "UNAVAILABLE"
+    RINGING = "RINGING"
+    RINGINUSE = "RINGINUSE"
+    ONHOLD = "ONHOLD"
+
+    @classmethod
+    def parse(cls, raw: str | None) -> DeviceState:
+        try:
+            return cls((raw or "").strip().upper())
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class Presence(enum.Enum):
+    """What a caller would meet at this endpoint, in the order features ask."""
+
+    LOGGED_OUT = "logged_out"
+    DND = "dnd"
+    BUSY = "busy"
+    RINGING = "ringing"
+    IDLE = "idle"
+
+
+BUSY_STATES = frozenset({DeviceState.INUSE, DeviceState.BUSY, DeviceState.RINGINUSE, DeviceState.ONHOLD})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One phone line (a PJSIP endpoint / AOR of the same name)."""
+
+    name: str
+    device: DeviceState = DeviceState.UNKNOWN
+    contacts: frozenset[str] = frozenset()
+    dnd: bool = False
+
+    @property
+    def registered(self) -> bool:
+        return bool(self.contacts)
+
+    @property
+    def presence(self) -> Presence:
+        if not self.contacts:
+            return Presence.LOGGED_OUT
+        if self.dnd:
+            return Presence.DND
+        if self.device in BUSY_STATES:
+            return Presence.BUSY
+        if self.device is DeviceState.RINGING:
+            return Presence.RINGING
+        return Presence.IDLE
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One leg of a call."""
+
+    name: str
+    uniqueid: str
+    linkedid: str
+    state: str
+    caller_num: str = ""
+    caller_name: str = ""
+    connected_num: str = ""
+    exten: str = ""
+    context: str = ""
+    created: float = 0.0
+    answered: float | None = None
+    dialed_by: str | None = None
+    dial_status: str | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        return endpoint_of(self.name)
+
+
+@dataclass(frozen=True)
+class EndpointChanged:
+    old: Endpoint
+    new: Endpoint
+
+
+@dataclass(frozen=True)
+class ChannelChanged:
+    """A channel was created, changed state, or (``hungup``) went away."""
+
+    channel: Channel
+    hungup: bool = False
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class Resynced:
+    """The model was rebuilt from Asterisk's lists; listeners may recheck all."""
+
+
+Change = EndpointChanged | ChannelChanged | Resynced
+
+
+def endpoint_of(name: str) -> str | None:
+    """``PJSIP/200-0000001`` and ``PJSIP/200`` belong to endpoint ``200``."""
+    tech, sep, rest = name.partition("/")
+    if not sep or tech.upper() != "PJSIP" or not rest:
+        return None
+    base, dash, suffix = rest.rpartition("-")
+    if dash and base and _CHANNEL_SUFFIX.fullmatch(suffix):
+        return base
+    return rest
+
+
+def _unknown(value: str | None) -> str:
+    return "" if value in (None, "<unknown>") else str(value)
+
+
+@dataclass
+class PBXModel:
+    """The state; mutate only through `handle` and `resync`."""
+
+    clock: IReactorTime
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    synced: bool = False
+    _observers: list[Callable[[Change], None]] = field(default_factory=list)
+
+    # -- queries ------------------------------------------------------------
+
+    def endpoint(self, name: str) -> Endpoint:
+        return self.endpoints.get(name) or Endpoint(name)
+
+    def presence(self, name: str) -> Presence:
+        return self.endpoint(name).presence
+
+    def channels_of(self, endpoint: str) -> list[Channel]:
+        return [c for c in self.channels.values() if c.endpoint == endpoint]
+
+    def call(self, linkedid: str) -> list[Channel]:
+        """Every live channel of one call, oldest first."""
+        legs = [c for c in self.channels.values() if c.linkedid == linkedid]
+        return sorted(legs, key=lambda c: (c.created, c.uniqueid))
+
+    # -- observers ----------------------------------------------------------
+
+    def subscribe(self, observer: Callable[[Change], None]) -> Callable[[], None]:
+        self._observers.append(observer)
+
+        def unsubscribe() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    def _emit(self, change: Change) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(change)
+            except Exception:
+                log.failure("PBX model observer {observer!r} failed", observer=observer)
+
+    def _set_endpoint(self, new: Endpoint) -> None:
+        old = self.endpoint(new.name)
+        self.endpoints[new.name] = new
+        if old != new:
+            self._emit(EndpointChanged(old, new))
+
+    # -- feeding ------------------------------------------------------------
+
+    def handle(self, message: Message) -> None:
+        """Apply one AMI event; unknown events are ignored."""
+        handler = self._handlers.get(message.get("Event") or "")
+        if handler is not None:
+            handler(self, message)
+
+    def resync(
+        self,
+        device_states: Iterable[Message],
+        contacts: Iterable[Message],
+        channels: Iterable[Message],
+        presence: Iterable[Message] = (),
+    ) -> None:
+        """Replace everything with Asterisk's own lists (after every connect)."""
+        fresh: dict[str, Endpoint] = {}
+        for event in device_states:
+            name = endpoint_of(event.get("Device") or "")
+            if name:
+                fresh[name] = Endpoint(name, DeviceState.parse(event.get("State")))
+        contacts_by_aor: dict[str, set[str]] = {}
+        for event in contacts:
+            aor = (event.get("ObjectName") or "").split(";", 1)[0] or event.get("Endpoint") or ""
+            uri = event.get("Uri") or ""
+            if aor and uri and event.get("Status") not in ("Unreachable", "Removed"):
+                contacts_by_aor.setdefault(aor, set()).add(uri)
+        dnd = {name for name, status in self._presence_items(presence) if status == "dnd"}
+        for name in set(fresh) | set(contacts_by_aor) | dnd:
+            base = fresh.get(name) or Endpoint(name)
+            fresh[name] = replace(base, contacts=frozenset(contacts_by_aor.get(name, ())), dnd=name in dnd)
+        for name in set(self.endpoints) - set(fresh):
+            fresh[name] = Endpoint(name)
+        now = self.clock.seconds()
+        live = {}
+        for event in channels:
+            uniqueid = event.get("Uniqueid") or ""
+            if uniqueid:
+                known = self.channels.get(uniqueid)
+                live[uniqueid] = _channel_from(event, created=known.created if known else now)
+        for uniqueid in set(self.channels) - set(live):
+            self._emit(ChannelChanged(self.channels.pop(uniqueid), hungup=True, cause="resync"))
+        self.channels = live
+        for endpoint in fresh.values():
+            self._set_endpoint(endpoint)
+        self.synced = True
+        self._emit(Resynced())
+
+    @staticmethod
+    def _presence_items(events: Iterable[Message]) -> Iterable[tuple[str, str]]:
+        for event in events:
+            presentity = event.get("Presentity") or ""
+            provider, _, name = presentity.partition(":")
+            if provider.lower() == "custompresence" and name:
+                yield name, (event.get("Status") or "").lower()
+
+    def _on_device_state(self, event: Message) -> None:
+        name = endpoint_of(event.get("Device") or "")
+        if name:
+            self._set_endpoint(replace(self.endpoint(name), device=DeviceState.parse(event.get("State"))))
+
+    def _on_contact_status(self, event: Message) -> None:
+        name = event.get("AOR") or event.get("EndpointName") or ""
+        uri = event.get("URI") or ""
+        if not name or not uri:
+            return
+        endpoint = self.endpoint(name)
+        contacts = set(endpoint.contacts)
+        if event.get("ContactStatus") in ("Removed", "Unreachable"):
+            contacts.discard(uri)
+        else:
+            contacts.add(uri)
+        self._set_endpoint(replace(endpoint, contacts=frozenset(contacts)))
+
+    def _on_presence(self, event: Message) -> None:
+        for name, status in self._presence_items([event]):
+            self._set_endpoint(replace(self.endpoint(name), dnd=status == "dnd"))
+
+    def _on_new_channel(self, event: Message) -> None:
+        channel = _channel_from(event, created=self.clock.seconds())
+        if channel.uniqueid:
+            self.channels[channel.uniqueid] = channel
+            self._emit(ChannelChanged(channel))
+
+    def _update_channel(self, event: Message, **changes: Any) -> None:
+        known = self.channels.get(event.get("Uniqueid") or "")
+        if known is None:
+            return
+        state = event.get("ChannelStateDesc") or known.state
+        if state == "Up" and known.answered is None:
+            changes.setdefault("answered", self.clock.seconds())
+        updated = replace(
+            known,
+            state=state,
+            caller_num=_unknown(event.get("CallerIDNum")) or known.caller_num,
+            caller_name=_unknown(event.get("CallerIDName")) or known.caller_name,
+            connected_num=_unknown(event.get("ConnectedLineNum")) or known.connected_num,
+            linkedid=event.get("Linkedid") or known.linkedid,
+            **changes,
+        )
+        if updated != known:
+            self.channels[updated.uniqueid] = updated
+            self._emit(ChannelChanged(updated))
+
+    def _on_new_state(self, event: Message) -> None:
+        self._update_channel(event)
+
+    def _on_dial_begin(self, event: Message) -> None:
+        dest = event.get("DestUniqueid") or ""
+        if dest in self.channels:
+            self._update_channel({"Uniqueid": dest}, dialed_by=event.get("Uniqueid") or None)
+
+    def _on_dial_end(self, event: Message) -> None:
+        dest = event.get("DestUniqueid") or ""
+        if dest in self.channels:
+            self._update_channel({"Uniqueid": dest}, dial_status=event.get("DialStatus") or None)
+
+    def _on_hangup(self, event: Message) -> None:
+        channel = self.channels.pop(event.get("Uniqueid") or "", None)
+        if channel is not None:
+            self._emit(ChannelChanged(channel, hungup=True, cause=event.get("Cause") or ""))
+
+    _handlers: ClassVar[Mapping[str, Callable[[PBXModel, Message], None]]] = {
+        "DeviceStateChange": _on_device_state,
+        "ContactStatus": _on_contact_status,
+        "PresenceStateChange": _on_presence,
+        "Newchannel": _on_new_channel,
+        "Newstate": _on_new_state,
+        "NewCallerid": _on_new_state,
+        "NewConnectedLine": _on_new_state,
+        "DialBegin": _on_dial_begin,
+        "DialEnd": _on_dial_end,
+        "Hangup": _on_hangup,
+    }
+
+
+def _channel_from(event: Message, created: float) -> Channel:
+    state = event.get("ChannelStateDesc") or ""
+    return Channel(
+        name=event.get("Channel") or "",
+        uniqueid=event.get("Uniqueid") or "",
+        linkedid=event.get("Linkedid") or event.get("Uniqueid") or "",
+        state=state,
+        caller_num=_unknown(event.get("CallerIDNum")),
+        caller_name=_unknown(event.get("CallerIDName")),
+        connected_num=_unknown(event.get("ConnectedLineNum")),
+        exten=event.get("Exten") or "",
+        context=event.get("Context") or "",
+        created=created,
+        answered=created if state == "Up" else None,
+    )
+
+
+class AMILink(Protocol):
+    """What the model's service needs of the AMI service."""
+
+    def subscribe(self, event: str | None, callback: Callable[[Any], None]) -> Callable[[], None]: ...
+
+    def addConnectedHook(self, hook: Callable[[Any], Any]) -> Any: ...
+
+    def collectEvents(self, action: str, **headers: str) -> Deferred[Any]: ...
+
+
+class PBXService(Service):
+    """Keeps a `PBXModel` in step with Asterisk over the AMI link."""
+
+    def __init__(self, ami: AMILink, model: PBXModel) -> None:
+        self.ami = ami
+        self.model = model
+        self._undo: list[Callable[[], Any]] = []
+
+    def startService(self) -> None:
+        super().startService()
+        self._undo = [
+            self.ami.subscribe(None, self.model.handle),
+            self.ami.addConnectedHook(self._resync),
+        ]
+
+    def stopService(self) -> Any:
+        for undo in self._undo:
+            undo()
+        self._undo = []
+        return super().stopService()
+
+    def _list(self, action: str) -> Deferred[Any]:
+        """Some list actions answer an empty list with an error ("No Contacts found")."""
+
+        def empty(failure: Any) -> list[Any]:
+            failure.trap(AMIActionError)
+            if not str(failure.value.message).startswith("No "):
+                return failure  # type: ignore[no-any-return]
+            return []
+
+        return self.ami.collectEvents(action).addErrback(empty)
+
+    def _resync(self, _protocol: object) -> Deferred[None]:
+        """Ask Asterisk for the whole picture; events during the lists are kept
+        too, and the lists win, which is right: they are the newer truth."""
+        self.model.synced = False
+        lists = gatherResults(
+            [
+                self._list("DeviceStateList"),
+                self._list("PJSIPShowContacts"),
+                self._list("CoreShowChannels"),
+                self._list("PresenceStateList"),
+            ],
+            consumeErrors=True,
+        )
+
+        def apply(results: list[Any]) -> None:
+            devices, contacts, channels, presence = results
+            self.model.resync(devices, contacts, channels, presence)
+            log.info(
+                "PBX model resynced: {endpoints} endpoints, {channels} channels",
+                endpoints=len(self.model.endpoints),
+                channels=len(self.model.channels),
+            )
+
+        return lists.addCallback(apply)

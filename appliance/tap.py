@@ -1,0 +1,90 @@
+"""``twistd appliance``: the one place that reads the config and builds the
+service tree, handing every feature its dependencies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from appliance import config as configuration
+from appliance.asterisk.amiservice import AMIService
+from appliance.asterisk.fastagi import FastAGIFactory
+from appliance.dialplan import CallRouter
+from appliance.pbx import PBXModel, PBXService
+from appliance.settings import Settings
+from appliance.store import SQLiteStore, StoreError
+
+log = Logger()
+
+AMI_MAX_RETRY_SECONDS = 5.0
+"""After an Asterisk restart the features should be back within seconds."""
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", "/etc/appliance/config.ini", "The appliance's config.ini."],
+    ]
+
+
+class Appliance(MultiService):
+    """The running appliance; its parts stay reachable for tests and tools."""
+
+    def __init__(self, config: configuration.ApplianceConfig, store: SQLiteStore, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.settings = Settings(store)
+        self.ami = AMIService.fromString(
+            reactor,
+            config.ami.endpoint(),
+            config.ami.username,
+            config.ami.secret,
+            retryPolicy=_retry_policy(),
+        )
+        self.ami.setServiceParent(self)
+        self.pbx = PBXModel(clock=reactor)
+        PBXService(self.ami, self.pbx).setServiceParent(self)
+        self.routes = {"call": CallRouter()}
+        self.fastagi = StreamServerEndpointService(
+            serverFromString(reactor, config.fastagi.endpoint()),
+            FastAGIFactory(self.routes, reactor),
+        )
+        self.fastagi.setServiceParent(self)
+
+    def stopService(self) -> Any:
+        stopped = super().stopService()
+        stopped.addBoth(lambda result: (self.store.close(), result)[1])
+        return stopped
+
+
+def _retry_policy() -> Any:
+    from twisted.application.internet import backoffPolicy
+
+    return backoffPolicy(initialDelay=0.5, maxDelay=AMI_MAX_RETRY_SECONDS)
+
+
+def build(config_path: str, reactor: Any) -> Appliance:
+    """Load the config and open the store; problems raise `ConfigError`."""
+    config = configuration.load(config_path)
+    try:
+        store = SQLiteStore(config.store)
+    except StoreError as error:
+        raise configuration.ConfigError(f"{config.path}: [store] path: {error}") from None
+    return Appliance(config, store, reactor)
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Called by twistd; a bad config stops start-up with one clear line."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    try:
+        return build(options["config"], reactor)
+    except configuration.ConfigError as error:
+        raise SystemExit(f"appliance: {error}") from None

@@ -1,0 +1,102 @@
+"""End-to-end fixtures: the real Asterisk lab, sipp phones, the appliance in-process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor as _reactor
+
+from appliance import tap
+from appliance.lab import Lab, LabPorts
+from tests.e2e.phones import Phone
+from tests.e2e.waiting import wait_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """One Asterisk for the whole run, with a fresh configuration and database."""
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end suite needs root for the Asterisk lab (chroot, mount)")
+    lab = Lab(instance="test", ports=LabPorts.for_instance("test"))
+    lab.build()
+    lab.stop()
+    lab.configure(REPO / "asterisk" / "appliance.conf")
+    astdb = lab.root / "var/lib/appliance-lab/test/astdb.sqlite3"
+    if astdb.exists():
+        astdb.unlink()  # no registrations left over from an earlier run
+    lab.start()
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture
+def reactor():  # type: ignore[no-untyped-def]
+    return _reactor
+
+
+def appliance_config(tmp_path: Path, lab: Lab) -> Path:
+    p = lab.ports
+    path = tmp_path / "config.ini"
+    path.write_text(
+        f"""\
+[ami]
+host = {p.host}
+port = {p.ami}
+username = {lab.ami_user}
+secret = {lab.ami_secret}
+[fastagi]
+bind = {p.host}
+port = {p.fastagi}
+[web]
+bind = 127.0.0.1
+port = 0
+[smtp]
+host = 127.0.0.1
+port = 2525
+starttls = off
+sender = appliance@localhost
+[store]
+path = store.sqlite3
+[appliance]
+language = de
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def appliance(tmp_path: Path, lab: Lab, reactor):  # type: ignore[no-untyped-def]
+    """The appliance running in this process, connected and synced with the lab."""
+    service = tap.build(str(appliance_config(tmp_path, lab)), reactor)
+    service.startService()
+    pytest_twisted.blockon(
+        wait_model(reactor, service.pbx, lambda: service.pbx.synced, "first PBX resync", timeout=20)
+    )
+    yield service
+    pytest_twisted.blockon(service.stopService())
+
+
+@pytest.fixture
+def phones(lab: Lab, reactor):  # type: ignore[no-untyped-def]
+    """``phones("200")`` gives a sipp phone for that extension; all killed afterwards."""
+    made: list[Phone] = []
+
+    def make(extension: str) -> Phone:
+        phone = Phone(reactor, lab.ports.host, lab.ports.sip, extension)
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.kill_all()

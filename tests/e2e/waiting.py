@@ -1,0 +1,57 @@
+"""Wait for the PBX model to reach a state: on its change events, with a bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from appliance.pbx import PBXModel
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(
+    reactor: IReactorTime,
+    subscribe: Callable[[Callable[[Any], None]], Callable[[], None]],
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = 15.0,
+) -> Deferred[Any]:
+    """Fire with ``check()``'s first truthy value, re-checked on every event."""
+    done: Deferred[Any] = Deferred()
+    value = check()
+    if value:
+        done.callback(value)
+        return done
+
+    def on_event(_event: object) -> None:
+        if done.called:
+            return
+        result = check()
+        if result:
+            finish()
+            done.callback(result)
+
+    def expire() -> None:
+        finish()
+        done.errback(Timeout(f"not within {timeout}s: {what}"))
+
+    unsubscribe = subscribe(on_event)
+    timer = reactor.callLater(timeout, expire)
+
+    def finish() -> None:
+        unsubscribe()
+        if timer.active():
+            timer.cancel()
+
+    return done
+
+
+def wait_model(reactor: IReactorTime, model: PBXModel, check: Callable[[], Any], what: str,
+               timeout: float = 15.0) -> Deferred[Any]:
+    return wait_until(reactor, model.subscribe, check, what, timeout)
