@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
@@ -68,7 +68,7 @@ class CallRouter:
         return lambda: self._observers.remove(observer)
 
     @inlineCallbacks
-    def __call__(self, session: CallSession):  # type: ignore[no-untyped-def]
+    def __call__(self, session: CallSession) -> Any:
         number, origin = called_number(session.args)
         log.info("call to {number} ({origin})", number=number, origin=origin)
         yield session.exec_("Dial", f"PJSIP/{number},{self.ring_seconds},tT")

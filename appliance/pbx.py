@@ -387,10 +387,10 @@ class PBXService(Service):
     def _list(self, action: str) -> Deferred[Any]:
         """Some list actions answer an empty list with an error ("No Contacts found")."""
 
-        def empty(failure: Any) -> list[Any]:
+        def empty(failure: Any) -> Any:
             failure.trap(AMIActionError)
             if not str(failure.value.message).startswith("No "):
-                return failure  # type: ignore[no-any-return]
+                return failure
             return []
 
         return self.ami.collectEvents(action).addErrback(empty)

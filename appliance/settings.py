@@ -442,7 +442,7 @@ class SettingError(Exception):
     """Base of the errors the web page shows to the admin."""
 
 
-class UnknownSetting(SettingError, LookupError):  # noqa: N818 - name from the spec
+class UnknownSetting(SettingError, LookupError):
     """The name is not in the schema (a typo, or a key from another version)."""
 
     def __init__(self, names: Iterable[str]) -> None:
@@ -462,7 +462,7 @@ class Problem(NamedTuple):
         return f"{self.name}: {self.reason.in_(language)} ({word}: {self.allowed.in_(language)})"
 
 
-class InvalidSetting(SettingError, ValueError):  # noqa: N818 - name from the spec
+class InvalidSetting(SettingError, ValueError):
     """One or more raw values were refused; nothing was stored."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:

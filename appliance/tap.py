@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, backoffPolicy
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -57,14 +57,14 @@ class Appliance(MultiService):
         self.fastagi.setServiceParent(self)
 
     def stopService(self) -> Any:
-        stopped = super().stopService()
-        stopped.addBoth(lambda result: (self.store.close(), result)[1])
-        return stopped
+        def close(result: object) -> object:
+            self.store.close()
+            return result
+
+        return super().stopService().addBoth(close)
 
 
 def _retry_policy() -> Any:
-    from twisted.application.internet import backoffPolicy
-
     return backoffPolicy(initialDelay=0.5, maxDelay=AMI_MAX_RETRY_SECONDS)
 
 
@@ -72,7 +72,10 @@ def build(config_path: str, reactor: Any) -> Appliance:
     """Load the config and open the store; problems raise `ConfigError`."""
     config = configuration.load(config_path)
     try:
+        config.store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = SQLiteStore(config.store)
+    except OSError as error:
+        raise configuration.ConfigError(f"{config.path}: [store] path: {error}") from None
     except StoreError as error:
         raise configuration.ConfigError(f"{config.path}: [store] path: {error}") from None
     return Appliance(config, store, reactor)

@@ -67,15 +67,15 @@ class AMIAuthenticationError(AMIActionError):
     """Asterisk refused the login (user, secret, permit/deny ACL)."""
 
 
-class AMIConnectionLost(AMIError):  # noqa: N818 (names read better at call sites)
+class AMIConnectionLost(AMIError):
     """The connection went away before the reply arrived."""
 
 
-class AMINotConnected(AMIError):  # noqa: N818 (names read better at call sites)
+class AMINotConnected(AMIError):
     """There is no (logged-in) connection to send the action on."""
 
 
-class AMITimeout(AMIError):  # noqa: N818 (names read better at call sites)
+class AMITimeout(AMIError):
     """No reply within the action timeout; the ActionID has been forgotten."""
 
 

@@ -104,11 +104,11 @@ class AGIResponseError(AGIError):
         return f"{self.code} {self.text} (command: {self.command!r})"
 
 
-class AGIInvalidCommand(AGIResponseError):  # noqa: N818 (starpy-style name)
+class AGIInvalidCommand(AGIResponseError):
     """510: Asterisk does not know the command."""
 
 
-class AGIChannelDead(AGIResponseError):  # noqa: N818
+class AGIChannelDead(AGIResponseError):
     """511: the channel hung up; only a few commands still work."""
 
 
@@ -129,7 +129,7 @@ class AGICommandError(AGIError):
         self.command = command
 
 
-class AGIConnectionLost(AGIError):  # noqa: N818
+class AGIConnectionLost(AGIError):
     """The connection ended before Asterisk answered the command."""
 
 

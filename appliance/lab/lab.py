@@ -209,7 +209,8 @@ class Lab:
         state = "running" if self.is_running() else "stopped"
         return (
             f"lab {self.instance}: asterisk {state} (chroot {self.root})\n"
-            f"  SIP (PJSIP/UDP)  {p.host}:{p.sip}  extensions {self.extensions[0]}..{self.extensions[-1]}, trunk 'trunk'\n"
+            f"  SIP (PJSIP/UDP)  {p.host}:{p.sip}  extensions "
+            f"{self.extensions[0]}..{self.extensions[-1]}, trunk 'trunk'\n"
             f"  AMI              {p.host}:{p.ami}  user {self.ami_user} secret {self.ami_secret}\n"
             f"  FastAGI expected {p.host}:{p.fastagi}\n"
             f"  log              {self.logfile}"

@@ -65,6 +65,8 @@ class SippRun:
     done: defer.Deferred[None]
 
     def kill(self) -> None:
+        """Stop sipp; whatever it was waiting for no longer matters."""
+        self.done.addErrback(lambda _failure: None)
         try:
             self.transport.signalProcess("KILL")  # type: ignore[attr-defined]
         except error.ProcessExitedAlready:
@@ -122,7 +124,8 @@ class Phone:
 
     def call(self, target: str, hold_ms: int = 1000, caller_name: str = "") -> SippRun:
         """Call ``target``, stay ``hold_ms`` once answered, then hang up."""
-        return self._run("call", {"target": target, "hold_ms": hold_ms, "name": caller_name or f"Phone {self.extension}"})
+        name = caller_name or f"Phone {self.extension}"
+        return self._run("call", {"target": target, "hold_ms": hold_ms, "name": name})
 
     def kill_all(self) -> None:
         for run in self.runs:

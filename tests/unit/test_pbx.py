@@ -1,0 +1,161 @@
+"""The PBX model, fed with a recorded Asterisk 22 AMI stream and hand-made events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from appliance.asterisk.ami import AMIProtocol
+from appliance.pbx import (
+    ChannelChanged,
+    DeviceState,
+    EndpointChanged,
+    PBXModel,
+    Presence,
+    Resynced,
+    endpoint_of,
+)
+
+RECORDING = Path(__file__).parent / "data" / "ami-call-100-to-200.txt"
+
+
+def feed(model: PBXModel, raw: bytes) -> None:
+    """Parse ``raw`` with our AMI protocol and hand every event to the model."""
+    protocol = AMIProtocol(eventHandler=model.handle)
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(raw)
+
+
+class EndpointNameTests(SynchronousTestCase):
+    def test_channel_and_device_names(self) -> None:
+        """Channel suffixes are stripped, device names and dashes in names are kept."""
+        self.assertEqual(endpoint_of("PJSIP/200-0000000a"), "200")
+        self.assertEqual(endpoint_of("PJSIP/200"), "200")
+        self.assertEqual(endpoint_of("PJSIP/front-desk"), "front-desk")
+        self.assertEqual(endpoint_of("PJSIP/front-desk-00000001"), "front-desk")
+        self.assertIsNone(endpoint_of("Local/200@phones-0001;1"))
+        self.assertIsNone(endpoint_of("garbage"))
+
+
+class RecordedCallTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.model = PBXModel(clock=self.clock)
+        self.changes: list[object] = []
+        self.model.subscribe(self.changes.append)
+
+    def test_recorded_call_presence_sequence(self) -> None:
+        """A real 100→200 call: 200 goes busy while called and idle afterwards, and
+        every channel that was created is gone at the end."""
+        feed(self.model, RECORDING.read_bytes())
+        states = [
+            c.new.device
+            for c in self.changes
+            if isinstance(c, EndpointChanged) and c.new.name == "200"
+        ]
+        self.assertIn(DeviceState.BUSY, states)
+        self.assertEqual(states[-1], DeviceState.NOT_INUSE)
+        created = {c.channel.uniqueid for c in self.changes if isinstance(c, ChannelChanged) and not c.hungup}
+        hung = {c.channel.uniqueid for c in self.changes if isinstance(c, ChannelChanged) and c.hungup}
+        self.assertEqual(len(created), 2)
+        self.assertEqual(created, hung)
+        self.assertEqual(self.model.channels, {})
+
+    def test_recorded_stream_in_small_chunks(self) -> None:
+        """Split at arbitrary points, the stream gives the same model."""
+        whole = PBXModel(clock=self.clock)
+        feed(whole, RECORDING.read_bytes())
+        chunked = PBXModel(clock=self.clock)
+        protocol = AMIProtocol(eventHandler=chunked.handle)
+        protocol.makeConnection(StringTransport())
+        data = RECORDING.read_bytes()
+        for start in range(0, len(data), 7):
+            protocol.dataReceived(data[start : start + 7])
+        self.assertEqual(chunked.endpoints, whole.endpoints)
+
+
+class EventTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.model = PBXModel(clock=self.clock)
+
+    def test_registration_and_presence(self) -> None:
+        """Presence: logged out without contact, then idle, ringing, busy, DND."""
+        handle = self.model.handle
+        self.assertIs(self.model.presence("200"), Presence.LOGGED_OUT)
+        handle({"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Created"})
+        handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        self.assertIs(self.model.presence("200"), Presence.IDLE)
+        handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "RINGING"})
+        self.assertIs(self.model.presence("200"), Presence.RINGING)
+        handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "INUSE"})
+        self.assertIs(self.model.presence("200"), Presence.BUSY)
+        handle({"Event": "PresenceStateChange", "Presentity": "CustomPresence:200", "Status": "dnd"})
+        self.assertIs(self.model.presence("200"), Presence.DND)
+        handle({"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Removed"})
+        self.assertIs(self.model.presence("200"), Presence.LOGGED_OUT)
+
+    def test_unknown_and_malformed_events_are_ignored(self) -> None:
+        """Events the model does not know, or that lack fields, change nothing."""
+        for event in [
+            {"Event": "VarSet", "Variable": "X"},
+            {"Event": "DeviceStateChange"},
+            {"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NONSENSE"},
+            {"Event": "Hangup", "Uniqueid": "nope"},
+            {"Event": "Newstate", "Uniqueid": "nope"},
+            {},
+        ]:
+            self.model.handle(event)
+        self.assertEqual(self.model.endpoint("200").device, DeviceState.UNKNOWN)
+        self.assertEqual(self.model.channels, {})
+
+    def test_answer_time_from_clock(self) -> None:
+        """A channel's answer time is the injected clock's time at the Up state."""
+        self.clock.advance(100)
+        self.model.handle({"Event": "Newchannel", "Channel": "PJSIP/200-00000001", "Uniqueid": "u1",
+                           "Linkedid": "u0", "ChannelStateDesc": "Ring"})
+        self.clock.advance(5)
+        self.model.handle({"Event": "Newstate", "Uniqueid": "u1", "ChannelStateDesc": "Up"})
+        channel = self.model.channels["u1"]
+        self.assertEqual((channel.created, channel.answered), (100, 105))
+        self.assertEqual(self.model.call("u0"), [channel])
+
+    def test_observer_failure_does_not_stop_others(self) -> None:
+        """A failing observer is logged; the next observer still hears the change."""
+        heard: list[object] = []
+
+        def broken(change: object) -> None:
+            raise RuntimeError("observer bug")
+
+        self.model.subscribe(broken)
+        self.model.subscribe(heard.append)
+        self.model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "INUSE"})
+        self.assertEqual(len(heard), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class ResyncTests(SynchronousTestCase):
+    def test_resync_replaces_stale_state(self) -> None:
+        """After a resync only what Asterisk lists is left: dead channels are hung up,
+        registrations and device states are Asterisk's."""
+        model = PBXModel(clock=Clock())
+        model.handle({"Event": "Newchannel", "Channel": "PJSIP/200-00000001", "Uniqueid": "old",
+                      "Linkedid": "old", "ChannelStateDesc": "Up"})
+        model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "INUSE"})
+        changes: list[object] = []
+        model.subscribe(changes.append)
+        model.resync(
+            device_states=[{"Device": "PJSIP/200", "State": "NOT_INUSE"}],
+            contacts=[{"ObjectName": "200;@abc", "Uri": "sip:200@127.0.0.1:5", "Status": "NonQualified"}],
+            channels=[],
+            presence=[{"Presentity": "CustomPresence:201", "Status": "dnd"}],
+        )
+        self.assertEqual(model.channels, {})
+        self.assertIs(model.presence("200"), Presence.IDLE)
+        self.assertTrue(model.endpoint("201").dnd)
+        self.assertTrue(model.synced)
+        self.assertTrue(any(isinstance(c, ChannelChanged) and c.hungup for c in changes))
+        self.assertIsInstance(changes[-1], Resynced)
