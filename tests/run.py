@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for name, command in [
         ("ruff", [PY, "-m", "ruff", "check", *CHECKED]),
+        ("format", [PY, "-m", "ruff", "format", "--check", *CHECKED]),
         ("mypy", [PY, "-m", "mypy", "appliance", "twisted/plugins"]),
         ("unit", [PY, "-m", "pytest", "-p", "no:twisted", "tests/unit"]),
         ("end-to-end", [PY, "-m", "pytest", "tests/e2e"]),

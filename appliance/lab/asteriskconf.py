@@ -271,7 +271,6 @@ max_contacts = 5
     ]
     for ext in extensions:
         parts.append(
-            f'\n[{ext}](phone)\naors = {ext}\ncallerid = "Lab {ext}" <{ext}>\n'
-            f"\n[{ext}](phone-aor)\n"
+            f'\n[{ext}](phone)\naors = {ext}\ncallerid = "Lab {ext}" <{ext}>\n\n[{ext}](phone-aor)\n'
         )
     return "".join(parts)

@@ -92,8 +92,12 @@ class Lab:
             _unmount_below(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             command = [
-                "debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-                "sid", str(tmp), mirror or debian_mirror(),
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(PACKAGES),
+                "sid",
+                str(tmp),
+                mirror or debian_mirror(),
             ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
@@ -128,8 +132,7 @@ class Lab:
     # -- running ------------------------------------------------------------
 
     def _asterisk(self, *args: str) -> list[str]:
-        return ["chroot", str(self.root), "/usr/sbin/asterisk",
-                "-C", f"{self.confdir}/asterisk.conf", *args]
+        return ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", f"{self.confdir}/asterisk.conf", *args]
 
     def is_running(self) -> bool:
         pid = self.pid()
@@ -168,7 +171,9 @@ class Lab:
                 try:
                     booted = subprocess.run(
                         self._asterisk("-rx", "core waitfullybooted"),
-                        capture_output=True, text=True, timeout=remaining,
+                        capture_output=True,
+                        text=True,
+                        timeout=remaining,
                     )
                 except subprocess.TimeoutExpired:
                     continue

@@ -85,23 +85,48 @@ class Phone:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="phone-")))
     runs: list[SippRun] = field(default_factory=list)
 
-    def _run(self, scenario: str, values: Mapping[str, object], *args: str,
-             local_port: int | None = None, timeout: int = 60) -> SippRun:
+    def _run(
+        self,
+        scenario: str,
+        values: Mapping[str, object],
+        *args: str,
+        local_port: int | None = None,
+        timeout: int = 60,
+    ) -> SippRun:
         template = (SCENARIOS / f"{scenario}.xml").read_text()
         rendered = template.format(**{"ext": self.extension, **values})
         name = f"{self.extension}-{scenario}-{len(self.runs)}"
         path = self.workdir / f"{name}.xml"
         path.write_text(rendered)
         command = [
-            shutil.which("sipp") or "sipp", f"{self.sip_host}:{self.sip_port}",
-            "-sf", str(path), "-i", "127.0.0.1", "-p", str(local_port or free_udp_port()),
-            "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1", "-nostdin",
-            "-timeout", str(timeout), "-timeout_error", "-trace_err", *args,
+            shutil.which("sipp") or "sipp",
+            f"{self.sip_host}:{self.sip_port}",
+            "-sf",
+            str(path),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(local_port or free_udp_port()),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(free_udp_port()),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            str(timeout),
+            "-timeout_error",
+            "-trace_err",
+            *args,
         ]
         done: defer.Deferred[None] = defer.Deferred()
         transport = self.reactor.spawnProcess(
-            _SippProcess(name, done, self.workdir), command[0], command,
-            env=dict(os.environ), path=str(self.workdir),
+            _SippProcess(name, done, self.workdir),
+            command[0],
+            command,
+            env=dict(os.environ),
+            path=str(self.workdir),
         )
         run = SippRun(name, transport, done)
         self.runs.append(run)

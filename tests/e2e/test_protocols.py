@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 NASTY_VALUES = [
     "two words",
     'say "hello"',
-    "back\\slash and \\\" mix",
+    'back\\slash and \\" mix',
     "  leading and trailing  ",
     "Müller-Lüdenscheidt ß",
     "semi;colon,comma|pipe",

@@ -52,6 +52,7 @@ def wait_until(
     return done
 
 
-def wait_model(reactor: IReactorTime, model: PBXModel, check: Callable[[], Any], what: str,
-               timeout: float = 15.0) -> Deferred[Any]:
+def wait_model(
+    reactor: IReactorTime, model: PBXModel, check: Callable[[], Any], what: str, timeout: float = 15.0
+) -> Deferred[Any]:
     return wait_until(reactor, model.subscribe, check, what, timeout)

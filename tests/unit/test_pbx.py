@@ -52,9 +52,7 @@ class RecordedCallTests(SynchronousTestCase):
         every channel that was created is gone at the end."""
         feed(self.model, RECORDING.read_bytes())
         states = [
-            c.new.device
-            for c in self.changes
-            if isinstance(c, EndpointChanged) and c.new.name == "200"
+            c.new.device for c in self.changes if isinstance(c, EndpointChanged) and c.new.name == "200"
         ]
         self.assertIn(DeviceState.BUSY, states)
         self.assertEqual(states[-1], DeviceState.NOT_INUSE)
@@ -86,7 +84,9 @@ class EventTests(SynchronousTestCase):
         """Presence: logged out without contact, then idle, ringing, busy, DND."""
         handle = self.model.handle
         self.assertIs(self.model.presence("200"), Presence.LOGGED_OUT)
-        handle({"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Created"})
+        handle(
+            {"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Created"}
+        )
         handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
         self.assertIs(self.model.presence("200"), Presence.IDLE)
         handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "RINGING"})
@@ -95,7 +95,9 @@ class EventTests(SynchronousTestCase):
         self.assertIs(self.model.presence("200"), Presence.BUSY)
         handle({"Event": "PresenceStateChange", "Presentity": "CustomPresence:200", "Status": "dnd"})
         self.assertIs(self.model.presence("200"), Presence.DND)
-        handle({"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Removed"})
+        handle(
+            {"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Removed"}
+        )
         self.assertIs(self.model.presence("200"), Presence.LOGGED_OUT)
 
     def test_unknown_and_malformed_events_are_ignored(self) -> None:
@@ -115,8 +117,15 @@ class EventTests(SynchronousTestCase):
     def test_answer_time_from_clock(self) -> None:
         """A channel's answer time is the injected clock's time at the Up state."""
         self.clock.advance(100)
-        self.model.handle({"Event": "Newchannel", "Channel": "PJSIP/200-00000001", "Uniqueid": "u1",
-                           "Linkedid": "u0", "ChannelStateDesc": "Ring"})
+        self.model.handle(
+            {
+                "Event": "Newchannel",
+                "Channel": "PJSIP/200-00000001",
+                "Uniqueid": "u1",
+                "Linkedid": "u0",
+                "ChannelStateDesc": "Ring",
+            }
+        )
         self.clock.advance(5)
         self.model.handle({"Event": "Newstate", "Uniqueid": "u1", "ChannelStateDesc": "Up"})
         channel = self.model.channels["u1"]
@@ -142,8 +151,15 @@ class ResyncTests(SynchronousTestCase):
         """After a resync only what Asterisk lists is left: dead channels are hung up,
         registrations and device states are Asterisk's."""
         model = PBXModel(clock=Clock())
-        model.handle({"Event": "Newchannel", "Channel": "PJSIP/200-00000001", "Uniqueid": "old",
-                      "Linkedid": "old", "ChannelStateDesc": "Up"})
+        model.handle(
+            {
+                "Event": "Newchannel",
+                "Channel": "PJSIP/200-00000001",
+                "Uniqueid": "old",
+                "Linkedid": "old",
+                "ChannelStateDesc": "Up",
+            }
+        )
         model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "INUSE"})
         changes: list[object] = []
         model.subscribe(changes.append)

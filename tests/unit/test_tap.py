@@ -55,8 +55,13 @@ def test_twistd_refuses_bad_config(tmp_path: Path) -> None:
     twistd = Path(sys.executable).with_name("twistd")
     result = subprocess.run(
         [str(twistd), "-n", "--pidfile=", "appliance", "--config", str(config)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == [f"appliance: {config}: [appliance] language: 'klingon' is not one of de, en"], result.stderr
+    assert lines == [f"appliance: {config}: [appliance] language: 'klingon' is not one of de, en"], (
+        result.stderr
+    )
