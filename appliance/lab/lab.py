@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,10 +43,21 @@ class LabPorts:
 
     @classmethod
     def for_instance(cls, name: str) -> LabPorts:
-        """The demo keeps the well-known ports; the test lab moves clear of them."""
-        if name == "test":
-            return cls(sip=15060, ami=15038, fastagi=14573, rtp_start=21000, rtp_end=21999)
-        return cls()
+        """The demo keeps the well-known ports; ``test`` and ``test1``..``test9``
+        move clear of them and of each other, so suites can run side by side."""
+        if name == "demo":
+            return cls()
+        match = re.fullmatch(r"test([1-9]?)", name)
+        if not match:
+            raise LabError(f"unknown lab instance {name!r} (demo, test, test1..test9)")
+        n = int(match.group(1) or 0)
+        return cls(
+            sip=15060 + 100 * n,
+            ami=15038 + 100 * n,
+            fastagi=14573 + 100 * n,
+            rtp_start=21000 + 1000 * n,
+            rtp_end=21999 + 1000 * n,
+        )
 
 
 @dataclass

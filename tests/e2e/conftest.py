@@ -28,11 +28,12 @@ def lab() -> Iterator[Lab]:
     """One Asterisk for the whole run, with a fresh configuration and database."""
     if os.geteuid() != 0:
         pytest.fail("the end-to-end suite needs root for the Asterisk lab (chroot, mount)")
-    lab = Lab(instance="test", ports=LabPorts.for_instance("test"))
+    instance = os.environ.get("APPLIANCE_TEST_LAB", "test")  # test1..test9 to run suites side by side
+    lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
     lab.build()
     lab.stop()
     lab.configure(REPO / "asterisk" / "appliance.conf")
-    astdb = lab.root / "var/lib/appliance-lab/test/astdb.sqlite3"
+    astdb = lab.root / f"var/lib/appliance-lab/{instance}/astdb.sqlite3"
     if astdb.exists():
         astdb.unlink()  # no registrations left over from an earlier run
     lab.start()
