@@ -13,8 +13,9 @@ from twisted.python import usage
 
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
-from appliance.asterisk.fastagi import FastAGIFactory
-from appliance.dialplan import CallRouter
+from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
+from appliance.dialplan import CallRouter, FeatureCodes
+from appliance.directory import Directory
 from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError
@@ -49,7 +50,10 @@ class Appliance(MultiService):
         self.ami.setServiceParent(self)
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
-        self.routes = {"call": CallRouter()}
+        self.directory = Directory(store)
+        self.router = CallRouter(self.pbx)
+        self.feature_codes = FeatureCodes()
+        self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
         self.fastagi = StreamServerEndpointService(
             serverFromString(reactor, config.fastagi.endpoint()),
             FastAGIFactory(self.routes, reactor),

@@ -1,0 +1,114 @@
+"""The call and feature routes, with a fake AGI session and a fake PBX model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from appliance.asterisk.fastagi import AGIArgs
+from appliance.dialplan import BadCallRequest, Call, CallRouter, FeatureCodes, Unreachable
+from appliance.pbx import PBXModel
+
+
+class FakeSession:
+    """Records what the route asks Asterisk to do; DIALSTATUS is scripted."""
+
+    def __init__(self, *positional: str, dial_status: str = "ANSWER") -> None:
+        self.args = AGIArgs(query={}, positional=tuple(positional))
+        self.env = {
+            "agi_callerid": "100",
+            "agi_calleridname": "Anna",
+            "agi_channel": "PJSIP/100-00000001",
+            "agi_uniqueid": "1.1",
+        }
+        self.executed: list[tuple[str, str]] = []
+        self.dial_status = dial_status
+
+    def exec_(self, application: str, options: str = "") -> Deferred[int]:
+        self.executed.append((application, options))
+        return succeed(0)
+
+    def getVariable(self, name: str) -> Deferred[str | None]:
+        return succeed(self.dial_status if name == "DIALSTATUS" else None)
+
+
+def synced_model(**presence: str) -> PBXModel:
+    model = PBXModel(clock=Clock())
+    events: list[dict[str, str]] = []
+    contacts = []
+    for name, state in presence.items():
+        events.append({"Device": f"PJSIP/{name}", "State": "NOT_INUSE"})
+        if state != "logged_out":
+            contacts.append({"ObjectName": f"{name};@x", "Uri": f"sip:{name}@127.0.0.1:1"})
+    dnd = [{"Presentity": f"CustomPresence:{n}", "Status": "dnd"} for n, s in presence.items() if s == "dnd"]
+    model.resync(events, contacts, [], dnd)
+    return model
+
+
+class CallRouterTests(SynchronousTestCase):
+    def route(self, router: CallRouter, session: FakeSession) -> Any:
+        return self.successResultOf(router(session))
+
+    def test_dials_the_endpoint(self) -> None:
+        """A reachable target is dialled with transfer allowed both ways."""
+        session = FakeSession("200", "internal")
+        router = CallRouter(synced_model(**{"200": "idle"}))
+        self.assertEqual(self.route(router, session), "ANSWER")
+        self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
+        self.assertEqual(router.recent[-1], ("200", "internal", "ANSWER"))
+
+    def test_unreachable_handler_gets_reason(self) -> None:
+        """Logged out and DND are found before dialling, busy and no answer after."""
+        cases = [
+            ("logged_out", "ANSWER", Unreachable.LOGGED_OUT, []),
+            ("dnd", "ANSWER", Unreachable.DND, []),
+            ("idle", "BUSY", Unreachable.BUSY, [("Dial", "PJSIP/200,60,tT")]),
+            ("idle", "NOANSWER", Unreachable.NO_ANSWER, [("Dial", "PJSIP/200,60,tT")]),
+            ("idle", "CHANUNAVAIL", Unreachable.LOGGED_OUT, [("Dial", "PJSIP/200,60,tT")]),
+        ]
+        for presence, status, reason, executed in cases:
+            seen: list[tuple[Call, Unreachable]] = []
+            router = CallRouter(synced_model(**{"200": presence}))
+            router.unreachable = lambda session, call, why: seen.append((call, why))
+            session = FakeSession("200", "internal", dial_status=status)
+            self.route(router, session)
+            self.assertEqual([why for _, why in seen], [reason], presence)
+            self.assertEqual(session.executed, executed, presence)
+            self.assertEqual((seen[0][0].caller_num, seen[0][0].caller_name), ("100", "Anna"))
+
+    def test_refuses_non_numbers(self) -> None:
+        """Anything but a number never reaches Dial()."""
+        for bad in ["200&PJSIP/300", "200,1,tT", "", "abc", "1" * 40]:
+            session = FakeSession(bad, "internal")
+            self.failureResultOf(CallRouter()(session), BadCallRequest)
+            self.assertEqual(session.executed, [])
+        self.failureResultOf(CallRouter()(FakeSession("200", "sideways")), BadCallRequest)
+
+
+class FeatureCodeTests(SynchronousTestCase):
+    def test_longest_prefix_wins(self) -> None:
+        """``*21`` and ``*210`` both registered: ``*210300`` goes to ``*210``."""
+        codes = FeatureCodes()
+        calls: list[tuple[str, str]] = []
+        codes.register("*21", lambda s, prefix, rest: calls.append((prefix, rest)))
+        codes.register("*210", lambda s, prefix, rest: calls.append((prefix, rest)))
+        self.successResultOf(codes(FakeSession("*210300")))
+        self.successResultOf(codes(FakeSession("*21300")))
+        self.assertEqual(calls, [("*210", "300"), ("*21", "300")])
+
+    def test_unknown_code_plays_invalid(self) -> None:
+        """An unknown or malformed code tells the caller so."""
+        for dialled in ["*99", "*2;1", ""]:
+            session = FakeSession(dialled)
+            self.successResultOf(FeatureCodes()(session))
+            self.assertEqual(session.executed, [("Playback", "invalid")])
+
+    def test_register_refuses_clash(self) -> None:
+        """A code can be registered once, and only in feature-code form."""
+        codes = FeatureCodes()
+        codes.register("#21", lambda *a: None)
+        self.assertRaises(ValueError, codes.register, "#21", lambda *a: None)
+        self.assertRaises(ValueError, codes.register, "21", lambda *a: None)
