@@ -11,12 +11,12 @@ from tests.e2e.waiting import wait_model, wait_until
 
 
 def presence_log(appliance, extension):  # type: ignore[no-untyped-def]
-    """Every presence the model shows for ``extension``, in order, deduplicated."""
+    """Every presence change the model shows for ``extension``, in order."""
     seen: list[Presence] = []
 
     def record(change: object) -> None:
         if isinstance(change, EndpointChanged) and change.new.name == extension:
-            if not seen or seen[-1] is not change.new.presence:
+            if change.old.presence is not change.new.presence:
                 seen.append(change.new.presence)
 
     appliance.pbx.subscribe(record)
