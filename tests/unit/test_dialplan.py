@@ -72,7 +72,7 @@ class CallRouterTests(SynchronousTestCase):
         for presence, status, reason, executed in cases:
             seen: list[tuple[Call, Unreachable]] = []
             router = CallRouter(synced_model(**{"200": presence}))
-            router.unreachable = lambda session, call, why: seen.append((call, why))
+            router.unreachable = lambda session, call, why, seen=seen: seen.append((call, why))
             session = FakeSession("200", "internal", dial_status=status)
             self.route(router, session)
             self.assertEqual([why for _, why in seen], [reason], presence)
