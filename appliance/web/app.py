@@ -1,0 +1,399 @@
+"""The web page's core: the Klein router, login, sessions, CSRF, language and templates.
+
+`WebApp` receives its dependencies and holds the router in ``self.app``; the
+appliance serves it as ``Site(web.app.resource())``.  Pages come in groups,
+one module per group under `appliance.web.pages`: a group is an object with an
+``install(router)`` method that adds its routes and navigation entries through
+`Router`, which is where access control and CSRF checking happen, so no page
+can forget them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias
+from urllib.parse import urlencode
+
+import jinja2
+from argon2 import PasswordHasher
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.server import Site
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from appliance.directory import Directory
+from appliance.settings import Language, Settings
+from appliance.store import IKeyValueStore
+from appliance.web import i18n
+from appliance.web.auth import (
+    Credentials,
+    LoginThrottle,
+    Role,
+    Runner,
+    Session,
+    Sessions,
+    in_threads,
+    same_token,
+    synchronously,
+)
+
+log = Logger()
+
+WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+"""Templates in ``web/templates``, the stylesheet in ``web/static``."""
+
+SESSION_COOKIE = b"appliance_session"
+LOGIN_COOKIE = b"appliance_login"
+"""Carries the login form's CSRF token before there is a session."""
+
+Access: TypeAlias = Literal["public", "any", "admin", "user"]
+"""Who may open a route: everyone, any logged-in account, the admin, or users."""
+
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    b"X-Content-Type-Options": b"nosniff",
+    b"X-Frame-Options": b"DENY",
+    b"Referrer-Policy": b"same-origin",
+    b"Cache-Control": b"no-store",
+}
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A link in the navigation bar, shown to one role."""
+
+    path: str
+    label: str
+    """A catalogue key (see `appliance.web.i18n`)."""
+    role: Role
+    order: int = 100
+
+
+Body: TypeAlias = "bytes | Deferred[bytes]"
+Handler: TypeAlias = Callable[..., Body]
+"""``handler(page, **route_arguments)`` returns the response body, or a Deferred of it."""
+
+
+class PageGroup(Protocol):
+    """One module's pages: it adds its routes and navigation entries."""
+
+    def install(self, router: Router) -> None: ...
+
+
+class Page:
+    """One request as a page handler sees it: who asks, in which language, and helpers."""
+
+    def __init__(self, web: WebApp, request: IRequest, session: Session | None, language: Language) -> None:
+        self.web = web
+        self.request = request
+        self.session = session
+        self.language: Language = i18n.as_language(language) or "de"
+        """The fallback when neither the directory nor the browser names a language."""
+
+    @property
+    def login(self) -> str:
+        """The logged-in account (routes other than ``public`` always have one)."""
+        assert self.session is not None
+        return self.session.login
+
+    def t(self, key: str) -> str:
+        return i18n.translate(key, self.language)
+
+    def has_arg(self, name: str) -> bool:
+        return name.encode("utf-8") in (self.request.args or {})
+
+    def arg(self, name: str, default: str = "") -> str:
+        """A query or form field as text (the first if repeated)."""
+        values = (self.request.args or {}).get(name.encode("utf-8"))
+        return values[0].decode("utf-8", "replace") if values else default
+
+    def render(self, template: str, status: int = 200, **values: Any) -> bytes:
+        self.request.setResponseCode(status)
+        self.request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        context = {
+            "t": self.t,
+            "language": self.language,
+            "session": self.session,
+            "csrf": self.session.csrf if self.session else "",
+            "nav": self.web.router.nav(self.session.role) if self.session else [],
+            "current": self.request.path.decode("utf-8", "replace"),
+            **values,
+        }
+        return self.web.templates.get_template(template).render(context).encode("utf-8")
+
+    def redirect(self, location: str, query: Mapping[str, str] | None = None) -> bytes:
+        if query:
+            location += "?" + urlencode({key: value for key, value in query.items() if value})
+        self.request.setResponseCode(303)
+        self.request.setHeader(b"Location", location.encode("utf-8"))
+        return b""
+
+    def error(self, status: int, title: str, text: str) -> bytes:
+        return self.render("error.html", status=status, title=self.t(title), text=self.t(text))
+
+
+class Router:
+    """Adds routes to the Klein app behind the access and CSRF checks."""
+
+    def __init__(self, web: WebApp) -> None:
+        self._web = web
+        self._nav: list[NavEntry] = []
+
+    def route(
+        self,
+        path: str,
+        handler: Handler,
+        *,
+        access: Access,
+        methods: Iterable[str] = ("GET",),
+        nav: NavEntry | None = None,
+    ) -> None:
+        """Serve ``handler`` at ``path`` (Klein/werkzeug syntax) for those ``access`` allows.
+
+        Every method but GET must carry the session's CSRF token in the
+        ``csrf`` form field, or it is refused with 403 before the handler runs.
+        """
+        methods = list(methods)
+        web = self._web
+
+        def run(request: IRequest, **kwargs: Any) -> Body:
+            return web._dispatch(request, handler, access, kwargs)
+
+        web.app.route(path, methods=methods, endpoint=f"{','.join(methods)} {path}")(run)
+        if nav is not None:
+            self._nav.append(nav)
+            self._nav.sort(key=lambda entry: (entry.order, entry.path))
+
+    def nav(self, role: Role) -> list[NavEntry]:
+        return [entry for entry in self._nav if entry.role == role]
+
+
+class WebApp:
+    """The settings page: a Klein router over the appliance's store, settings and directory."""
+
+    app: Klein
+
+    def __init__(
+        self,
+        store: IKeyValueStore,
+        settings: Settings,
+        directory: Directory,
+        clock: IReactorTime,
+        *,
+        language: str = "de",
+        secure_cookies: bool = False,
+        hasher: PasswordHasher | None = None,
+        run: Runner | None = None,
+        web_root: Path = WEB_ROOT,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.directory = directory
+        self.clock = clock
+        self.language: Language = i18n.as_language(language) or "de"
+        """The fallback when neither the directory nor the browser names a language."""
+        self.secure_cookies = secure_cookies
+        """Always mark cookies Secure (for TLS added by a proxy on another host)."""
+        if run is None:
+            run = in_threads(clock) if IReactorThreads.providedBy(clock) else synchronously
+        self.credentials = Credentials(store, hasher, run)
+        """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
+        self.sessions = Sessions(store, clock)
+        self.throttle = LoginThrottle(clock)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(web_root / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.app = Klein()
+        self.router = Router(self)
+        self.static = _read_static(web_root / "static")
+        self.app.handle_errors(NotFound)(self._not_found)
+        self.app.handle_errors(MethodNotAllowed)(self._not_allowed)
+        self.router.route("/", self._home, access="public")
+        self.router.route("/login", self._login_form, access="public")
+        self.router.route("/login", self._login, access="public", methods=["POST"])
+        self.router.route("/logout", self._logout, access="any", methods=["POST"])
+        self.router.route("/static/<name>", self._static, access="public")
+
+        from appliance.web.pages import core_pages
+
+        for group in core_pages(self):
+            self.add(group)
+
+    def add(self, group: PageGroup) -> None:
+        """Serve a feature's pages (see `appliance.web.pages`)."""
+        group.install(self.router)
+
+    def site(self) -> Site:
+        site = Site(self.app.resource())
+        site.displayTracebacks = False
+        return site
+
+    # --- request handling -------------------------------------------------
+
+    def _dispatch(
+        self, request: IRequest, handler: Handler, access: Access, kwargs: Mapping[str, Any]
+    ) -> Body:
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        session = self._session(request)
+        page = Page(self, request, session, self._language(request, session))
+        if access != "public":
+            if session is None:
+                if request.method in (b"GET", b"HEAD"):
+                    return page.redirect("/login", {"next": request.uri.decode("utf-8", "replace")})
+                return page.error(403, "forbidden", "csrf_failed")
+            if access != "any" and session.role != access:
+                return page.error(403, "forbidden", "forbidden_text")
+            if request.method not in (b"GET", b"HEAD") and not same_token(session.csrf, page.arg("csrf")):
+                log.warn(
+                    "refused {method} {path} without a valid CSRF token",
+                    method=request.method.decode("ascii", "replace"),
+                    path=request.path.decode("utf-8", "replace"),
+                )
+                return page.error(403, "forbidden", "csrf_failed")
+        return handler(page, **kwargs)
+
+    def _session(self, request: IRequest) -> Session | None:
+        cookie = request.getCookie(SESSION_COOKIE)
+        if not cookie:
+            return None
+        session = self.sessions.find(cookie.decode("ascii", "replace"))
+        if session is not None and session.role == "user" and self.directory.user(session.login) is None:
+            return None  # the user was deleted
+        return session
+
+    def _language(self, request: IRequest, session: Session | None) -> Language:
+        if session is not None and session.role == "user":
+            user = self.directory.user(session.login)
+            language = i18n.as_language(user.language if user else None)
+            if language is not None:
+                return language
+        header = request.getHeader(b"accept-language")
+        return i18n.from_accept_language(header.decode("latin-1") if header else None, self.language)
+
+    def _is_https(self, request: IRequest) -> bool:
+        if self.secure_cookies or request.isSecure():
+            return True
+        # A TLS proxy on this machine (the supported set-up) says so.
+        proto = request.getHeader(b"x-forwarded-proto")
+        peer = getattr(request.getClientAddress(), "host", None)
+        return proto == b"https" and peer in ("127.0.0.1", "::1")
+
+    def _set_cookie(
+        self, request: IRequest, name: bytes, value: bytes, path: bytes, expire: bool = False
+    ) -> None:
+        # IRequest.addCookie lacks httpOnly/sameSite; twisted.web's Request has them.
+        http_request: Any = request
+        http_request.addCookie(
+            name,
+            value,
+            path=path,
+            httpOnly=True,
+            secure=self._is_https(request),
+            sameSite="strict",
+            max_age=b"0" if expire else None,
+            expires=b"Thu, 01 Jan 1970 00:00:00 GMT" if expire else None,
+        )
+
+    def home(self, role: Role) -> str:
+        entries = self.router.nav(role)
+        return entries[0].path if entries else "/login"
+
+    @staticmethod
+    def _client(request: IRequest) -> str:
+        return str(getattr(request.getClientAddress(), "host", "unknown"))
+
+    # --- core routes --------------------------------------------------------
+
+    def _home(self, page: Page) -> bytes:
+        return page.redirect(self.home(page.session.role) if page.session else "/login")
+
+    def _login_form(self, page: Page) -> bytes:
+        if page.session is not None:
+            return page.redirect(self.home(page.session.role))
+        return self._render_login(page, 200, error="")
+
+    def _render_login(self, page: Page, status: int, error: str, login: str = "") -> bytes:
+        token = secrets.token_urlsafe(32)
+        self._set_cookie(page.request, LOGIN_COOKIE, token.encode("ascii"), b"/login")
+        return page.render(
+            "login.html", status=status, token=token, error=error, login=login, next=page.arg("next")
+        )
+
+    def _login(self, page: Page) -> Body:
+        cookie = page.request.getCookie(LOGIN_COOKIE) or b""
+        if not same_token(cookie.decode("ascii", "replace"), page.arg("csrf")):
+            return self._render_login(page, 403, error=page.t("csrf_failed"))
+        login = page.arg("login").strip()
+        address = self._client(page.request)
+        if self.throttle.locked(login, address):
+            return self._render_login(page, 429, error=page.t("login_locked"), login=login)
+        known = login == "admin" or self.directory.user(login) is not None
+
+        def decide(matches: bool) -> bytes:
+            if not (matches and known):
+                self.throttle.failed(login, address)
+                return self._render_login(page, 403, error=page.t("login_failed"), login=login)
+            self.throttle.succeeded(login)
+            session = self.sessions.create(login)
+            log.info("web login of {login!r} from {address}", login=login, address=address)
+            self._set_cookie(page.request, SESSION_COOKIE, session.id.encode("ascii"), b"/")
+            self._set_cookie(page.request, LOGIN_COOKIE, b"", b"/login", expire=True)
+            target = page.arg("next")
+            if not (target.startswith("/") and not target.startswith("//") and "\\" not in target):
+                target = self.home(session.role)
+            return page.redirect(target)
+
+        return self.credentials.verify(login, page.arg("password")).addCallback(decide)
+
+    def _logout(self, page: Page) -> bytes:
+        if page.session is not None:
+            self.sessions.end(page.session.id)
+        self._set_cookie(page.request, SESSION_COOKIE, b"", b"/", expire=True)
+        return page.redirect("/login")
+
+    def _static(self, page: Page, name: str) -> bytes:
+        found = self.static.get(name)
+        if found is None:
+            return page.error(404, "not_found", "not_found")
+        content_type, body = found
+        page.request.setHeader(b"Content-Type", content_type)
+        page.request.setHeader(b"Cache-Control", b"no-cache")
+        return body
+
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        page = Page(self, request, self._session(request), self._language(request, None))
+        return page.error(404, "not_found", "not_found")
+
+    def _not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        page = Page(self, request, self._session(request), self._language(request, None))
+        return page.error(405, "not_found", "not_found")
+
+
+STATIC_TYPES = {
+    ".css": b"text/css; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".png": b"image/png",
+    ".svg": b"image/svg+xml",
+}
+
+
+def _read_static(root: Path) -> dict[str, tuple[bytes, bytes]]:
+    """The stylesheet and scripts, read once: a fixed set, so no path reaches the file system."""
+    if not root.is_dir():
+        return {}
+    return {
+        path.name: (STATIC_TYPES[path.suffix], path.read_bytes())
+        for path in sorted(root.iterdir())
+        if path.is_file() and path.suffix in STATIC_TYPES
+    }

@@ -1,0 +1,45 @@
+"""The page groups, one module each.
+
+A group is a class that receives the feature objects it shows and has an
+``install(router)`` method; it adds its routes with ``router.route(path,
+handler, access=..., methods=..., nav=NavEntry(...))``, its phrases with
+`appliance.web.i18n.add`, and its templates under ``web/templates``.  The
+router checks login, role and the CSRF token before a handler runs; a user's
+page takes the account from ``page.login``, never from the URL, so a user
+can only ever reach their own data.  A navigation entry appears only once a
+group installs it.
+
+Built in now: `settings` (admin: the key-value store), `users` (admin: the
+user directory), `profile` (user: own language and password).
+
+Still to come, each added in `appliance.tap` with one ``web.add(...)`` line
+once its feature exists (order numbers keep the navigation stable):
+
+- ``forwards``: user's own forwards (user, order 20); breakthrough
+  privileges (admin, order 30)
+- ``callbacks``: pending callback requests with cancel (admin 40, user 30)
+- ``journal``: the missed-call journal (admin 50, user 40)
+- ``notifications``: missed-call notification opt-in (user 50) and settings
+  (admin 60)
+- ``contacts``: contact import from .vcf (admin 70)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.web.app import PageGroup, WebApp
+
+
+def core_pages(web: WebApp) -> list[PageGroup]:
+    """The groups every appliance has, built from the web app's own dependencies."""
+    from appliance.web.pages.profile import ProfilePages
+    from appliance.web.pages.settings import SettingsPages
+    from appliance.web.pages.users import UserPages
+
+    return [
+        SettingsPages(web.settings),
+        UserPages(web.directory, web.credentials, web.sessions),
+        ProfilePages(web.directory, web.credentials),
+    ]

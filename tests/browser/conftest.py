@@ -1,0 +1,143 @@
+"""Browser tests: the real appliance web service, driven by Debian's headless Chromium.
+
+The appliance is built by `appliance.tap.build` from a temporary config and runs
+on the global reactor in a background thread; the tests talk to it only over
+HTTP on 127.0.0.1 (an ephemeral port) and, to check what a page did, through
+`Running.call`, which runs a function in the reactor thread.  AMI points at a
+port nothing listens on, so the AMI link just keeps retrying.  Run this suite
+on its own with ``-p no:twisted`` (as ``tests/run.py`` does), since it owns the
+reactor.  Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from twisted.internet import reactor as _reactor
+from twisted.internet.threads import blockingCallFromThread
+
+from appliance import tap
+from appliance.directory import User
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADMIN_PASSWORD = "admin-browser-test"
+T = TypeVar("T")
+reactor: Any = _reactor
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """The appliance under test, running in the reactor thread."""
+
+    appliance: tap.Appliance
+    url: str
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` in the reactor thread and return its result."""
+        result: T = blockingCallFromThread(reactor, function, *args)
+        return result
+
+    def add_user(self, user: User, password: str) -> None:
+        def add() -> None:
+            self.appliance.directory.put_user(user)
+            self.appliance.web.credentials.set_password(user.extension, password)
+
+        self.call(add)
+
+
+def write_config(directory: Path) -> Path:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    parser.read(REPO / "config.ini", encoding="utf-8")
+    parser["ami"]["port"] = str(free_port())  # nothing listens there
+    parser["fastagi"]["port"] = str(free_port())
+    parser["web"]["port"] = str(free_port())
+    parser["store"]["path"] = str(directory / "appliance.sqlite3")
+    path = directory / "config.ini"
+    with open(path, "w", encoding="utf-8") as handle:
+        parser.write(handle)
+    return path
+
+
+@pytest.fixture(scope="session")
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    if request.config.pluginmanager.has_plugin("twisted") or reactor.running:
+        pytest.fail("the browser suite runs the reactor itself: run it with -p no:twisted")
+    config = write_config(tmp_path_factory.mktemp("appliance"))
+    thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
+    thread.start()
+
+    def start() -> tap.Appliance:
+        appliance = tap.build(str(config), reactor)
+        appliance.startService()
+        appliance.web.credentials.set_password("admin", ADMIN_PASSWORD)
+        return appliance
+
+    appliance = blockingCallFromThread(reactor, start)
+    try:
+        yield Running(appliance, f"http://127.0.0.1:{appliance.config.web.port}")
+    finally:
+        blockingCallFromThread(reactor, appliance.stopService)
+        reactor.callFromThread(reactor.stop)
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile per test: no cookies from other tests."""
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def log_in(page: Page, running: Running, login: str, password: str) -> None:
+    page.goto(running.url + "/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
