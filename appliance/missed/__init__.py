@@ -1,0 +1,1 @@
+"""Missed calls: tracking, policy, journal, rendering and the notifier service (SPEC §2)."""

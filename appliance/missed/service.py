@@ -1,0 +1,230 @@
+"""The missed-call notifier: PBX model events in, journal entries and queued mails out.
+
+Thin: `CallTracker` follows the calls, `decide` is the policy, the `Renderer`
+and `compose` make the mail, and the journal entries and the mails of one call
+are committed in one store transaction before the `Outbox` is woken.  Calls in
+progress when the appliance stops are not remembered (they are lost, never
+doubled).
+
+Also here, for calls the policy must see: `directed_pickup` (feature code
+``*8<extension>`` picks up a call ringing at that extension).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from appliance.contacts import Contact, ContactDirectory
+from appliance.directory import EXTENSION, Directory
+from appliance.mail import Outbox, address, compose, is_address, message_id
+from appliance.missed.journal import Entry, Journal
+from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
+from appliance.missed.render import Notice, Renderer, link_for
+from appliance.missed.tracking import CallTracker, TrackedCall
+from appliance.pbx import Change, ChannelChanged, EndpointChanged, PBXModel
+from appliance.settings import Settings
+
+log = Logger()
+
+Observer = Callable[[TrackedCall, Decision], None]
+
+
+class MissedCallService(Service):
+    def __init__(
+        self,
+        pbx: PBXModel,
+        settings: Settings,
+        directory: Directory,
+        contacts: ContactDirectory,
+        outbox: Outbox,
+        clock: IReactorTime,
+        sender: str,
+        renderer: Renderer | None = None,
+    ) -> None:
+        self.pbx = pbx
+        self.settings = settings
+        self.directory = directory
+        self.contacts = contacts
+        self.outbox = outbox
+        self.store = outbox.store
+        self.journal = Journal(self.store)
+        self.clock = clock
+        self.sender = sender
+        self.renderer = renderer or Renderer()
+        self.tracker = CallTracker()
+        self._observers: list[Observer] = []
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """observer(call, decision) after every finished call (web page, tests)."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+    def startService(self) -> None:
+        super().startService()
+        self._unsubscribe = self.pbx.subscribe(self.on_change)
+
+    def stopService(self) -> Any:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.tracker = CallTracker()
+        return super().stopService()
+
+    def on_change(self, change: Change) -> None:
+        now = self.clock.seconds()
+        if isinstance(change, EndpointChanged):
+            if change.new.registered and not change.old.registered:
+                owner = self.directory.owner_of(change.new.name)
+                if owner is not None:
+                    self.journal.logged_in(owner.extension, now)
+        elif isinstance(change, ChannelChanged):
+            finished = self.tracker.feed(change, now)
+            if finished is not None:
+                self.finish(finished)
+
+    # -- one finished call --------------------------------------------------
+
+    def _owner(self, endpoint: str) -> str | None:
+        user = self.directory.owner_of(endpoint)
+        return user.extension if user else None
+
+    def facts(self, call: TrackedCall) -> tuple[MissedCall, Contact | None]:
+        suppressed = call.suppressed
+        contact = None if suppressed else self.contacts.lookup(call.caller_num)
+        internal_user = None if suppressed else self.directory.owner_of(call.caller_num)
+        internal = internal_user is not None or (
+            call.caller_endpoint is not None and call.caller_endpoint == call.caller_num
+        )
+        legs = [
+            (leg.endpoint, leg.ring_start or 0.0, leg.ring_seconds, leg.answered_here)
+            for leg in call.rung_legs()
+        ]
+        facts = MissedCall(
+            linkedid=call.linkedid,
+            time=call.started,
+            caller_key="" if suppressed else self.contacts.normalize(call.caller_num),
+            internal=internal,
+            suppressed=suppressed,
+            resolved=contact is not None or internal_user is not None,
+            participants=participants_by_user(legs, self._owner),
+            answered_by=call.answered_by(),
+        )
+        return facts, contact
+
+    def finish(self, call: TrackedCall) -> Decision:
+        facts, contact = self.facts(call)
+        users = [p.user for p in facts.participants]
+        rules = Rules.from_settings(self.settings.get, self.contacts.normalize)
+        subscribers = [
+            u for u in users if (user := self.directory.user(u)) and user.email and self.journal.opted_in(u)
+        ]
+        decision = decide(
+            facts,
+            rules,
+            history=self.journal.history(users),
+            last_login=self.journal.last_logins(users),
+            subscribers=subscribers,
+        )
+        by_user = {p.user: p for p in facts.participants}
+        entries = {
+            u: Entry(
+                id=call.linkedid,
+                time=call.started,
+                caller_num="" if facts.suppressed else call.caller_num,
+                caller_name=call.caller_name,
+                caller_key=facts.caller_key,
+                ring_seconds=round(by_user[u].ring_seconds, 1),
+                answered_by=facts.answered_by,
+                mailed=u in decision.mail,
+            )
+            for u in decision.journal
+        }
+        changes = self.journal.additions(entries)
+        for mailed in decision.mail:
+            try:
+                changes += self._mail(call, facts, contact, mailed, by_user[mailed].ring_seconds)
+            except Exception:
+                log.failure("missed-call mail for {user} could not be made", user=mailed)
+        if changes:
+            self.store.apply(changes)
+            self.outbox.wake()
+        log.info(
+            "call {linkedid} from {caller!r}: missed by {journal}, mail to {mail} {reasons}",
+            linkedid=call.linkedid,
+            caller=call.caller_num,
+            journal=list(decision.journal),
+            mail=list(decision.mail),
+            reasons=dict(decision.reasons),
+        )
+        for observer in list(self._observers):
+            try:
+                observer(call, decision)
+            except Exception:
+                log.failure("missed-call observer failed")
+        return decision
+
+    def _mail(
+        self, call: TrackedCall, facts: MissedCall, contact: Contact | None, user: str, ring_seconds: float
+    ) -> list[tuple[str, str, Any]]:
+        record = self.directory.user(user)
+        if record is None or not is_address(record.email):
+            return []
+        get = self.settings.get
+        language = record.language if record.language in self.renderer.templates else get("MC_LANGUAGE")
+        number = "" if facts.suppressed else call.caller_num
+        notice = Notice(
+            caller_num=number,
+            caller_name=call.caller_name,
+            suppressed=facts.suppressed,
+            time=call.started,
+            user_name=record.name,
+            user_extension=record.extension,
+            ring_seconds=ring_seconds,
+            link=link_for(number, get("MC_LINK_PREFIX")),
+            contact_name=contact.name if contact else "",
+            contact_organization=contact.organization if contact else "",
+            contact_email=contact.email if contact else "",
+            answered_by=facts.answered_by,
+        )
+        rendered = self.renderer.render(notice, language)
+        appliance = address("Telefonanlage" if language == "de" else "Phone system", self.sender)
+        sender, on_behalf_of = appliance, None
+        if get("MC_CALLER_AS_SENDER") and contact is not None and is_address(contact.email):
+            sender, on_behalf_of = address(contact.name, contact.email), appliance
+        attachments = []
+        if get("MC_ATTACH_VCARD") and contact is not None and contact.vcard:
+            attachments.append(("contact.vcf", "vcard", contact.vcard))
+        key = f"{call.linkedid}:{user}"
+        message = compose(
+            sender=sender,
+            on_behalf_of=on_behalf_of,
+            to=address(record.name, record.email),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            now=self.clock.seconds(),
+            message_id=message_id(key, self.sender),
+            attachments=attachments,
+        )
+        return self.outbox.enqueue_change(key, self.sender, [record.email], message)
+
+
+# -- call routing helpers ------------------------------------------------------
+
+
+_PICKUP_TARGET = re.compile(EXTENSION.pattern)
+
+
+def directed_pickup(session: Any, code: str, rest: str) -> Deferred[int]:
+    """``*8200``: take the call ringing at 200 (Asterisk ``PickupChan``)."""
+    if not _PICKUP_TARGET.match(rest):
+        return session.exec_("Playback", "invalid")
+    return session.exec_("PickupChan", f"PJSIP/{rest}")
