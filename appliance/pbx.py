@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from appliance.asterisk.ami import AMIActionError
+from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
 
 log = Logger()
 
@@ -106,6 +107,8 @@ class Channel:
     answered: float | None = None
     dialed_by: str | None = None
     dial_status: str | None = None
+    picked_up_by: str | None = None
+    """The channel that picked this ringing leg up (AMI ``Pickup``)."""
 
     @property
     def endpoint(self) -> str | None:
@@ -317,6 +320,11 @@ class PBXModel:
         if dest in self.channels:
             self._update_channel({"Uniqueid": dest}, dial_status=event.get("DialStatus") or None)
 
+    def _on_pickup(self, event: Message) -> None:
+        target = event.get("TargetUniqueid") or ""
+        if target in self.channels:
+            self._update_channel({"Uniqueid": target}, picked_up_by=event.get("Channel") or None)
+
     def _on_hangup(self, event: Message) -> None:
         channel = self.channels.pop(event.get("Uniqueid") or "", None)
         if channel is not None:
@@ -332,6 +340,7 @@ class PBXModel:
         "NewConnectedLine": _on_new_state,
         "DialBegin": _on_dial_begin,
         "DialEnd": _on_dial_end,
+        "Pickup": _on_pickup,
         "Hangup": _on_hangup,
     }
 
@@ -363,6 +372,11 @@ class AMILink(Protocol):
     def collectEvents(self, action: str, **headers: str) -> Deferred[Any]: ...
 
 
+RESYNC_RETRY_SECONDS = 1.0
+"""Asterisk accepts AMI logins before every module is loaded; a list action
+can fail then ("Invalid/unknown command"), so the resync is tried again."""
+
+
 class PBXService(Service):
     """Keeps a `PBXModel` in step with Asterisk over the AMI link."""
 
@@ -370,11 +384,13 @@ class PBXService(Service):
         self.ami = ami
         self.model = model
         self._undo: list[Callable[[], Any]] = []
+        self._retry: IDelayedCall | None = None
 
     def startService(self) -> None:
         super().startService()
         self._undo = [
             self.ami.subscribe(None, self.model.handle),
+            self.ami.subscribe("FullyBooted", self._fully_booted),
             self.ami.addConnectedHook(self._resync),
         ]
 
@@ -382,7 +398,18 @@ class PBXService(Service):
         for undo in self._undo:
             undo()
         self._undo = []
+        self._cancel_retry()
         return super().stopService()
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def _fully_booted(self, _event: object) -> None:
+        """Asterisk finished booting after we logged in: the lists are complete now."""
+        if not self.model.synced and self._retry is not None:
+            self._resync()
 
     def _list(self, action: str) -> Deferred[Any]:
         """Some list actions answer an empty list with an error ("No Contacts found")."""
@@ -395,9 +422,10 @@ class PBXService(Service):
 
         return self.ami.collectEvents(action).addErrback(empty)
 
-    def _resync(self, _protocol: object) -> Deferred[None]:
+    def _resync(self, _protocol: object = None) -> Deferred[None]:
         """Ask Asterisk for the whole picture; events during the lists are kept
         too, and the lists win, which is right: they are the newer truth."""
+        self._cancel_retry()
         self.model.synced = False
         lists = gatherResults(
             [
@@ -418,4 +446,16 @@ class PBXService(Service):
                 channels=len(self.model.channels),
             )
 
-        return lists.addCallback(apply)
+        return lists.addCallback(apply).addErrback(self._resync_failed)
+
+    def _resync_failed(self, failure: Failure) -> None:
+        reason = failure.value.subFailure if isinstance(failure.value, FirstError) else failure
+        if reason.check(AMIConnectionLost, AMINotConnected) or not self.running:
+            log.info("PBX resync cut short ({why}); the next connection resyncs", why=reason.value)
+            return
+        log.warn(
+            "PBX resync failed ({why}); retrying in {seconds}s",
+            why=reason.value,
+            seconds=RESYNC_RETRY_SECONDS,
+        )
+        self._retry = self.model.clock.callLater(RESYNC_RETRY_SECONDS, self._resync)

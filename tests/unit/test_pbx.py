@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from appliance.asterisk.ami import AMIProtocol
+from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMIMessage, AMIProtocol
 from appliance.pbx import (
+    RESYNC_RETRY_SECONDS,
     ChannelChanged,
     DeviceState,
     EndpointChanged,
     PBXModel,
+    PBXService,
     Presence,
     Resynced,
     endpoint_of,
@@ -175,3 +179,77 @@ class ResyncTests(SynchronousTestCase):
         self.assertTrue(model.synced)
         self.assertTrue(any(isinstance(c, ChannelChanged) and c.hungup for c in changes))
         self.assertIsInstance(changes[-1], Resynced)
+
+
+class FakeAMI:
+    """An AMI link whose list actions answer from a script, one answer per call."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[Any]] = {}
+        self.hooks: list[Any] = []
+        self.subscriptions: list[tuple[str | None, Any]] = []
+        self.asked: list[str] = []
+
+    def subscribe(self, event: str | None, callback: Any) -> Any:
+        self.subscriptions.append((event, callback))
+        return lambda: self.subscriptions.remove((event, callback))
+
+    def addConnectedHook(self, hook: Any) -> Any:
+        self.hooks.append(hook)
+        return lambda: self.hooks.remove(hook)
+
+    def collectEvents(self, action: str, **headers: str) -> Deferred[Any]:
+        self.asked.append(action)
+        answers = self.answers.get(action) or [[]]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        return fail(answer) if isinstance(answer, Exception) else succeed(answer)
+
+    def connect(self) -> None:
+        for hook in list(self.hooks):
+            hook(object())
+
+
+class PBXServiceTests(SynchronousTestCase):
+    def test_resync_retried_while_asterisk_boots(self) -> None:
+        """A list action refused during Asterisk's boot is retried on the clock
+        until the model is synced."""
+        clock = Clock()
+        model = PBXModel(clock=clock)
+        ami = FakeAMI()
+        ami.answers["DeviceStateList"] = [
+            AMIActionError("Invalid/unknown command", AMIMessage()),
+            [AMIMessage([("Device", "PJSIP/200"), ("State", "NOT_INUSE")])],
+        ]
+        service = PBXService(ami, model)
+        service.startService()
+        ami.connect()
+        self.assertFalse(model.synced)
+        clock.advance(RESYNC_RETRY_SECONDS)
+        self.assertTrue(model.synced)
+        self.assertEqual(model.endpoint("200").device, DeviceState.NOT_INUSE)
+        self.assertEqual(ami.asked.count("DeviceStateList"), 2)
+        service.stopService()
+
+    def test_lost_connection_is_not_retried(self) -> None:
+        """A resync cut short by a lost connection waits for the next connection."""
+        clock = Clock()
+        model = PBXModel(clock=clock)
+        ami = FakeAMI()
+        ami.answers["CoreShowChannels"] = [AMIConnectionLost("gone")]
+        service = PBXService(ami, model)
+        service.startService()
+        ami.connect()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertFalse(model.synced)
+        service.stopService()
+
+    def test_empty_list_errors_mean_empty(self) -> None:
+        """ "No Contacts found" is Asterisk's way of sending an empty list."""
+        model = PBXModel(clock=Clock())
+        ami = FakeAMI()
+        ami.answers["PJSIPShowContacts"] = [AMIActionError("No Contacts found", AMIMessage())]
+        service = PBXService(ami, model)
+        service.startService()
+        ami.connect()
+        self.assertTrue(model.synced)
+        service.stopService()
