@@ -32,7 +32,7 @@ def test_shipped_config_loads(tmp_path: Path) -> None:
     """The config.ini in the repository is valid and relative store paths follow the file."""
     config = load(write(tmp_path, shipped()))
     assert config.ami.port == 5038
-    assert config.fastagi.endpoint() == "tcp:4573:interface=127.0.0.1"
+    assert config.fastagi.endpoint() == "tcp:4573:interface=127.0.0.1:backlog=1024"
     assert config.store == tmp_path / "var" / "appliance.sqlite3"
     assert config.language == "de"
 
