@@ -8,9 +8,17 @@ appliance cannot be reached.
 ``feature``: feature codes dialled on a phone (``*21…``, ``#39`` …), handed
 to whichever feature registered the code.
 
+Forwarding (`appliance.forwarding`) decides the legs of a call: the forwards
+of the called line, breakthrough, forward display, loops.  The router dials
+them one after the other in the same AGI session, setting the caller name the
+target sees through ``SET VARIABLE CALLERID(name)`` (quoted by the FastAGI
+layer; caller names are attacker-controlled and never enter a Dial string).
+
 Extension points for the features:
-- `CallRouter.unreachable`: called when the target is logged out, on DND,
-  busy, or did not answer (callback offers, CCNR memory);
+- `CallRouter.unreachable`: called when the *final* target of a call (after
+  any forwards) is logged out, on DND, busy, or did not answer (callback
+  offers, CCNR memory); ``call.number`` is that target, ``call.forwarded_from``
+  the numbers the call was forwarded from;
 - `FeatureCodes.register`: a feature's codes.
 """
 
@@ -20,13 +28,14 @@ import enum
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from appliance.asterisk.fastagi import AGIArgs
+from appliance.forwarding.rules import Context, Destination, Leg, Policy, after, plan
 from appliance.pbx import PBXModel, Presence
 
 log = Logger()
@@ -35,6 +44,9 @@ NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 """What may reach Dial(): anything else could smuggle in options or more targets."""
 
 RING_SECONDS = 60
+
+ORIGINAL_NAME = "APPLIANCE_CALLER_NAME"
+"""Channel variable keeping the caller's own name while CALLERID(name) shows a forward display."""
 
 
 class CallSession(Protocol):
@@ -46,6 +58,8 @@ class CallSession(Protocol):
     def exec_(self, application: str, options: str = "") -> Deferred[int]: ...
 
     def getVariable(self, name: str) -> Deferred[str | None]: ...
+
+    def setVariable(self, name: str, value: str) -> Deferred[None]: ...
 
 
 class BadCallRequest(Exception):
@@ -72,6 +86,8 @@ class Call:
     caller_name: str
     channel: str
     uniqueid: str
+    forwarded_from: tuple[str, ...] = ()
+    """For the final target of a forwarded call: the numbers it was forwarded from."""
 
 
 def called_number(args: AGIArgs) -> tuple[str, str]:
@@ -109,15 +125,33 @@ DIAL_STATUS_UNREACHABLE = {
 }
 
 
-class CallRouter:
-    """Route one call to an internal number."""
+class Forwarder(Protocol):
+    """What the router needs of forwarding (`appliance.forwarding.service.Forwarding`)."""
 
-    def __init__(self, pbx: PBXModel | None = None, ring_seconds: int = RING_SECONDS) -> None:
+    def context(self, call: Call, blind_transfer: bool = False) -> Context: ...
+
+    def display(self, leg: Leg, call: Call, policy: Policy) -> str | None: ...
+
+
+class CallRouter:
+    """Route one call to an internal number, following its forwards."""
+
+    def __init__(
+        self,
+        pbx: PBXModel | None = None,
+        ring_seconds: int = RING_SECONDS,
+        forwarding: Forwarder | None = None,
+        trunk: str = "trunk",
+    ) -> None:
         self.pbx = pbx
         self.ring_seconds = ring_seconds
+        self.forwarding = forwarding
+        self.trunk = trunk
         self.unreachable: UnreachableHandler | None = None
         self.recent: deque[tuple[str, str, str | None]] = deque(maxlen=100)
         """(number, origin, dial status) of the last calls, newest last."""
+        self.legs: deque[tuple[str, Leg, str | None]] = deque(maxlen=100)
+        """(uniqueid, leg, status) of every leg dialled, newest last (tests, journal)."""
         self._observers: list[Callable[[tuple[str, str, str | None]], None]] = []
 
     def subscribe(self, observer: Callable[[tuple[str, str, str | None]], None]) -> Callable[[], None]:
@@ -136,6 +170,18 @@ class CallRouter:
             return Unreachable.DND
         return None
 
+    def _dial_string(self, destination: Destination) -> str | None:
+        """The Dial() target list; every number in it was validated as a number."""
+        if destination.kind == "group":
+            numbers = list(destination.members)
+        else:
+            numbers = [destination.number]
+        if not numbers or not all(NUMBER.match(n) for n in numbers):
+            return None
+        if destination.kind == "external":
+            return f"PJSIP/{destination.number}@{self.trunk}"
+        return "&".join(f"PJSIP/{n}" for n in numbers)
+
     @inlineCallbacks
     def __call__(self, session: CallSession) -> Any:
         call = call_from(session)
@@ -145,14 +191,61 @@ class CallRouter:
             origin=call.origin,
             caller=call.caller_num,
         )
-        reason = self._before_dial(call.number)
-        status: str | None = reason.name if reason else None
-        if reason is None:
-            yield session.exec_("Dial", f"PJSIP/{call.number},{self.ring_seconds},tT")
-            status = yield session.getVariable("DIALSTATUS")
-            reason = DIAL_STATUS_UNREACHABLE.get(status or "")
-        if reason is not None and self.unreachable is not None:
-            yield self.unreachable(session, call, reason)
+        context: Context | None = None
+        if self.forwarding is None:
+            leg = Leg(Destination("line", call.number), ring_seconds=self.ring_seconds)
+        else:
+            blind = yield session.getVariable("BLINDTRANSFER")
+            original = yield session.getVariable(ORIGINAL_NAME)
+            if original is not None:
+                # This channel was given a forward display before and is routed
+                # again (a blind transfer): the caller is still who it was.
+                call = replace(call, caller_name=original)
+            context = self.forwarding.context(call, blind_transfer=bool(blind))
+            leg = plan(call.number, context)
+        shown = session.env.get("agi_calleridname", "")
+        status: str | None = None
+        reason: Unreachable | None = None
+        while True:
+            reason = None
+            if leg.destination.kind == "line":
+                reason = self._before_dial(leg.destination.number)
+            dial = self._dial_string(leg.destination)
+            if leg.skip_dial:
+                status, reason = "NOANSWER", reason or Unreachable.BUSY
+            elif reason is not None:
+                status = reason.name
+            elif dial is None:
+                status = "CHANUNAVAIL"
+            else:
+                wanted = shown
+                if self.forwarding is not None and context is not None:
+                    wanted = self.forwarding.display(leg, call, context.policy) or call.caller_name
+                if wanted != shown:
+                    if shown == call.caller_name:
+                        yield session.setVariable(ORIGINAL_NAME, call.caller_name)
+                    yield session.setVariable("CALLERID(name)", wanted)
+                    shown = wanted
+                log.info(
+                    "dialling {dial} for {seconds}s ({why}, via {chain})",
+                    dial=dial,
+                    seconds=leg.ring_seconds,
+                    why=leg.reason,
+                    chain=" -> ".join(leg.chain) or "-",
+                )
+                yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
+                status = yield session.getVariable("DIALSTATUS")
+                reason = DIAL_STATUS_UNREACHABLE.get(status or "")
+            self.legs.append((call.uniqueid, leg, status))
+            following = after(leg, status, context) if context is not None else None
+            if following is None:
+                break
+            leg = following
+        if reason is not None and self.unreachable is not None and leg.destination.kind == "line":
+            if shown != call.caller_name:
+                yield session.setVariable("CALLERID(name)", call.caller_name)
+            final = replace(call, number=leg.destination.number, forwarded_from=leg.chain)
+            yield self.unreachable(session, final, reason)
         log.info("call to {number} ended: {status}", number=call.number, status=status)
         self._finished((call.number, call.origin, status))
         return status

@@ -1,0 +1,282 @@
+"""Where a call goes: forwards, forward breakthrough, forward display, loops.
+
+Pure: everything the decision depends on comes in (the caller, the forward
+records, the numbering plan, the settings as a `Policy`, and who is
+unavailable right now).  `plan` answers with the first `Leg` to dial;
+`after` answers with the next one once Asterisk reported how a leg ended.
+
+The rules (SPEC section 3, seed 002 and its FAQ):
+
+- An unconditional forward applies before ringing; a busy forward when the
+  line is busy, on DND or logged out (known before ringing, or Dial said
+  BUSY/CHANUNAVAIL); a no-answer forward after its seconds of ringing.
+  Each only for the calls its scope names (all, internal, external).
+- Display: the target of an unconditional or busy forward sees
+  ``Uml. für <forwarder>: <caller>``; a no-answer forward never changes it
+  (it cannot be predicted when the call starts ringing).  In a chain the
+  forwarder shown is the first of the chain: the one the call was meant for.
+- Breakthrough: a caller breaks through every forward of a line when one of
+  that line's forwards (that applies to this call) points at the caller's
+  *primary* internal number (for an external caller: at its caller ID), or
+  when the caller is privileged (FWD_BREAKTHROUGH_USERS/GROUPS/CALLERIDS).
+  It is checked hop by hop against the original caller, so A→B→C lets C
+  through at B but not at A, and a forward to a group grants its members
+  nothing.  A blindly transferred call never breaks through as forward
+  target: the transferer did not dial the line itself.
+- Loops and long chains: a forward to a number the call already passed, or
+  beyond FWD_MAX_HOPS forwards, is not followed; the call ends at the last
+  valid target, and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from twisted.logger import Logger
+
+from appliance.forwarding.records import BUSY, NOANSWER, UNCONDITIONAL, Forward
+
+log = Logger()
+
+RING_SECONDS = 60
+
+DestinationKind = Literal["line", "group", "external"]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Something a leg dials."""
+
+    kind: DestinationKind
+    number: str
+    members: tuple[str, ...] = ()
+    """For a group: the endpoints that ring (ringall)."""
+    language: str | None = None
+    """The language of the user behind a line, when the directory knows it."""
+
+
+class Numbering(Protocol):
+    """The internal numbering plan (directory users and groups, PBX endpoints)."""
+
+    def internal(self, number: str) -> Destination | None:
+        """The line or group ``number`` is, or None when it is not internal."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, established from what cannot be forged where possible."""
+
+    origin: Literal["internal", "external"]
+    number: str
+    """The caller ID number (for external callers the trunk's P-Asserted-Identity)."""
+    name: str = ""
+    line: str | None = None
+    """An internal caller's primary internal number: its PJSIP endpoint, not its caller ID."""
+    groups: frozenset[str] = frozenset()
+    blind_transfer: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The FWD_ settings at the moment the call is routed."""
+
+    display: bool = True
+    max_hops: int = 5
+    breakthrough_users: frozenset[str] = frozenset()
+    breakthrough_groups: frozenset[str] = frozenset()
+    breakthrough_callerids: frozenset[str] = frozenset()
+
+
+Reason = Literal["direct", "forwarded", "breakthrough", "loop", "max_hops"]
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One Dial of the call, and what may follow it."""
+
+    destination: Destination
+    ring_seconds: int = RING_SECONDS
+    display_for: str | None = None
+    """Show ``Uml. für <display_for>: <caller>``; None keeps the caller's own name."""
+    on_busy: str | None = None
+    on_noanswer: str | None = None
+    chain: tuple[str, ...] = ()
+    """The numbers this call was forwarded from, in order."""
+    reason: Reason = "direct"
+    skip_dial: bool = field(default=False)
+    """The line is unavailable and has a no-answer forward: go on without ringing."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything `plan` consults besides the number."""
+
+    caller: Caller
+    forwards: Callable[[str], Sequence[Forward]]
+    numbering: Numbering
+    policy: Policy
+    unavailable: Callable[[str], bool]
+    """Busy, on DND or logged out right now (known before ringing)."""
+
+
+def privileged(caller: Caller, policy: Policy) -> bool:
+    """Configured users, groups and external caller IDs break every forward."""
+    if caller.origin == "internal":
+        return caller.line in policy.breakthrough_users or bool(caller.groups & policy.breakthrough_groups)
+    return bool(caller.number) and caller.number in policy.breakthrough_callerids
+
+
+def breaks_through(caller: Caller, forwards: Sequence[Forward], policy: Policy) -> bool:
+    """May ``caller`` reach the line whose applicable ``forwards`` these are?"""
+    if privileged(caller, policy):
+        return True
+    if caller.blind_transfer:
+        return False
+    if caller.origin == "internal":
+        me = caller.line
+    else:
+        me = caller.number
+    return me is not None and me != "" and any(forward.target == me for forward in forwards)
+
+
+def _target(number: str, ctx: Context) -> Destination | None:
+    internal = ctx.numbering.internal(number)
+    if internal is not None:
+        return internal
+    if number.lstrip("+").isdigit() and len(number.lstrip("+")) >= 3:
+        return Destination("external", number)
+    return None
+
+
+def _applicable(number: str, ctx: Context) -> dict[str, Forward]:
+    """At most one forward per kind: a scope-specific one wins over ``all``."""
+    found: dict[str, Forward] = {}
+    for forward in ctx.forwards(number):
+        if not forward.applies_to(ctx.caller.origin):
+            continue
+        if forward.kind not in found or found[forward.kind].scope == "all":
+            found[forward.kind] = forward
+    return found
+
+
+LoopReason = Literal["loop", "max_hops", "invalid"]
+
+
+def _follow(number: str, target: str, chain: tuple[str, ...], ctx: Context) -> LoopReason | None:
+    """Why the forward ``number``→``target`` is not followed, or None to follow it."""
+    destination = _target(target, ctx)
+    if destination is None:
+        log.warn(
+            "forward of {number} to {target}: not a dialable target; ignored",
+            number=number,
+            target=target,
+        )
+        return "invalid"
+    if destination.number in chain or destination.number == number:
+        log.warn(
+            "forward loop: {path} -> {target}; the call ends at {number}",
+            path=" -> ".join((*chain, number)),
+            target=target,
+            number=number,
+        )
+        return "loop"
+    if len(chain) >= ctx.policy.max_hops:
+        log.warn(
+            "forward chain {path} -> {target} longer than FWD_MAX_HOPS={hops}; the call ends at {number}",
+            path=" -> ".join((*chain, number)),
+            target=target,
+            hops=ctx.policy.max_hops,
+            number=number,
+        )
+        return "max_hops"
+    return None
+
+
+def plan(
+    number: str,
+    ctx: Context,
+    chain: tuple[str, ...] = (),
+    display_for: str | None = None,
+) -> Leg:
+    """The leg that rings ``number`` or whatever its forwards send the call to."""
+    reason: Reason = "forwarded" if chain else "direct"
+    while True:
+        destination = _target(number, ctx) if chain else ctx.numbering.internal(number)
+        if destination is None:
+            destination = Destination("line", number)
+        number = destination.number
+        leg = Leg(destination, chain=chain, display_for=display_for, reason=reason)
+        if destination.kind != "line":
+            return leg
+        forwards = _applicable(number, ctx)
+        if not forwards:
+            return leg
+        if breaks_through(ctx.caller, list(forwards.values()), ctx.policy):
+            log.info(
+                "{caller} breaks through the forwards of {number}",
+                caller=ctx.caller.line or ctx.caller.number,
+                number=number,
+            )
+            return replace(leg, reason="breakthrough")
+        busy = forwards.get(BUSY)
+        now = forwards.get(UNCONDITIONAL) or (busy if busy and ctx.unavailable(number) else None)
+        if now is not None:
+            why = _follow(number, now.target, chain, ctx)
+            if why is None:
+                display_for = display_for or number
+                chain = (*chain, number)
+                number = now.target
+                reason = "forwarded"
+                continue
+            if why == "loop" or why == "max_hops":
+                return replace(leg, reason=why)
+        noanswer = forwards.get(NOANSWER)
+        return replace(
+            leg,
+            ring_seconds=noanswer.seconds if noanswer else RING_SECONDS,
+            on_busy=busy.target if busy else None,
+            on_noanswer=noanswer.target if noanswer else None,
+            skip_dial=noanswer is not None and ctx.unavailable(number),
+        )
+
+
+BUSY_STATUSES = frozenset({"BUSY", "CHANUNAVAIL", "CONGESTION"})
+
+
+def after(leg: Leg, status: str | None, ctx: Context) -> Leg | None:
+    """The next leg once ``leg`` ended with Dial's ``status``, or None: the call is done."""
+    number = leg.destination.number
+    if leg.skip_dial:
+        status = "NOANSWER"
+    if status in BUSY_STATUSES and leg.on_busy:
+        target, display_for = leg.on_busy, leg.display_for or number
+    elif status == "NOANSWER" and leg.on_noanswer:
+        target, display_for = leg.on_noanswer, None
+    else:
+        return None
+    if _follow(number, target, leg.chain, ctx) is not None:
+        return None
+    return plan(target, ctx, chain=(*leg.chain, number), display_for=display_for)
+
+
+# -- forward display ---------------------------------------------------------
+
+DISPLAY_PREFIX = {"de": "Uml. für", "en": "Fwd for"}
+UNKNOWN_CALLER = {"de": "Unbekannt", "en": "Unknown"}
+DISPLAY_MAX = 48
+"""SIP allows more, but phone displays show 20-30 characters; the caller comes last."""
+
+
+def printable(text: str) -> str:
+    """Caller names are attacker-controlled: no control or formatting characters."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] not in "CZ" or ch == " ").strip()
+
+
+def display_text(language: str, forwarder: str, caller_name: str, caller_number: str) -> str:
+    """``Uml. für 200: Anna`` (de) or ``Fwd for 200: Anna`` (en)."""
+    prefix = DISPLAY_PREFIX.get(language, DISPLAY_PREFIX["en"])
+    caller = printable(caller_name) or printable(caller_number) or UNKNOWN_CALLER.get(language, "Unknown")
+    return f"{prefix} {forwarder}: {caller}"[:DISPLAY_MAX]

@@ -1,0 +1,227 @@
+"""Forwarding wired to the appliance: the directory, the settings (read on every
+call, so a saved change applies to the next call), the PBX model, and the
+feature codes that set and clear forwards from a phone.
+
+Feature codes (``<target>`` an internal, group or external number):
+
+======================  ==========  ==========  ==========
+forward                 all calls   internal    external
+======================  ==========  ==========  ==========
+unconditional, set      ``*21<t>``  ``*22<t>``  ``*23<t>``
+on busy, set            ``*67<t>``  ``*68<t>``  ``*69<t>``
+on no answer, set       ``*61<t>``  ``*62<t>``  ``*63<t>``
+clear                   ``#21`` …   ``#22`` …   ``#23`` …
+======================  ==========  ==========  ==========
+
+No answer rings 20 s unless ``*61<t>*<seconds>`` says otherwise.  ``#20``
+clears every forward of the line.  The caller hears "call forwarding …
+activated / de-activated", or "invalid".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import Logger
+
+from appliance import settings as keys
+from appliance.dialplan import Call, CallSession, FeatureCodes
+from appliance.directory import Directory
+from appliance.forwarding.prompts import prompts
+from appliance.forwarding.records import (
+    ALL,
+    BUSY,
+    DEFAULT_SECONDS,
+    EXTERNAL,
+    INTERNAL,
+    NOANSWER,
+    UNCONDITIONAL,
+    Forward,
+    ForwardError,
+    Forwards,
+)
+from appliance.forwarding.rules import Caller, Context, Destination, Leg, Policy, display_text
+from appliance.pbx import PBXModel, Presence, endpoint_of
+from appliance.settings import Settings
+
+log = Logger()
+
+LINE = re.compile(r"^[0-9]{2,8}$")
+ASTERISK_NO_NAME = "unknown"
+"""What AGI reports as ``agi_calleridname`` when the caller sent no name."""
+
+SET_CODES: dict[str, tuple[str, str]] = {
+    "*21": (UNCONDITIONAL, ALL),
+    "*22": (UNCONDITIONAL, INTERNAL),
+    "*23": (UNCONDITIONAL, EXTERNAL),
+    "*67": (BUSY, ALL),
+    "*68": (BUSY, INTERNAL),
+    "*69": (BUSY, EXTERNAL),
+    "*61": (NOANSWER, ALL),
+    "*62": (NOANSWER, INTERNAL),
+    "*63": (NOANSWER, EXTERNAL),
+}
+CLEAR_CODES: dict[str, tuple[str, str]] = {"#" + code[1:]: what for code, what in SET_CODES.items()}
+CLEAR_ALL = "#20"
+
+
+class DirectoryNumbering:
+    """Internal numbers: directory users (also by further numbers), groups, and
+    the PBX's phone endpoints that the directory does not list (yet)."""
+
+    def __init__(self, directory: Directory, pbx: PBXModel | None = None) -> None:
+        self.directory = directory
+        self.pbx = pbx
+
+    def internal(self, number: str) -> Destination | None:
+        user = self.directory.user(number)
+        if user is not None:
+            return Destination("line", user.extension, language=user.language)
+        group = self.directory.group_by_number(number)
+        if group is not None:
+            members = tuple(u.extension for u in self.directory.members_of(group.name))
+            return Destination("group", number, members)
+        owner = self.directory.owner_of(number)
+        if owner is not None:
+            return Destination("line", owner.extension, language=owner.language)
+        if self.pbx is not None and LINE.match(number) and number in self.pbx.endpoints:
+            return Destination("line", number)
+        return None
+
+
+class Forwarding:
+    """What `CallRouter` and the feature codes need; settings are read per call."""
+
+    def __init__(
+        self,
+        forwards: Forwards,
+        settings: Settings,
+        directory: Directory,
+        pbx: PBXModel | None = None,
+        language: str = "de",
+    ) -> None:
+        self.forwards = forwards
+        self.settings = settings
+        self.directory = directory
+        self.pbx = pbx
+        self.language = language
+        self.numbering = DirectoryNumbering(directory, pbx)
+
+    # -- calls ----------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        get = self.settings.get
+        return Policy(
+            display=get(keys.FWD_DISPLAY),
+            max_hops=get(keys.FWD_MAX_HOPS),
+            breakthrough_users=frozenset(get(keys.FWD_BREAKTHROUGH_USERS)),
+            breakthrough_groups=frozenset(get(keys.FWD_BREAKTHROUGH_GROUPS)),
+            breakthrough_callerids=frozenset(get(keys.FWD_BREAKTHROUGH_CALLERIDS)),
+        )
+
+    def caller(self, call: Call, blind_transfer: bool = False) -> Caller:
+        """The caller's line is the endpoint of its channel: a phone cannot claim
+        another line by sending another caller ID.  A channel that is no internal
+        line (the trunk) is an external caller, whatever context it came through
+        (a blindly transferred external call runs in the transferer's context)."""
+        endpoint = endpoint_of(call.channel) or ""
+        internal = self.numbering.internal(endpoint) if LINE.match(endpoint) else None
+        if internal is None or internal.kind != "line":
+            return Caller("external", call.caller_num, call.caller_name, blind_transfer=blind_transfer)
+        line = internal.number
+        user = self.directory.user(line)
+        groups = {g.name for g in self.directory.groups() if line in g.members}
+        groups.update(user.groups if user else ())
+        return Caller(
+            "internal",
+            call.caller_num,
+            call.caller_name,
+            line=line,
+            groups=frozenset(groups),
+            blind_transfer=blind_transfer,
+        )
+
+    def unavailable(self, number: str) -> bool:
+        if self.pbx is None or not self.pbx.synced:
+            return False
+        presence = self.pbx.presence(number)
+        if presence is Presence.LOGGED_OUT:
+            return number in self.pbx.endpoints
+        return presence in (Presence.BUSY, Presence.DND)
+
+    def context(self, call: Call, blind_transfer: bool = False) -> Context:
+        return Context(
+            caller=self.caller(call, blind_transfer),
+            forwards=self.forwards.of,
+            numbering=self.numbering,
+            policy=self.policy(),
+            unavailable=self.unavailable,
+        )
+
+    def display(self, leg: Leg, call: Call, policy: Policy) -> str | None:
+        """The caller name the leg's target should see, or None for the caller's own."""
+        if leg.display_for is None or not policy.display:
+            return None
+        forwarder = self.directory.user(leg.display_for)
+        language = leg.destination.language or (forwarder.language if forwarder else self.language)
+        name = "" if call.caller_name == ASTERISK_NO_NAME else call.caller_name
+        return display_text(language, leg.display_for, name, call.caller_num)
+
+    # -- feature codes --------------------------------------------------------
+
+    def register_codes(self, codes: FeatureCodes) -> None:
+        for code in SET_CODES:
+            codes.register(code, self.set_by_code)
+        for code in CLEAR_CODES:
+            codes.register(code, self.clear_by_code)
+        codes.register(CLEAR_ALL, self.clear_by_code)
+
+    def _line_of(self, session: CallSession) -> str | None:
+        endpoint = endpoint_of(session.env.get("agi_channel", "")) or ""
+        return endpoint if LINE.match(endpoint) else None
+
+    def _language(self, line: str | None) -> str:
+        user = self.directory.user(line) if line else None
+        return user.language if user else self.language
+
+    @inlineCallbacks
+    def set_by_code(self, session: CallSession, code: str, rest: str) -> Any:
+        line = self._line_of(session)
+        language = self._language(line)
+        kind, scope = SET_CODES[code]
+        target, _, seconds = rest.partition("*")
+        try:
+            if line is None:
+                raise ForwardError(f"{session.env.get('agi_channel')!r} is not a phone line")
+            if seconds and (kind != NOANSWER or not seconds.isdigit()):
+                raise ForwardError(f"{code}{rest}: '*{seconds}' is not a number of seconds here")
+            forward = Forward(kind, target, scope, int(seconds) if seconds else DEFAULT_SECONDS)
+            self.forwards.set(line, forward)
+        except ForwardError as error:
+            log.info("feature code {code}{rest} refused: {error}", code=code, rest=rest, error=error)
+            yield session.exec_("Playback", prompts(language, "invalid"))
+            return "invalid"
+        log.info("{line} set a {kind} forward for {scope} calls to {target}", line=line, **_fields(forward))
+        yield session.exec_("Playback", prompts(language, kind, "activated"))
+        return "set"
+
+    @inlineCallbacks
+    def clear_by_code(self, session: CallSession, code: str, rest: str) -> Any:
+        line = self._line_of(session)
+        language = self._language(line)
+        if line is None or rest:
+            yield session.exec_("Playback", prompts(language, "invalid"))
+            return "invalid"
+        kind: str | None
+        scope: str | None
+        kind, scope = CLEAR_CODES.get(code, (None, None))
+        self.forwards.clear(line, kind, scope)
+        log.info("{line} cleared {what} forwards", line=line, what=f"{kind}/{scope}" if kind else "all")
+        yield session.exec_("Playback", prompts(language, kind or UNCONDITIONAL, "deactivated"))
+        return "cleared"
+
+
+def _fields(forward: Forward) -> dict[str, str]:
+    return {"kind": forward.kind, "scope": forward.scope, "target": forward.target}
