@@ -253,7 +253,7 @@ class ListOf:
         return ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Setting(Generic[T]):
     """One key of the schema; ``default`` is already in canonical form."""
 

@@ -391,3 +391,13 @@ def test_unsubscribe(settings: Settings) -> None:
     unsubscribe()
     settings.set("CC_OFFER", "off")
     assert seen == []
+
+
+def test_setting_objects_with_list_defaults_work_as_keys() -> None:
+    """A Setting with a list default can be passed as the key itself (identity, not value)."""
+    from appliance.settings import FWD_BREAKTHROUGH_USERS, Settings
+    from appliance.testing import MemoryStore
+
+    settings = Settings(MemoryStore())
+    settings.set(FWD_BREAKTHROUGH_USERS, "200, 201")
+    assert settings.get(FWD_BREAKTHROUGH_USERS) == ["200", "201"]
