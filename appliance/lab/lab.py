@@ -138,6 +138,9 @@ class Lab:
         for name, text in files.items():
             (etc / name).write_text(text)
         shutil.copyfile(dialplan_include, etc / "appliance.conf")
+        from appliance.callback import prompts  # the appliance's announcements, de and en
+
+        prompts.build(self.root / "usr/share/asterisk/sounds")
         for sub in ("run", "var/log", "var/lib", "var/spool", "var/cache"):
             (self.root / sub / "appliance-lab" / self.instance).mkdir(parents=True, exist_ok=True)
 

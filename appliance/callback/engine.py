@@ -1,0 +1,428 @@
+"""The callback engine: a pure state machine over all open callback requests.
+
+Inputs are method calls (a request, a cancellation, a presence change from the
+PBX model, the outcome of a recall, a resync) and the injected clock; outputs
+go to one `IRecallOutputs` collaborator (originate a recall, save or remove a
+request), so tests can assert the exact list of outputs.  Nothing here touches
+a socket or reads the wall clock.
+
+Each request is in one of three states::
+
+    WAITING ──target free, requester free, due──▶ RINGING ──requester answered──▶ CONNECTING
+       ▲                                             │                              │
+       └──────requester busy / no answer (retry)─────┘◀──target busy / no answer─────┘
+                                                                  target answered or
+                                                                  requester gave up ──▶ done
+
+Rules: one recall at a time per target and per requester; requests for one
+target are served first come, first served (a requester who is not free keeps
+its place and the next one is served); a request expires ``timeout`` seconds
+after it was made; a busy or unanswering requester is retried after
+``retry_delay(attempts)`` seconds, at most ``max_attempts`` times.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from appliance.pbx import Presence
+
+log = Logger()
+
+MAX_PER_REQUESTER = 5
+"""Open requests one requester may hold (a phone cannot flood the queue)."""
+MAX_PER_TARGET = 20
+MAX_ATTEMPTS = 5
+"""Recalls that the requester did not take before the request is dropped."""
+RECALL_GUARD_SECONDS = 120.0
+"""A recall whose outcome never arrives (AMI link lost) is given up after its
+ring time plus this long, and the request waits again."""
+
+
+class State(enum.Enum):
+    WAITING = "waiting"
+    RINGING = "ringing"
+    """The recall rings at the requester."""
+    CONNECTING = "connecting"
+    """The requester answered; the target is dialled (or talking)."""
+
+
+class Kind(enum.Enum):
+    BUSY = "busy"
+    """Call completion on busy / logged out / DND: recall as soon as the target is free."""
+    CCNR = "ccnr"
+    """Call completion on no reply: recall after the target's next call ends."""
+
+
+class Outcome(enum.Enum):
+    """The answer to a new request."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    """The requester already waits for this target; the request keeps its place."""
+    LIMIT = "limit"
+    INVALID = "invalid"
+
+
+class RecallResult(enum.Enum):
+    """How one recall went, as the Asterisk side reports it."""
+
+    REQUESTER_ANSWERED = "requester_answered"
+    REQUESTER_BUSY = "requester_busy"
+    REQUESTER_NO_ANSWER = "requester_no_answer"
+    FAILED = "failed"
+    TARGET_ANSWERED = "target_answered"
+    TARGET_UNREACHABLE = "target_unreachable"
+    """The target was busy again or did not answer: the request waits again."""
+    REQUESTER_HUNG_UP = "requester_hung_up"
+    """The requester answered and hung up before the target answered: done."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One open callback request; ``id`` is ``<requester>:<target>``."""
+
+    requester: str
+    target: str
+    created: float
+    kind: Kind = Kind.BUSY
+    origin: str = "internal"
+    """``internal``: the requester is an extension; ``external``: a number on the trunk."""
+    state: State = State.WAITING
+    attempts: int = 0
+    not_before: float = 0.0
+    armed: bool = True
+    """CCNR requests arm when the target is seen in a call."""
+    state_since: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return request_id(self.requester, self.target)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Request | None:
+        try:
+            return cls(
+                requester=str(data["requester"]),
+                target=str(data["target"]),
+                created=float(data["created"]),
+                kind=Kind(data.get("kind", "busy")),
+                origin=str(data.get("origin", "internal")),
+                state=State(data.get("state", "waiting")),
+                attempts=int(data.get("attempts", 0)),
+                not_before=float(data.get("not_before", 0.0)),
+                armed=bool(data.get("armed", True)),
+                state_since=float(data.get("state_since", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def request_id(requester: str, target: str) -> str:
+    return f"{requester}:{target}"
+
+
+@dataclass(frozen=True)
+class Recall:
+    """What to originate: ring ``requester`` ``wait_seconds``, then dial ``target``."""
+
+    request_id: str
+    requester: str
+    target: str
+    origin: str
+    attempt: int
+    wait_seconds: int
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The live settings the engine obeys (read on every decision)."""
+
+    enabled: bool = True
+    timeout_seconds: float = 3600.0
+    wait_seconds: int = 20
+
+
+class IRecallOutputs(Interface):
+    """Where the engine's decisions go."""
+
+    def originate(recall: Recall) -> None:  # noqa: N805
+        """Ring the requester; report back with `CallbackEngine.recall_result`."""
+
+    def saved(request: Request) -> None:  # noqa: N805
+        """Store the request (new or changed) durably."""
+
+    def removed(request: Request, why: str) -> None:  # noqa: N805
+        """Forget the request: ``done``, ``expired``, ``cancelled``, ``attempts``."""
+
+
+def default_retry_delay(attempts: int) -> float:
+    """30 s after the first unanswered recall, then 60, 120 … at most 5 minutes."""
+    return float(min(30 * 2 ** max(attempts - 1, 0), 300))
+
+
+PresenceOf = Callable[[str], Presence]
+
+
+class CallbackEngine:
+    """All open requests and the rules above; time from ``clock``."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        outputs: IRecallOutputs,
+        presence: PresenceOf,
+        settings: Callable[[], EngineSettings] = EngineSettings,
+        retry_delay: Callable[[int], float] = default_retry_delay,
+        max_per_requester: int = MAX_PER_REQUESTER,
+        max_per_target: int = MAX_PER_TARGET,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.clock = clock
+        self.outputs = outputs
+        self.presence = presence
+        self.settings = settings
+        self.retry_delay = retry_delay
+        self.max_per_requester = max_per_requester
+        self.max_per_target = max_per_target
+        self.max_attempts = max_attempts
+        self._requests: dict[str, Request] = {}
+        self._order: dict[str, int] = {}
+        self._next = 0
+        self._timer: IDelayedCall | None = None
+
+    # -- queries ---------------------------------------------------------------
+
+    def pending(self, requester: str | None = None, target: str | None = None) -> list[Request]:
+        """Open requests, oldest first (the order they are served in)."""
+        found = [
+            r
+            for r in self._requests.values()
+            if (requester is None or r.requester == requester) and (target is None or r.target == target)
+        ]
+        return sorted(found, key=lambda r: (r.created, self._order[r.id]))
+
+    def get(self, rid: str) -> Request | None:
+        return self._requests.get(rid)
+
+    # -- inputs ----------------------------------------------------------------
+
+    def load(self, requests: Iterable[Request]) -> None:
+        """Take requests back from the store after a restart: a recall that was
+        under way when the appliance stopped is lost, so those wait again."""
+        now = self.clock.seconds()
+        for request in sorted(requests, key=lambda r: r.created):
+            if request.state is not State.WAITING:
+                request = replace(request, state=State.WAITING, state_since=now)
+                self.outputs.saved(request)
+            self._add(request)
+        self.check()
+
+    def request(
+        self, requester: str, target: str, kind: Kind = Kind.BUSY, origin: str = "internal"
+    ) -> Outcome:
+        if not requester or not target or requester == target:
+            return Outcome.INVALID
+        rid = request_id(requester, target)
+        if rid in self._requests:
+            return Outcome.DUPLICATE
+        if len(self.pending(requester=requester)) >= self.max_per_requester:
+            return Outcome.LIMIT
+        if len(self.pending(target=target)) >= self.max_per_target:
+            return Outcome.LIMIT
+        now = self.clock.seconds()
+        armed = kind is Kind.BUSY or self.presence(target) is not Presence.IDLE
+        request = Request(requester, target, now, kind, origin, armed=armed, state_since=now)
+        self._add(request)
+        self.outputs.saved(request)
+        self.check()
+        return Outcome.ACCEPTED
+
+    def cancel(self, requester: str, target: str | None = None) -> list[Request]:
+        """Cancel the requester's request for ``target``, or all of theirs."""
+        gone = self.pending(requester=requester, target=target)
+        for request in gone:
+            self._remove(request, "cancelled")
+        self.check()
+        return gone
+
+    def cancel_id(self, rid: str) -> bool:
+        request = self._requests.get(rid)
+        if request is None:
+            return False
+        self._remove(request, "cancelled")
+        self.check()
+        return True
+
+    def presence_changed(self, name: str, old: Presence, new: Presence) -> None:
+        """The PBX model saw ``name`` change; arm CCNR requests, serve free targets."""
+        if new is Presence.BUSY:
+            for request in self.pending(target=name):
+                if not request.armed:
+                    self._update(replace(request, armed=True))
+        if new is Presence.IDLE and old is not Presence.IDLE:
+            self.check()
+
+    def resynced(self) -> None:
+        """The PBX model was rebuilt (AMI reconnect, Asterisk restart): recheck all.
+        A connected recall whose requester is no longer in a call ended unseen."""
+        for request in self.pending():
+            if request.state is State.CONNECTING and self.presence(request.requester) not in (
+                Presence.BUSY,
+                Presence.RINGING,
+            ):
+                self._remove(request, "done")
+        self.check()
+
+    def recall_result(self, rid: str, attempt: int, result: RecallResult) -> None:
+        request = self._requests.get(rid)
+        if request is None or request.attempts != attempt:
+            log.info("stale recall result {result} for {rid}", result=result.value, rid=rid)
+            return
+        now = self.clock.seconds()
+        if result is RecallResult.REQUESTER_ANSWERED:
+            if request.state is State.RINGING:
+                self._update(replace(request, state=State.CONNECTING, state_since=now))
+        elif result in (RecallResult.TARGET_ANSWERED, RecallResult.REQUESTER_HUNG_UP):
+            self._remove(request, "done")
+        elif result is RecallResult.TARGET_UNREACHABLE:
+            # Not the requester's fault: keep the place, no retry delay.  A target
+            # that is free but did not answer is away: wait for its next call.
+            armed = self.presence(request.target) is not Presence.IDLE
+            self._update(
+                replace(request, state=State.WAITING, state_since=now, attempts=attempt - 1, armed=armed)
+            )
+        elif request.attempts >= self.max_attempts:
+            self._remove(request, "attempts")
+        else:
+            delay = self.retry_delay(request.attempts)
+            self._update(replace(request, state=State.WAITING, state_since=now, not_before=now + delay))
+        self.check()
+
+    # -- the rules -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Expire what is old, give up lost recalls, start every recall now due."""
+        now = self.clock.seconds()
+        settings = self.settings()
+        for request in self.pending():
+            if now >= request.created + settings.timeout_seconds and request.state is State.WAITING:
+                self._remove(request, "expired")
+            elif request.state is not State.WAITING and now >= self._guard_deadline(request, settings):
+                log.warn("recall {rid} got no outcome; waiting again", rid=request.id)
+                self._update(replace(request, state=State.WAITING, state_since=now))
+        if settings.enabled:
+            for request in self._due(now):
+                self._start(request, now, settings)
+        self._schedule(now, settings)
+
+    def _guard_deadline(self, request: Request, settings: EngineSettings) -> float:
+        if request.state is State.CONNECTING:
+            return float("inf")  # the conversation may last; its end reports back
+        return request.state_since + settings.wait_seconds + RECALL_GUARD_SECONDS
+
+    def _due(self, now: float) -> list[Request]:
+        busy_targets = {r.target for r in self._requests.values() if r.state is not State.WAITING}
+        busy_requesters = {r.requester for r in self._requests.values() if r.state is not State.WAITING}
+        due = []
+        for request in self.pending():
+            if request.state is not State.WAITING or not request.armed or now < request.not_before:
+                continue
+            if request.target in busy_targets or request.requester in busy_requesters:
+                continue
+            if self.presence(request.target) is not Presence.IDLE:
+                continue
+            if request.origin == "internal" and self.presence(request.requester) is not Presence.IDLE:
+                continue
+            busy_targets.add(request.target)
+            busy_requesters.add(request.requester)
+            due.append(request)
+        return due
+
+    def _start(self, request: Request, now: float, settings: EngineSettings) -> None:
+        started = replace(request, state=State.RINGING, state_since=now, attempts=request.attempts + 1)
+        self._update(started)
+        self.outputs.originate(
+            Recall(
+                started.id,
+                started.requester,
+                started.target,
+                started.origin,
+                started.attempts,
+                settings.wait_seconds,
+            )
+        )
+
+    def _schedule(self, now: float, settings: EngineSettings) -> None:
+        """One timer for the next moment something happens without an event."""
+        moments = []
+        for request in self._requests.values():
+            if request.state is State.WAITING:
+                moments.append(request.created + settings.timeout_seconds)
+                if request.not_before > now:
+                    moments.append(request.not_before)
+            else:
+                moments.append(self._guard_deadline(request, settings))
+        when = min((m for m in moments if m != float("inf")), default=None)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if when is not None:
+            self._timer = self.clock.callLater(max(when - now, 0.0), self.check)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    def _add(self, request: Request) -> None:
+        self._requests[request.id] = request
+        self._order[request.id] = self._next
+        self._next += 1
+
+    def _update(self, request: Request) -> None:
+        self._requests[request.id] = request
+        self.outputs.saved(request)
+
+    def _remove(self, request: Request, why: str) -> None:
+        self._requests.pop(request.id, None)
+        self._order.pop(request.id, None)
+        log.info(
+            "callback {requester} -> {target}: {why}",
+            requester=request.requester,
+            target=request.target,
+            why=why,
+        )
+        self.outputs.removed(request, why)
+
+
+@implementer(IRecallOutputs)
+class RecordingOutputs:
+    """Keeps every output in order; the engine tests assert on ``log``."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    def originate(self, recall: Recall) -> None:
+        self.log.append(("originate", recall))
+
+    def saved(self, request: Request) -> None:
+        self.log.append(("saved", request))
+
+    def removed(self, request: Request, why: str) -> None:
+        self.log.append(("removed", (request.id, why)))

@@ -1,0 +1,189 @@
+"""The FastAGI side of callback: the offer to an unreachable target's caller,
+and the feature codes ``*39`` / ``#39`` (request / cancel) and ``*78`` /
+``#78`` (do not disturb on / off).
+
+Who asks is taken from the channel (``PJSIP/100-…`` is endpoint 100), never
+from the caller ID, which the caller controls; an external caller's number is
+used only for the recall over the trunk and only when it is a plain number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+from appliance import settings as keys
+from appliance.asterisk.fastagi import AGIArgs
+from appliance.callback import prompts
+from appliance.callback.engine import CallbackEngine, Kind, Outcome
+from appliance.dialplan import Call, Unreachable
+from appliance.pbx import Presence, endpoint_of
+from appliance.settings import Settings
+
+log = Logger()
+
+EXTENSION = re.compile(r"^[0-9]{2,8}$")
+EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+DIGIT_WAIT_MS = 5000
+ALL_KEYS = prompts.KEYS
+LAST_UNANSWERED = "callbacks_ccnr"
+"""Store namespace: requester → the internal number that last did not answer them."""
+
+
+class OfferSession(Protocol):
+    """What the offer needs of a FastAGI session (`FastAGIProtocol`)."""
+
+    args: AGIArgs
+    env: dict[str, str]
+
+    def answer(self) -> Deferred[None]: ...
+
+    def exec_(self, application: str, options: str = "") -> Deferred[int]: ...
+
+    def streamFile(
+        self, name: str, escapeDigits: str = "", offset: int | None = None
+    ) -> Deferred[tuple[str | None, int]]: ...
+
+    def waitForDigit(self, timeoutMs: int) -> Deferred[str | None]: ...
+
+    def setVariable(self, name: str, value: str) -> Deferred[None]: ...
+
+
+def own_extension(session: OfferSession) -> str | None:
+    """The endpoint the channel belongs to, if it is an extension."""
+    name = endpoint_of(session.env.get("agi_channel", ""))
+    return name if name and EXTENSION.match(name) else None
+
+
+class Offers:
+    """The unreachable handler and the feature codes, over one engine."""
+
+    def __init__(
+        self,
+        engine: CallbackEngine,
+        settings: Settings,
+        store: Any,
+        language_of: Callable[[str], str],
+        presence: Callable[[str], Presence],
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.store = store
+        self.language_of = language_of
+        self.presence = presence
+
+    # -- the unreachable handler -------------------------------------------------
+
+    @inlineCallbacks
+    def unreachable(self, session: OfferSession, call: Call, reason: Unreachable) -> Any:
+        s = self.settings
+        target = call.number
+        requester, origin = self._requester(session, call)
+        if reason is Unreachable.NO_ANSWER:
+            if s.get(keys.CC_OFFER) and s.get(keys.CC_CCNR_ENABLED) and origin == "internal" and requester:
+                if EXTENSION.match(target) and requester != target:
+                    self.store.put(LAST_UNANSWERED, requester, target)
+            return None
+        offer = (
+            s.get(keys.CC_OFFER)
+            and not s.get(keys.CC_BUSY_TONE)
+            and requester is not None
+            and requester != target
+            and EXTENSION.match(target) is not None
+            and (origin == "internal" or s.get(keys.CC_EXTERNAL))
+        )
+        if not offer or requester is None:
+            yield self._plain(session, reason)
+            return None
+        key = s.get(keys.CC_DTMF_KEY)
+        yield session.answer()
+        lang = self.language_of(requester if origin == "internal" else "")
+        digit, _ = yield session.streamFile(prompts.offer_prompt(lang, key), ALL_KEYS)
+        if digit is None:
+            digit = yield session.waitForDigit(DIGIT_WAIT_MS)
+        if digit != key:
+            log.info(
+                "callback offer to {requester} for {target} not taken", requester=requester, target=target
+            )
+            return None
+        outcome = self.engine.request(requester, target, Kind.BUSY, origin)
+        log.info(
+            "callback request {requester} -> {target} ({reason}): {outcome}",
+            requester=requester,
+            target=target,
+            reason=reason.value,
+            outcome=outcome.value,
+        )
+        ok = outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE)
+        yield session.streamFile(prompts.prompt(lang, "cc-confirm" if ok else "cc-refused"))
+        return outcome
+
+    def _requester(self, session: OfferSession, call: Call) -> tuple[str | None, str]:
+        if call.origin == "internal":
+            return own_extension(session), "internal"
+        number = call.caller_num
+        return (number if EXTERNAL_NUMBER.match(number) else None), "external"
+
+    def _plain(self, session: OfferSession, reason: Unreachable) -> Deferred[int]:
+        """What the caller meets without an offer: busy, or congestion for a logged-out line."""
+        if reason is Unreachable.LOGGED_OUT:
+            return session.exec_("Congestion", "5")
+        return session.exec_("Busy", "5")
+
+    # -- feature codes -----------------------------------------------------------
+
+    @inlineCallbacks
+    def request_code(self, session: OfferSession, code: str, rest: str) -> Any:
+        """``*39``: callback to the last unanswered number; ``*39<target>``: to that one."""
+        requester = own_extension(session)
+        yield session.answer()
+        lang = self.language_of(requester or "")
+        target = rest or (self.store.get(LAST_UNANSWERED, requester) if requester else None) or ""
+        allowed = self.settings.get(keys.CC_OFFER) and self.settings.get(keys.CC_CCNR_ENABLED)
+        outcome = Outcome.INVALID
+        if allowed and requester and EXTENSION.match(target):
+            kind = Kind.CCNR if self.presence(target) is Presence.IDLE else Kind.BUSY
+            outcome = self.engine.request(requester, target, kind)
+        log.info(
+            "callback code {code}{rest} from {requester}: {outcome}",
+            code=code,
+            rest=rest,
+            requester=requester,
+            outcome=outcome.value,
+        )
+        ok = outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE)
+        yield session.streamFile(prompts.prompt(lang, "cc-confirm" if ok else "cc-refused"))
+        return outcome
+
+    @inlineCallbacks
+    def cancel_code(self, session: OfferSession, code: str, rest: str) -> Any:
+        """``#39``: cancel all of the caller's requests; ``#39<target>``: that one."""
+        requester = own_extension(session)
+        yield session.answer()
+        lang = self.language_of(requester or "")
+        gone = []
+        if requester and (not rest or EXTENSION.match(rest)):
+            gone = self.engine.cancel(requester, rest or None)
+        yield session.streamFile(prompts.prompt(lang, "cc-cancelled" if gone else "cc-refused"))
+        return len(gone)
+
+    @inlineCallbacks
+    def dnd_code(self, session: OfferSession, code: str, rest: str) -> Any:
+        """``*78`` / ``#78``: do not disturb on / off for the calling line, as
+        Asterisk presence ``CustomPresence:<ext>`` (kept in Asterisk's astdb)."""
+        extension = own_extension(session)
+        on = code.startswith("*")
+        yield session.answer()
+        lang = self.language_of(extension or "")
+        if extension is None:
+            yield session.streamFile(prompts.prompt(lang, "cc-refused"))
+            return None
+        yield session.setVariable(
+            f"PRESENCE_STATE(CustomPresence:{extension})", "dnd,," if on else "available,,"
+        )
+        yield session.streamFile(prompts.prompt(lang, "cc-dnd-on" if on else "cc-dnd-off"))
+        return on

@@ -1,0 +1,264 @@
+"""Callback as a Twisted service: the engine wired to the store, the PBX model,
+the settings and AMI.
+
+Recall in Asterisk: an AMI ``Originate`` (async) rings the requester's line
+for CC_WAIT_TIME seconds, showing the target's number; once answered, the
+channel runs the shipped ``[appliance-callback]`` context, which sets the
+requester's caller ID and dials the target.  ``OriginateResponse`` tells how
+the requester leg went (answered, busy, no answer); the context's ``h``
+extension sends ``UserEvent(ApplianceCallback)`` with the target's
+``DIALSTATUS``.  Both arrive here and go to the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from appliance import settings as keys
+from appliance.callback.engine import (
+    CallbackEngine,
+    EngineSettings,
+    IRecallOutputs,
+    Recall,
+    RecallResult,
+    Request,
+)
+from appliance.callback.offer import EXTENSION, EXTERNAL_NUMBER, Offers
+from appliance.directory import Directory
+from appliance.pbx import Change, EndpointChanged, PBXModel, Resynced
+from appliance.settings import Settings
+from appliance.store import IKeyValueStore
+
+log = Logger()
+
+NAMESPACE = "callbacks"
+CONTEXT = "appliance-callback"
+USER_EVENT = "ApplianceCallback"
+_SAFE_ID = re.compile(r"^[0-9+]{2,21}:[0-9]{2,8}$")
+
+# OriginateResponse "Reason": Asterisk's control frame of how the leg ended.
+ORIGINATE_REASONS = {
+    "4": RecallResult.REQUESTER_ANSWERED,
+    "5": RecallResult.REQUESTER_BUSY,
+    "3": RecallResult.REQUESTER_NO_ANSWER,
+    "1": RecallResult.REQUESTER_NO_ANSWER,
+}
+TARGET_STATUS = {
+    "ANSWER": RecallResult.TARGET_ANSWERED,
+    "CANCEL": RecallResult.REQUESTER_HUNG_UP,
+    "": RecallResult.REQUESTER_HUNG_UP,
+}
+
+
+class AMI(Protocol):
+    """What the service needs of `AMIService`."""
+
+    def sendAction(self, action: str, **headers: Any) -> Deferred[Any]: ...
+
+    def subscribe(self, event: str | None, callback: Callable[[Any], None]) -> Callable[[], None]: ...
+
+
+@implementer(IRecallOutputs)
+class _Outputs:
+    """The engine's outputs: the store, and Originate over AMI."""
+
+    def __init__(self, service: CallbackService) -> None:
+        self.service = service
+
+    def originate(self, recall: Recall) -> None:
+        self.service._originate(recall)
+
+    def saved(self, request: Request) -> None:
+        self.service.store.put(NAMESPACE, request.id, request.to_json())
+
+    def removed(self, request: Request, why: str) -> None:
+        self.service.store.delete(NAMESPACE, request.id)
+
+
+class CallbackService(Service):
+    """Automatic callback; `pending` and `cancel` are the web page's API."""
+
+    def __init__(
+        self,
+        store: IKeyValueStore,
+        settings: Settings,
+        pbx: PBXModel,
+        ami: AMI,
+        directory: Directory,
+        clock: IReactorTime,
+        language: str = "de",
+        trunk: str = "trunk",
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.pbx = pbx
+        self.ami = ami
+        self.directory = directory
+        self.clock = clock
+        self.language = language
+        self.trunk = trunk
+        self.engine = CallbackEngine(clock, _Outputs(self), pbx.presence, self._engine_settings)
+        self.offers = Offers(self.engine, settings, store, self._language_of, pbx.presence)
+        self._actions: dict[str, tuple[str, int]] = {}
+        """AMI ActionID of an Originate → (request id, attempt)."""
+        self.originated: list[tuple[float, Recall]] = []
+        """(when, recall) of the latest recalls started (tests, bench)."""
+        self._undo: list[Callable[[], object]] = []
+
+    # -- wiring ------------------------------------------------------------------
+
+    def attach(self, router: Any, feature_codes: Any) -> None:
+        """Plug into the call route and the feature codes."""
+        router.unreachable = self.offers.unreachable
+        feature_codes.register("*39", self.offers.request_code)
+        feature_codes.register("#39", self.offers.cancel_code)
+        feature_codes.register("*78", self.offers.dnd_code)
+        feature_codes.register("#78", self.offers.dnd_code)
+
+    def startService(self) -> None:
+        super().startService()
+        stored = [Request.from_json(value) for _, value in self.store.items(NAMESPACE)]
+        self.engine.load([r for r in stored if r is not None and _SAFE_ID.match(r.id)])
+        self._undo = [
+            self.pbx.subscribe(self._pbx_changed),
+            self.ami.subscribe("OriginateResponse", self._originate_response),
+            self.ami.subscribe("UserEvent", self._user_event),
+            self.settings.subscribe(lambda _name, _value: self.engine.check(), _CC_KEYS),
+        ]
+
+    def stopService(self) -> Any:
+        for undo in self._undo:
+            undo()
+        self._undo = []
+        self.engine.stop()
+        return super().stopService()
+
+    # -- API for the web page ------------------------------------------------------
+
+    def pending(self, requester: str | None = None) -> list[Request]:
+        return self.engine.pending(requester=requester)
+
+    def cancel(self, request_id: str) -> bool:
+        return self.engine.cancel_id(request_id)
+
+    # -- inputs --------------------------------------------------------------------
+
+    def _engine_settings(self) -> EngineSettings:
+        s = self.settings
+        return EngineSettings(
+            enabled=s.get(keys.CC_OFFER),
+            timeout_seconds=s.get(keys.CC_TIMEOUT) * 60.0,
+            wait_seconds=s.get(keys.CC_WAIT_TIME),
+        )
+
+    def _language_of(self, extension: str) -> str:
+        user = self.directory.user(extension) if extension else None
+        return user.language if user is not None else self.language
+
+    def _pbx_changed(self, change: Change) -> None:
+        if isinstance(change, EndpointChanged):
+            if change.old.presence is not change.new.presence:
+                self.engine.presence_changed(change.new.name, change.old.presence, change.new.presence)
+        elif isinstance(change, Resynced):
+            self.engine.resynced()
+
+    def _originate_response(self, event: Any) -> None:
+        found = self._actions.pop(event.get("ActionID") or "", None)
+        if found is None:
+            return
+        rid, attempt = found
+        if (event.get("Response") or "") == "Success":
+            result = RecallResult.REQUESTER_ANSWERED
+        else:
+            result = ORIGINATE_REASONS.get(event.get("Reason") or "", RecallResult.FAILED)
+        log.info("recall {rid} #{attempt}: {result}", rid=rid, attempt=attempt, result=result.value)
+        self.engine.recall_result(rid, attempt, result)
+
+    def _user_event(self, event: Any) -> None:
+        if (event.get("UserEvent") or "") != USER_EVENT:
+            return
+        rid = event.get("Id") or ""
+        try:
+            attempt = int(event.get("Attempt") or "")
+        except ValueError:
+            return
+        status = (event.get("DialStatus") or "").strip().upper()
+        result = TARGET_STATUS.get(status, RecallResult.TARGET_UNREACHABLE)
+        log.info("recall {rid} #{attempt}: target {status}", rid=rid, attempt=attempt, status=status)
+        self.engine.recall_result(rid, attempt, result)
+
+    # -- outputs -------------------------------------------------------------------
+
+    def _originate(self, recall: Recall) -> None:
+        if not EXTENSION.match(recall.target):
+            self._fail_later(recall, "bad target")
+            return
+        if recall.origin == "internal" and EXTENSION.match(recall.requester):
+            channel = f"PJSIP/{recall.requester}"
+        elif recall.origin == "external" and EXTERNAL_NUMBER.match(recall.requester):
+            channel = f"PJSIP/{recall.requester}@{self.trunk}"
+        else:
+            self._fail_later(recall, "bad requester")
+            return
+        target_user = self.directory.user(recall.target)
+        requester_user = self.directory.user(recall.requester)
+        shown = _caller_name(target_user.name if target_user else recall.target)
+        self.originated.append((self.clock.seconds(), recall))
+        del self.originated[:-100]
+        log.info(
+            "recall {rid} #{attempt}: ringing {channel} for {seconds}s",
+            rid=recall.request_id,
+            attempt=recall.attempt,
+            channel=channel,
+            seconds=recall.wait_seconds,
+        )
+        d = self.ami.sendAction(
+            "Originate",
+            Channel=channel,
+            Context=CONTEXT,
+            Exten=recall.target,
+            Priority=1,
+            Timeout=recall.wait_seconds * 1000,
+            CallerID=f'"{shown}" <{recall.target}>',
+            Async="true",
+            Variable=[
+                f"APPLIANCE_CALLBACK={recall.request_id}",
+                f"APPLIANCE_CC_ATTEMPT={recall.attempt}",
+                f"APPLIANCE_CC_REQUESTER={recall.requester}",
+                "APPLIANCE_CC_REQUESTER_NAME="
+                + _caller_name(requester_user.name if requester_user else recall.requester),
+            ],
+        )
+
+        def queued(reply: Any) -> None:
+            action_id = getattr(reply, "action_id", None)
+            if action_id:
+                self._actions[action_id] = (recall.request_id, recall.attempt)
+
+        def failed(failure: Any) -> None:
+            self._fail_later(recall, f"Originate failed: {failure.getErrorMessage()}")
+
+        d.addCallbacks(queued, failed)
+
+    def _fail_later(self, recall: Recall, why: str) -> None:
+        """Report a failure on the next turn: the engine is still deciding (no re-entry)."""
+        log.warn("recall {rid}: {why}", rid=recall.request_id, why=why)
+        self.clock.callLater(
+            0, self.engine.recall_result, recall.request_id, recall.attempt, RecallResult.FAILED
+        )
+
+
+_CC_KEYS = (keys.CC_OFFER, keys.CC_TIMEOUT, keys.CC_WAIT_TIME)
+
+
+def _caller_name(name: str) -> str:
+    """Directory names go into a caller ID string: no quotes, commas or controls."""
+    return "".join(ch for ch in name if ch.isprintable() and ch not in '"<>,;\\|')[:40].strip()
