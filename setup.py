@@ -1,10 +1,14 @@
-from setuptools import setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="appliance",
     version="0.1.0",
     description="Telephony appliance beside Asterisk: callback, missed-call mail, forwarding",
-    packages=["appliance", "appliance.asterisk", "appliance.lab", "twisted.plugins"],
+    # Every subpackage, also new ones (even before they get an __init__.py).
+    packages=[
+        *find_namespace_packages(include=["appliance", "appliance.*"], exclude=["*__pycache__"]),
+        "twisted.plugins",
+    ],
     package_data={"appliance.lab": ["templates/*"]},
     python_requires=">=3.11",
     install_requires=[
@@ -17,6 +21,7 @@ setup(
         "zope.interface>=6",
         "automat>=24.8",
         "attrs>=23",
+        "argon2-cffi>=23.1",
     ],
     extras_require={
         "test": [
@@ -27,6 +32,7 @@ setup(
             "mypy>=1.10",
             "mypy-zope>=1.0",
             "ruff>=0.5",
+            "playwright>=1.45",
         ],
     },
 )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from appliance.lab import Lab, LabError, LabPorts
+from appliance.web.demo import seed_config as seed_web_logins
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,9 +27,11 @@ def main() -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 1
     print(lab.describe())
+    seed_web_logins(REPO / "config.ini")
     print(
         "\nDemo users: extensions 100-109, 200-209, 300-309 (PJSIP over UDP, no password,"
         f" register to {lab.ports.host}:{lab.ports.sip}); external calls come in as endpoint 'trunk'.\n"
+        "Web page: http://127.0.0.1:8080/ (demo logins: admin/admin; each user: extension/extension)\n"
         "Starting the appliance: twistd -n appliance --config config.ini (Ctrl-C stops it and the lab)\n",
         flush=True,
     )

@@ -14,11 +14,18 @@ from twisted.python import usage
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
+from appliance.callback.service import CallbackService
+from appliance.contacts import ContactDirectory
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
+from appliance.forwarding.records import Forwards
+from appliance.forwarding.service import Forwarding
+from appliance.mail import Outbox, SMTPRelay
+from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError
+from appliance.web import WebApp
 
 log = Logger()
 
@@ -51,14 +58,36 @@ class Appliance(MultiService):
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)
-        self.router = CallRouter(self.pbx)
+        self.forwarding = Forwarding(
+            Forwards(store), self.settings, self.directory, self.pbx, language=config.language
+        )
+        self.router = CallRouter(self.pbx, forwarding=self.forwarding)
         self.feature_codes = FeatureCodes()
+        self.forwarding.register_codes(self.feature_codes)
+        self.contacts = ContactDirectory(store)
+        self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
+        self.outbox.setServiceParent(self)
+        self.missed = MissedCallService(
+            self.pbx, self.settings, self.directory, self.contacts, self.outbox, reactor, config.smtp.sender
+        )
+        self.missed.setServiceParent(self)
+        self.feature_codes.register("*8", directed_pickup)
+        self.callbacks = CallbackService(
+            store, self.settings, self.pbx, self.ami, self.directory, reactor, language=config.language
+        )
+        self.callbacks.attach(self.router, self.feature_codes)
+        self.callbacks.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
         self.fastagi = StreamServerEndpointService(
             serverFromString(reactor, config.fastagi.endpoint()),
             FastAGIFactory(self.routes, reactor),
         )
         self.fastagi.setServiceParent(self)
+        self.web = WebApp(store, self.settings, self.directory, reactor, language=config.language)
+        self.web_service = StreamServerEndpointService(
+            serverFromString(reactor, config.web.endpoint()), self.web.site()
+        )
+        self.web_service.setServiceParent(self)
 
     def stopService(self) -> Any:
         def close(result: object) -> object:

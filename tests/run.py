@@ -1,4 +1,4 @@
-"""The whole suite, as ``./dev test`` runs it: lint, types, unit, end-to-end.
+"""The whole suite, as ``./dev test`` runs it: lint, types, unit, browser, end-to-end.
 
 Unit tests run without the reactor; end-to-end tests run under pytest-twisted
 against the real Asterisk lab.  Any step failing fails the run, and so does a
@@ -35,7 +35,10 @@ def main(argv: list[str]) -> int:
         ("format", [PY, "-m", "ruff", "format", "--check", *CHECKED]),
         ("mypy", [PY, "-m", "mypy", "appliance", "twisted/plugins"]),
         ("unit", [PY, "-m", "pytest", "-p", "no:twisted", "tests/unit"]),
+        # Real headless Chromium against the real web service; owns the reactor.
+        ("browser", [PY, "-m", "pytest", "-p", "no:twisted", "tests/browser"]),
         ("end-to-end", [PY, "-m", "pytest", "tests/e2e"]),
+        ("package", [PY, "-m", "pytest", "tests/package"]),
     ]:
         if step(name, command) != 0:
             failed.append(name)

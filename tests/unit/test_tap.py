@@ -16,14 +16,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_service_tree_uses_config(tmp_path: Path) -> None:
-    """AMI connects where config.ini says and FastAGI listens where it says."""
+    """AMI connects where config.ini says and FastAGI and the web page listen where it says."""
     reactor = MemoryReactorClock()
     config = write(tmp_path, shipped(port="4999"))  # every port key; ami, fastagi, web, smtp alike
     service = tap.build(str(config), reactor)
     service.startService()
     try:
         assert [(host, port) for host, port, *_ in reactor.tcpClients] == [("127.0.0.1", 4999)]
-        assert [(port, interface) for port, _, _, interface in reactor.tcpServers] == [(4999, "127.0.0.1")]
+        servers = [(port, interface) for port, _, _, interface in reactor.tcpServers]
+        assert servers == [(4999, "127.0.0.1")] * 2  # FastAGI, web
         assert service.settings.get("CC_TIMEOUT") == 60
         assert (tmp_path / "var" / "appliance.sqlite3").exists()
     finally:

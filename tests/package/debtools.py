@@ -1,0 +1,327 @@
+"""Helpers of the Debian package test: build the .deb, a cached bookworm chroot.
+
+Plain blocking code (subprocess), like ``appliance.lab``: the package test
+drives dpkg-buildpackage, debootstrap, apt and twistd from outside.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from appliance.lab.lab import debian_mirror
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = "appliance"
+
+CACHE = Path(os.environ.get("APPLIANCE_LAB_CACHE", "/var/cache/appliance-lab"))
+BASE_PACKAGES = ()
+"""Extra packages in the cached base chroot; none: the .deb must pull its own."""
+BASE_STAMP = "bookworm minbase " + " ".join(BASE_PACKAGES)
+
+BUILD_TOOLS = ("build-essential", "dpkg-dev", "debhelper", "lintian", "debootstrap", "python3.11-venv")
+"""Debian packages the test needs on the build machine (the build-deps among them)."""
+
+# Ports of the appliance in the chroot, clear of the demo and the test labs.
+FASTAGI_PORT = 16573
+WEB_PORT = 18080
+AMI_PORT = 16538
+"""Nothing listens here: the appliance keeps retrying AMI, which is fine."""
+
+
+def run(command: list[str], *, log: Path | None = None, timeout: float = 600, **kwargs: object) -> str:
+    """Run ``command``; on failure raise with the tail of its output."""
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, **kwargs
+    )  # type: ignore[call-overload]
+    if log is not None:
+        with open(log, "a") as handle:
+            handle.write(f"$ {shlex.join(command)}\n{result.stdout}\n")
+    if result.returncode != 0:
+        tail = "\n".join(result.stdout.splitlines()[-40:])
+        raise AssertionError(f"{shlex.join(command)} failed ({result.returncode}):\n{tail}")
+    return str(result.stdout)
+
+
+def install_build_tools() -> None:
+    missing = [
+        package
+        for package in BUILD_TOOLS
+        if "install ok installed"
+        not in subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+        ).stdout
+    ]
+    if missing:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-qq"], env=env)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+
+
+# -- building the .deb ---------------------------------------------------------
+
+
+def copy_source(destination: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored) in ``destination``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        if not raw:
+            continue
+        relative = Path(os.fsdecode(raw))
+        source = REPO / relative
+        if not source.is_file() or relative.parts[0] in (".git",):
+            continue
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return destination
+
+
+def changelog_version(source: Path) -> str:
+    first = (source / "debian/changelog").read_text().splitlines()[0]
+    match = re.match(r"\S+ \(([^)]+)\)", first)
+    assert match, f"debian/changelog: cannot read the version from {first!r}"
+    return match.group(1)
+
+
+def bump_version(source: Path, suffix: str) -> str:
+    """Prepend a changelog entry with a higher version; return it."""
+    changelog = source / "debian/changelog"
+    old = changelog.read_text()
+    first = old.splitlines()[0]
+    version = changelog_version(source) + suffix
+    entry = (
+        f"{PACKAGE} ({version}) {first.split(')', 1)[1].split(';')[0].strip()}; urgency=medium\n\n"
+        "  * Rebuilt by the package test to exercise an upgrade.\n\n"
+        f" -- Package Test <test@example.org>  {time.strftime(CHANGELOG_DATE, time.gmtime())}\n\n"
+    )
+    changelog.write_text(entry + old)
+    return version
+
+
+CHANGELOG_DATE = "%a, %d %b %Y %H:%M:%S +0000"
+
+
+class Build:
+    """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background."""
+
+    def __init__(self, workdir: Path, version_suffix: str = "") -> None:
+        self.workdir = workdir
+        self.source = copy_source(workdir / "src")
+        self.version = (
+            bump_version(self.source, version_suffix) if version_suffix else changelog_version(self.source)
+        )
+        self.log = workdir / "build.log"
+        self.started = time.monotonic()
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                ["dpkg-buildpackage", "-us", "-uc", "-b"],
+                cwd=self.source,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait(self, timeout: float = 900) -> Path:
+        code = self.process.wait(timeout=timeout)
+        tail = "\n".join(self.log.read_text().splitlines()[-40:])
+        assert code == 0, f"dpkg-buildpackage failed ({code}) in {self.source}:\n{tail}"
+        debs = list(self.workdir.glob(f"{PACKAGE}_{self.version}_*.deb"))
+        assert len(debs) == 1, f"expected one {PACKAGE}_{self.version}_*.deb in {self.workdir}: {debs}"
+        self.seconds = time.monotonic() - self.started
+        return debs[0]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+# -- the bookworm chroot ---------------------------------------------------------
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def bookworm_base() -> Path:
+    """A clean minbase bookworm chroot, built once and cached (like the lab's sid)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    root = CACHE / "bookworm"
+    with locked(CACHE / "bookworm.lock"):
+        stamp = root / ".appliance-lab-packages"
+        if stamp.exists() and stamp.read_text() == BASE_STAMP:
+            return root
+        building = CACHE / "bookworm.building"
+        unmount_below(building)
+        shutil.rmtree(building, ignore_errors=True)
+        command = ["debootstrap", "--variant=minbase"]
+        if BASE_PACKAGES:
+            command.append("--include=" + ",".join(BASE_PACKAGES))
+        run([*command, "bookworm", str(building), debian_mirror()], timeout=1200)
+        # The same apt settings as this machine (e.g. a frozen mirror's dates),
+        # package lists fetched once here, and host name resolution.
+        for conf in Path("/etc/apt/apt.conf.d").glob("99*"):
+            shutil.copy(conf, building / "etc/apt/apt.conf.d" / conf.name)
+        shutil.copy("/etc/resolv.conf", building / "etc/resolv.conf")
+        run(["chroot", str(building), "apt-get", "update", "-qq"], timeout=600)
+        stamp_file = building / ".appliance-lab-packages"
+        stamp_file.write_text(BASE_STAMP)
+        unmount_below(root)
+        shutil.rmtree(root, ignore_errors=True)
+        building.rename(root)
+        return root
+
+
+def mounts_below(root: Path) -> list[str]:
+    prefix = str(root.resolve()).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            point = line.split()[1].replace("\\040", " ")
+            if point.startswith(prefix) or point == prefix.rstrip("/"):
+                found.append(point)
+    return found
+
+
+def unmount_below(root: Path) -> None:
+    if not root.exists():
+        return
+    for point in sorted(mounts_below(root), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def processes_in(root: Path) -> list[int]:
+    """Processes whose root directory is ``root`` (started in the chroot)."""
+    wanted = str(root.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "root") == wanted:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class Chroot:
+    """A throw-away copy of the cached base, with /proc and a shared apt cache."""
+
+    def __init__(self, base: Path, root: Path, log: Path) -> None:
+        self.root = root
+        self.log = log
+        run(["cp", "-a", str(base), str(root)])
+        shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+        archives = CACHE / "bookworm-apt-archives"
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "proc", "proc", str(root / "proc")])
+        run(["mount", "--bind", str(archives), str(root / "var/cache/apt/archives")])
+        # No daemons from maintainer scripts (there is no init in a chroot).
+        policy = root / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+
+    def path(self, inside: str) -> Path:
+        return self.root / inside.lstrip("/")
+
+    def run(self, *command: str, timeout: float = 600) -> str:
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "DEBIAN_FRONTEND": "noninteractive",
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+        }
+        return run(["chroot", str(self.root), *command], log=self.log, timeout=timeout, env=env)
+
+    def apt(self, *args: str) -> str:
+        return self.run(
+            "apt-get",
+            "-y",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            *args,
+            timeout=900,
+        )
+
+    def spawn(self, user: str, workdir: str, command: list[str], output: Path) -> subprocess.Popen[bytes]:
+        """Start ``command`` in the chroot as ``user``, in its own process group."""
+        script = f"cd {shlex.quote(workdir)} && exec {shlex.join(command)}"
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
+        with open(output, "ab") as handle:
+            return subprocess.Popen(
+                ["chroot", f"--userspec={user}:{user}", str(self.root), "/bin/sh", "-c", script],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def kill_all(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            pids = processes_in(self.root)
+            for pid in pids:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 10
+            while pids and time.monotonic() < deadline and processes_in(self.root):
+                time.sleep(0.1)
+
+    def destroy(self) -> None:
+        """Kill what runs in it, unmount, and delete it only when nothing is mounted."""
+        self.kill_all()
+        unmount_below(self.root)
+        left = mounts_below(self.root)
+        if left:
+            raise AssertionError(f"still mounted, {self.root} kept: {left}")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def unit_command(unit_text: str) -> tuple[str, str, list[str]]:
+    """User, working directory and ExecStart of a systemd unit."""
+    values: dict[str, str] = {}
+    for line in unit_text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    exec_start = shlex.split(values["ExecStart"].lstrip("-@:+!"))
+    return values["User"], values.get("WorkingDirectory", "/"), exec_start
+
+
+def set_ports(config_text: str, ports: dict[tuple[str, str], int]) -> str:
+    """``config.ini`` with ``[section] key`` set, comments kept."""
+    section = ""
+    lines = []
+    done = set()
+    for line in config_text.splitlines():
+        header = re.match(r"\s*\[([^]]+)\]", line)
+        if header:
+            section = header.group(1)
+        key = re.match(r"\s*([A-Za-z_]+)\s*=", line)
+        if key and (section, key.group(1)) in ports:
+            line = f"{key.group(1)} = {ports[section, key.group(1)]}"
+            done.add((section, key.group(1)))
+        lines.append(line)
+    assert done == set(ports), f"config.ini lacks {set(ports) - done}"
+    return "\n".join(lines) + "\n"
