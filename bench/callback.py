@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
+from bench._lab import lab_and_appliance
 from bench._report import fmt, percentile, table
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class InviteCatcher(DatagramProtocol):
@@ -56,23 +54,12 @@ class InviteCatcher(DatagramProtocol):
 
 @defer.inlineCallbacks
 def measure(reactor: Any, instance: str, rounds: int) -> Any:
-    from appliance import tap
-    from appliance.lab import Lab, LabPorts
     from appliance.pbx import Presence
-    from tests.e2e.conftest import appliance_config
     from tests.e2e.phones import Phone
     from tests.e2e.waiting import wait_model
 
-    lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
-    lab.build()
-    if not lab.is_running():
-        lab.configure(REPO / "asterisk" / "appliance.conf")
-        lab.start()
-    workdir = Path(__import__("tempfile").mkdtemp(prefix="bench-callback-"))
-    appliance = tap.build(str(appliance_config(workdir, lab)), reactor)
-    appliance.startService()
+    lab, appliance = yield lab_and_appliance(reactor, instance, "bench-callback-")
     pbx = appliance.pbx
-    yield wait_model(reactor, pbx, lambda: pbx.synced, "appliance synced", timeout=20)
     requester, target, other = (
         Phone(reactor, lab.ports.host, lab.ports.sip, n) for n in ("100", "200", "300")
     )

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
+from bench._lab import lab_and_appliance
 from bench._report import fmt, percentile, table
 
-REPO = Path(__file__).resolve().parents[1]
 SDP = (
     "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -121,24 +119,14 @@ class Caller(DatagramProtocol):
 
 @defer.inlineCallbacks
 def measure(reactor: Any, instance: str, rounds: int) -> Any:
-    from appliance import tap
     from appliance.directory import User
     from appliance.forwarding.records import Forward
-    from appliance.lab import Lab, LabPorts
     from appliance.pbx import Presence
-    from tests.e2e.conftest import appliance_config
     from tests.e2e.phones import Phone
     from tests.e2e.waiting import wait_model
 
-    lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
-    lab.build()
-    if not lab.is_running():
-        lab.configure(REPO / "asterisk" / "appliance.conf")
-        lab.start()
-    appliance = tap.build(str(appliance_config(Path(tempfile.mkdtemp(prefix="bench-fwd-")), lab)), reactor)
-    appliance.startService()
+    lab, appliance = yield lab_and_appliance(reactor, instance, "bench-fwd-")
     pbx = appliance.pbx
-    yield wait_model(reactor, pbx, lambda: pbx.synced, "appliance synced", timeout=20)
     for ext in ("100", "200", "300"):
         appliance.directory.put_user(User(ext, f"User {ext}", language="de"))
     appliance.forwarding.forwards.set("200", Forward("unconditional", "300"))
