@@ -44,6 +44,9 @@ MAX_ATTEMPTS = 5
 RECALL_GUARD_SECONDS = 120.0
 """A recall whose outcome never arrives (AMI link lost) is given up after its
 ring time plus this long, and the request waits again."""
+LOST_RETRY_SECONDS = 30.0
+"""A recall lost with the PBX link is tried again on the next resync, or after
+this long if no resync comes first."""
 
 
 class State(enum.Enum):
@@ -83,6 +86,9 @@ class RecallResult(enum.Enum):
     """The target was busy again or did not answer: the request waits again."""
     REQUESTER_HUNG_UP = "requester_hung_up"
     """The requester answered and hung up before the target answered: done."""
+    LOST = "lost"
+    """The recall never reached Asterisk (AMI link down, Asterisk shutting down):
+    nobody's fault, so the attempt does not count; tried again on the next resync."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class Request:
     armed: bool = True
     """CCNR requests arm when the target is seen in a call."""
     state_since: float = 0.0
+    lost: bool = False
+    """The last recall was lost with the PBX link: the next resync retries at once."""
 
     @property
     def id(self) -> str:
@@ -126,6 +134,7 @@ class Request:
                 not_before=float(data.get("not_before", 0.0)),
                 armed=bool(data.get("armed", True)),
                 state_since=float(data.get("state_since", 0.0)),
+                lost=bool(data.get("lost", False)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -278,13 +287,19 @@ class CallbackEngine:
 
     def resynced(self) -> None:
         """The PBX model was rebuilt (AMI reconnect, Asterisk restart): recheck all.
-        A connected recall whose requester is no longer in a call ended unseen."""
+        A connected recall whose requester is no longer in a call ended unseen; a
+        recall ringing at an internal requester whose line is not ringing died with
+        the old Asterisk, and one lost with the link is due again at once."""
+        now = self.clock.seconds()
         for request in self.pending():
-            if request.state is State.CONNECTING and self.presence(request.requester) not in (
-                Presence.BUSY,
-                Presence.RINGING,
-            ):
+            in_call = self.presence(request.requester) in (Presence.BUSY, Presence.RINGING)
+            if request.state is State.CONNECTING and not in_call:
                 self._remove(request, "done")
+            elif request.state is State.RINGING and request.origin == "internal" and not in_call:
+                log.info("recall {rid} vanished with the PBX link; waiting again", rid=request.id)
+                self._update(replace(request, state=State.WAITING, state_since=now, not_before=0.0))
+            elif request.lost:
+                self._update(replace(request, not_before=0.0, lost=False))
         self.check()
 
     def recall_result(self, rid: str, attempt: int, result: RecallResult) -> None:
@@ -298,6 +313,17 @@ class CallbackEngine:
                 self._update(replace(request, state=State.CONNECTING, state_since=now))
         elif result in (RecallResult.TARGET_ANSWERED, RecallResult.REQUESTER_HUNG_UP):
             self._remove(request, "done")
+        elif result is RecallResult.LOST:
+            self._update(
+                replace(
+                    request,
+                    state=State.WAITING,
+                    state_since=now,
+                    attempts=attempt - 1,
+                    not_before=now + LOST_RETRY_SECONDS,
+                    lost=True,
+                )
+            )
         elif result is RecallResult.TARGET_UNREACHABLE:
             # Not the requester's fault: keep the place, no retry delay.  A target
             # that is free but did not answer is away: wait for its next call.

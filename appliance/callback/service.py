@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from appliance import settings as keys
+from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
 from appliance.callback.engine import (
     CallbackEngine,
     EngineSettings,
@@ -244,19 +245,26 @@ class CallbackService(Service):
                 self._actions[action_id] = (recall.request_id, recall.attempt)
 
         def failed(failure: Any) -> None:
-            self._fail_later(recall, f"Originate failed: {failure.getErrorMessage()}")
+            result = RecallResult.LOST if _link_lost(failure) else RecallResult.FAILED
+            self._fail_later(recall, f"Originate failed: {failure.getErrorMessage()}", result)
 
         d.addCallbacks(queued, failed)
 
-    def _fail_later(self, recall: Recall, why: str) -> None:
+    def _fail_later(self, recall: Recall, why: str, result: RecallResult = RecallResult.FAILED) -> None:
         """Report a failure on the next turn: the engine is still deciding (no re-entry)."""
         log.warn("recall {rid}: {why}", rid=recall.request_id, why=why)
-        self.clock.callLater(
-            0, self.engine.recall_result, recall.request_id, recall.attempt, RecallResult.FAILED
-        )
+        self.clock.callLater(0, self.engine.recall_result, recall.request_id, recall.attempt, result)
 
 
 _CC_KEYS = (keys.CC_OFFER, keys.CC_TIMEOUT, keys.CC_WAIT_TIME)
+
+
+def _link_lost(failure: Any) -> bool:
+    """The Originate never reached a phone for reasons of the link, not the
+    requester: AMI down, or Asterisk refusing actions while it shuts down."""
+    if failure.check(AMIConnectionLost, AMINotConnected):
+        return True
+    return bool(failure.check(AMIActionError)) and "shutting down" in str(failure.value.message).lower()
 
 
 def _caller_name(name: str) -> str:

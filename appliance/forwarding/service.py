@@ -219,7 +219,7 @@ class Forwarding:
         kind, scope = CLEAR_CODES.get(code, (None, None))
         self.forwards.clear(line, kind, scope)
         log.info("{line} cleared {what} forwards", line=line, what=f"{kind}/{scope}" if kind else "all")
-        yield session.exec_("Playback", prompts(language, kind or UNCONDITIONAL, "deactivated"))
+        yield session.exec_("Playback", prompts(language, kind or "all", "deactivated"))
         return "cleared"
 
 

@@ -138,7 +138,7 @@ class Lab:
         for name, text in files.items():
             (etc / name).write_text(text)
         shutil.copyfile(dialplan_include, etc / "appliance.conf")
-        from appliance.callback import prompts  # the appliance's announcements, de and en
+        from appliance import prompts  # the appliance's announcements, de and en
 
         prompts.build(self.root / "usr/share/asterisk/sounds")
         for sub in ("run", "var/log", "var/lib", "var/spool", "var/cache"):

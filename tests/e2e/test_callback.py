@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest_twisted
 from twisted.internet.defer import DeferredList
+from twisted.internet.threads import deferToThread
 
 from appliance import settings as keys
 from appliance import tap
-from appliance.pbx import Presence
+from appliance.pbx import ChannelChanged, Presence, Resynced
 from tests.e2e.conftest import appliance_config
 from tests.e2e.waiting import wait_model, wait_until
 
 RECALL_BOUND = 5.0
 """Seconds from the target being free to the recall ringing at the requester
 (the seed allows 60; the appliance starts it on the model event)."""
+OUTSIDE = "+4930123456"
+"""An external caller's number, as the trunk asserts it."""
+FROM_OUTSIDE = f"P-Asserted-Identity: <sip:{OUTSIDE}@127.0.0.1>\r\n"
 
 
 def pending_ids(appliance):  # type: ignore[no-untyped-def]
@@ -38,14 +44,17 @@ def registered(reactor, appliance, *phones):  # type: ignore[no-untyped-def]
     )
 
 
-def offer(phone, target, key="5", pause_ms=1500):  # type: ignore[no-untyped-def]
+def offer(phone, target, key="5", pause_ms=1500, extra=""):  # type: ignore[no-untyped-def]
     """Call ``target``, take the offer with ``key`` (SIP INFO), wait for the appliance's hangup."""
-    return phone._run("cc_offer", {"target": target, "key": key, "pause_ms": pause_ms}, timeout=30)
+    values = {"target": target, "key": key, "pause_ms": pause_ms, "extra": extra}
+    return phone._run("cc_offer", values, timeout=30)
 
 
-def take_recall(phone, target):  # type: ignore[no-untyped-def]
-    """The requester's phone answers the recall, which must show ``target``."""
-    return phone._run("cc_recall", {"expect_from": target, "ring_ms": 200}, local_port=phone.port)
+def take_recall(phone, target, to=None):  # type: ignore[no-untyped-def]
+    """The requester's phone answers the recall, which must show ``target`` and be
+    addressed to ``to`` (a regular expression; the phone's own extension by default)."""
+    values = {"expect_from": target, "expect_to": to or phone.extension, "ring_ms": 200}
+    return phone._run("cc_recall", values, local_port=phone.port)
 
 
 def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def]
@@ -165,7 +174,8 @@ def test_ccnr_by_feature_code(appliance, phones, reactor):
     p103, p203, p303 = phones("103"), phones("203"), phones("303")
     yield registered(reactor, appliance, p103, p203, p303)
     p203._run("cc_reject", {"ring_ms": 500, "code": 480}, local_port=p203.port)
-    yield p103._run("cc_busy", {"target": "203", "code": 480}, timeout=20).done  # the no-answer ends in busy
+    # the no-answer ends in busy
+    yield p103._run("cc_busy", {"target": "203", "code": 480, "extra": ""}, timeout=20).done
     assert appliance.store.get("callbacks_ccnr", "103") == "203"
     assert pending_ids(appliance) == []
     yield p103.call("*39", hold_ms=20000).done
@@ -187,7 +197,7 @@ def test_offer_off_gives_plain_busy(appliance, phones, reactor):
     yield registered(reactor, appliance, p104, p204, p304)
     held = yield busy_with(reactor, appliance, p204, p304)
     refusing = refuse_busy(p204)
-    yield p104._run("cc_busy", {"target": "204", "code": 486}, timeout=20).done
+    yield p104._run("cc_busy", {"target": "204", "code": 486, "extra": ""}, timeout=20).done
     yield refusing.done
     assert pending_ids(appliance) == []
     yield end_call_of(reactor, appliance, "204")
@@ -250,3 +260,137 @@ def test_request_expires_after_cc_timeout(appliance, phones, reactor):
     yield DeferredList([r.done for r in held], consumeErrors=True)
     assert len(appliance.callbacks.originated) == started
     assert not appliance.pbx.channels_of("106")
+
+
+@pytest_twisted.inlineCallbacks
+def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor):
+    """With CC_EXTERNAL on, an outside caller (the trunk asserting +4930123456) takes
+    the offer for busy 209; when 209 is free the recall goes out over the trunk to
+    +4930123456, and once that is answered 209 rings with the outside number."""
+    appliance.settings.set(keys.CC_EXTERNAL, "on")
+    outside, p209, p309 = phones("trunk"), phones("209"), phones("309")
+    yield registered(reactor, appliance, p209, p309, outside)  # the trunk's contact: the sipp UAS
+    try:
+        held = yield busy_with(reactor, appliance, p209, p309)
+        refusing = refuse_busy(p209)
+        yield offer(outside, "209", extra=FROM_OUTSIDE).done
+        yield refusing.done
+        assert pending_ids(appliance) == [f"{OUTSIDE}:209"]
+        assert appliance.store.get("callbacks", f"{OUTSIDE}:209")["origin"] == "external"
+
+        requester = take_recall(outside, "209", to=re.escape(OUTSIDE))
+        target = answer_expecting(p209, re.escape(OUTSIDE))
+        yield end_call_of(reactor, appliance, "209")
+        results = yield DeferredList(
+            [requester.done, target.done, *[r.done for r in held]], consumeErrors=True
+        )
+        assert [ok for ok, _ in results] == [True] * 4, results
+        yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
+        recall = appliance.callbacks.originated[-1][1]
+        assert (recall.requester, recall.target, recall.origin) == (OUTSIDE, "209", "external")
+    finally:
+        yield outside.unregister().done
+
+
+@pytest_twisted.inlineCallbacks
+def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, reactor):
+    """With CC_EXTERNAL off (the default) an outside caller to busy 209 gets a plain
+    486 Busy, and no request is made."""
+    assert not appliance.settings.get(keys.CC_EXTERNAL)
+    p209, p309 = phones("209"), phones("309")
+    yield registered(reactor, appliance, p209, p309)
+    held = yield busy_with(reactor, appliance, p209, p309)
+    refusing = refuse_busy(p209)
+    calling = phones("trunk")._run("cc_busy", {"target": "209", "code": 486, "extra": FROM_OUTSIDE})
+    yield calling.done
+    yield refusing.done
+    router = appliance.router
+    yield wait_until(
+        reactor,
+        router.subscribe,
+        lambda: ("209", "external", "BUSY") in router.recent,
+        "the external call's route finished",
+    )
+    assert pending_ids(appliance) == []
+    yield end_call_of(reactor, appliance, "209")
+    yield DeferredList([r.done for r in held], consumeErrors=True)
+
+
+@pytest_twisted.inlineCallbacks
+def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
+    """107 requests a callback from busy 207; Asterisk restarts (207's call dies with
+    it); after the AMI reconnect and resync the phones' registrations are back from
+    astdb, the request is still open, and 107 is recalled, then 207 with caller ID 107."""
+    pbx = appliance.pbx
+    p107, p207, p307 = phones("107"), phones("207"), phones("307")
+    yield registered(reactor, appliance, p107, p207, p307)
+    held = yield busy_with(reactor, appliance, p207, p307)
+    refusing = refuse_busy(p207)
+    yield offer(p107, "207").done
+    yield refusing.done
+    assert pending_ids(appliance) == ["107:207"]
+    started = len(appliance.callbacks.originated)
+
+    logins: list[float] = []
+    appliance.ami.addConnectedHook(lambda _protocol: logins.append(reactor.seconds()))
+    resyncs: list[float] = []
+    pbx.subscribe(lambda change: resyncs.append(reactor.seconds()) if isinstance(change, Resynced) else None)
+    requester = take_recall(p107, "207")
+    target = answer_expecting(p207, "107")
+    yield deferToThread(lab.restart)
+    yield wait_model(reactor, pbx, lambda: resyncs, "resync after the restart", timeout=30)
+    for run in held:
+        run.kill()  # their call ended with the old Asterisk
+    assert pbx.endpoint("107").registered and pbx.endpoint("207").registered  # kept in astdb
+    assert pending_ids(appliance) in (["107:207"], [])  # [] once the recall is already through
+
+    results = yield DeferredList([requester.done, target.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, True], results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
+    # Asterisk hangs up 207's call while it stops, so a first recall may be tried
+    # then and refused ("shutting down"): that one is lost, not counted, and the
+    # recall that rang went out with the resync after the new AMI login.
+    recalls = appliance.callbacks.originated[started:]
+    assert {(r.request_id, r.attempt) for _, r in recalls} == {("107:207", 1)}, recalls
+    assert logins[0] <= recalls[-1][0] <= resyncs[0] < logins[0] + RECALL_BOUND, (recalls, logins, resyncs)
+
+
+@pytest_twisted.inlineCallbacks
+def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
+    """108 and then 109 request a callback from busy 208; 108 dials #39: its request
+    leaves the engine and the store, and when 208 is free the engine recalls 109
+    (next in line) and starts nothing for 108, whose phone sees no call."""
+    pbx = appliance.pbx
+    p108, p109, p208, p308 = phones("108"), phones("109"), phones("208"), phones("308")
+    yield registered(reactor, appliance, p108, p109, p208, p308)
+    held = yield busy_with(reactor, appliance, p208, p308)
+    for requester in (p108, p109):
+        refusing = refuse_busy(p208)
+        yield offer(requester, "208").done
+        yield refusing.done
+    assert pending_ids(appliance) == ["108:208", "109:208"]
+
+    yield p108.call("%2339", hold_ms=20000).done  # "#39"
+    assert pending_ids(appliance) == ["109:208"]
+    assert appliance.store.get("callbacks", "108:208") is None
+    at_108: list[str] = []
+    pbx.subscribe(
+        lambda c: (
+            at_108.append(c.channel.name)
+            if isinstance(c, ChannelChanged) and c.channel.endpoint == "108"
+            else None
+        )
+    )
+    started = len(appliance.callbacks.originated)
+
+    requester = take_recall(p109, "208")
+    target = answer_expecting(p208, "109")
+    # The engine subscribed to the model first: once the test sees 208 free, the
+    # engine has handled that event and made every recall decision it will make.
+    yield end_call_of(reactor, appliance, "208")
+    assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
+    results = yield DeferredList([requester.done, target.done, *[r.done for r in held]], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 4, results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "109's request done after the recall")
+    assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
+    assert at_108 == []

@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.callback.engine import (
+    LOST_RETRY_SECONDS,
     CallbackEngine,
     EngineSettings,
     Kind,
@@ -342,8 +343,61 @@ class RestartTests(SynchronousTestCase):
 
     def test_json_round_trip(self) -> None:
         """A request survives the store's JSON unchanged."""
-        request = Request("100", "200", 12.5, Kind.CCNR, "internal", State.RINGING, 2, 30.0, False, 13.0)
+        request = Request(
+            "100", "200", 12.5, Kind.CCNR, "internal", State.RINGING, 2, 30.0, False, 13.0, True
+        )
         self.assertEqual(Request.from_json(request.to_json()), request)
+
+    def test_lost_recall_not_counted_and_retried_on_resync(self) -> None:
+        """A recall lost with the PBX link does not count as an attempt, is not
+        retried while the link is down, and goes out again at once on the resync."""
+        h = Harness()
+        h.where.update({"200": B})
+        h.engine.request("100", "200")
+        h.set("200", I)
+        h.engine.recall_result("100:200", 1, RecallResult.LOST)
+        request = h.engine.get("100:200")
+        assert request is not None
+        self.assertEqual((request.state, request.attempts, request.lost), (State.WAITING, 0, True))
+        h.set("200", B)
+        h.set("200", I)
+        self.assertEqual(h.originated(), [("100:200", 1)])
+        h.engine.resynced()
+        self.assertEqual(h.originated(), [("100:200", 1), ("100:200", 1)])
+        self.assertFalse(h.engine.get("100:200").lost)  # type: ignore[union-attr]
+
+    def test_lost_recall_retried_after_delay_without_resync(self) -> None:
+        """Without a resync, a lost recall is tried again after LOST_RETRY_SECONDS."""
+        h = Harness()
+        h.where.update({"200": B})
+        h.engine.request("100", "200")
+        h.set("200", I)
+        h.engine.recall_result("100:200", 1, RecallResult.LOST)
+        h.clock.advance(LOST_RETRY_SECONDS - 1)
+        self.assertEqual(h.originated(), [("100:200", 1)])
+        h.clock.advance(1)
+        self.assertEqual(h.originated(), [("100:200", 1), ("100:200", 1)])
+
+    def test_resync_restarts_recall_that_died_with_asterisk(self) -> None:
+        """After a resync, a recall still ringing in the engine whose internal requester
+        is not ringing (Asterisk restarted) waits again and is started at once."""
+        h = Harness()
+        h.where.update({"200": B})
+        h.engine.request("100", "200")
+        h.set("200", I)
+        h.engine.resynced()
+        self.assertEqual(h.originated(), [("100:200", 1), ("100:200", 2)])
+
+    def test_resync_keeps_recall_still_ringing(self) -> None:
+        """A resync while the requester's line is ringing leaves the recall alone."""
+        h = Harness()
+        h.where.update({"200": B})
+        h.engine.request("100", "200")
+        h.set("200", I)
+        h.set("100", Presence.RINGING)
+        h.engine.resynced()
+        self.assertEqual(h.originated(), [("100:200", 1)])
+        self.assertEqual(h.engine.get("100:200").state, State.RINGING)  # type: ignore[union-attr]
 
     def test_resync_ends_connected_recall_of_idle_requester(self) -> None:
         """After a resync, a connected recall whose requester is no longer in a call is done."""

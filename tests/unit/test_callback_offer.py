@@ -342,8 +342,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(h.service.pending(), [])
 
     def test_originate_failure_retried_later(self) -> None:
-        """An Originate that AMI refuses (link down) counts as a failed attempt and
-        is retried after the retry delay, never re-entering the engine at once."""
+        """An Originate that AMI refuses (link down) is lost, not a failed attempt: it
+        is retried later with the same attempt number, never re-entering the engine at once."""
         from twisted.internet.defer import fail
 
         from appliance.asterisk.ami import AMINotConnected
@@ -361,3 +361,31 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(h.service.engine.get("100:200").state, State.WAITING)  # type: ignore[union-attr]
         h.clock.advance(30)
         self.assertEqual(len(h.ami.actions), 2)
+        self.assertIn("APPLIANCE_CC_ATTEMPT=1", h.ami.actions[1][1]["Variable"])
+
+    def test_originate_refused_while_asterisk_stops_waits_for_resync(self) -> None:
+        """Asterisk refusing the Originate because it shuts down loses the recall; the
+        resync after the restart starts it again at once, as the same attempt."""
+        from twisted.internet.defer import fail
+
+        from appliance.asterisk.ami import AMIActionError
+
+        h = Harness(**{"100": "idle", "200": "busy"})
+        answer = h.ami.sendAction
+        h.ami.sendAction = lambda action, **headers: (  # type: ignore[method-assign]
+            answer(action, **headers)
+            if len(h.ami.actions) > 0
+            else (h.ami.actions.append((action, headers)), fail(AMIActionError("Asterisk is shutting down")))[
+                1
+            ]
+        )
+        self.started(h)
+        h.service.engine.request("100", "200")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        h.clock.advance(0)
+        self.assertTrue(h.service.engine.get("100:200").lost)  # type: ignore[union-attr]
+        self.assertEqual(len(h.ami.actions), 1)
+        contacts = [{"ObjectName": n, "Uri": f"sip:{n}@127.0.0.1:1"} for n in ("100", "200")]
+        h.pbx.resync([], contacts, [])
+        self.assertEqual(len(h.ami.actions), 2)
+        self.assertIn("APPLIANCE_CC_ATTEMPT=1", h.ami.actions[1][1]["Variable"])

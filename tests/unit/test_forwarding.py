@@ -335,7 +335,7 @@ class ForwardingCodeTests(SynchronousTestCase):
 
     def test_set_codes(self) -> None:
         """``*21``, ``*68`` and ``*61<t>*<s>`` set the forward of the dialling line and confirm."""
-        self.assertEqual(self.dial("*21300").executed, [("Playback", "call-fwd-unconditional&activated")])
+        self.assertEqual(self.dial("*21300").executed, [("Playback", "appliance/de/fwd-unconditional-on")])
         self.dial("*68301")
         self.dial("*61302*15")
         self.assertEqual(
@@ -350,20 +350,21 @@ class ForwardingCodeTests(SynchronousTestCase):
     def test_bad_codes_play_invalid_and_store_nothing(self) -> None:
         """A forward to itself, seconds where none belong, or no target: ``invalid``."""
         for code in ["*21200", "*21300*5", "*61300*1", "*21", "*2130#0"]:
-            self.assertEqual(self.dial(code).executed, [("Playback", "invalid")], code)
+            self.assertEqual(self.dial(code).executed, [("Playback", "appliance/de/fwd-invalid")], code)
         self.assertEqual(self.world.forwards.of("200"), [])
 
     def test_codes_from_the_trunk_are_refused(self) -> None:
         """Only a phone line can set its forwards."""
         self.assertEqual(
-            self.dial("*21300", channel="PJSIP/trunk-00000001").executed, [("Playback", "invalid")]
+            self.dial("*21300", channel="PJSIP/trunk-00000001").executed,
+            [("Playback", "appliance/de/fwd-invalid")],
         )
 
     def test_clear_codes(self) -> None:
         """``#21`` clears the unconditional forward, ``#20`` every forward."""
         self.dial("*21300")
         self.dial("*67301")
-        self.assertEqual(self.dial("#21").executed, [("Playback", "call-fwd-unconditional&de-activated")])
+        self.assertEqual(self.dial("#21").executed, [("Playback", "appliance/de/fwd-unconditional-off")])
         self.assertEqual(self.world.forwards.of("200"), [Forward("busy", "301")])
         self.dial("#20")
         self.assertEqual(self.world.forwards.of("200"), [])
