@@ -26,6 +26,10 @@ from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
+from appliance.web.pages.callbacks import CallbackPages
+from appliance.web.pages.contacts import ContactPages
+from appliance.web.pages.forwards import ForwardPages
+from appliance.web.pages.journal import JournalPages, NotificationPages
 
 log = Logger()
 
@@ -84,6 +88,11 @@ class Appliance(MultiService):
         )
         self.fastagi.setServiceParent(self)
         self.web = WebApp(store, self.settings, self.directory, reactor, language=config.language)
+        self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
+        self.web.add(CallbackPages(self.callbacks, self.directory))
+        self.web.add(JournalPages(self.missed.journal, self.directory))
+        self.web.add(NotificationPages(self.missed.journal, self.directory))
+        self.web.add(ContactPages(self.contacts))
         self.web_service = StreamServerEndpointService(
             serverFromString(reactor, config.web.endpoint()), self.web.site()
         )

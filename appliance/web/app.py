@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 from urllib.parse import urlencode
@@ -118,13 +119,18 @@ class Page:
     def render(self, template: str, status: int = 200, **values: Any) -> bytes:
         self.request.setResponseCode(status)
         self.request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        nav = self.web.router.nav(self.session.role) if self.session else []
+        current = self.request.path.decode("utf-8", "replace")
+        matching = [e.path for e in nav if current == e.path or current.startswith(e.path + "/")]
         context = {
             "t": self.t,
             "language": self.language,
             "session": self.session,
             "csrf": self.session.csrf if self.session else "",
-            "nav": self.web.router.nav(self.session.role) if self.session else [],
-            "current": self.request.path.decode("utf-8", "replace"),
+            "nav": nav,
+            "current": current,
+            # The navigation entry of this page: the longest path the request is under.
+            "active": max(matching, key=len, default=""),
             **values,
         }
         return self.web.templates.get_template(template).render(context).encode("utf-8")
@@ -213,6 +219,7 @@ class WebApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["when"] = when
         self.app = Klein()
         self.router = Router(self)
         self.static = _read_static(web_root / "static")
@@ -378,6 +385,11 @@ class WebApp:
     def _not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         page = Page(self, request, self._session(request), self._language(request, None))
         return page.error(405, "not_found", "not_found")
+
+
+def when(seconds: float) -> str:
+    """A moment (seconds since the epoch) as the appliance's local date and time."""
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
 
 STATIC_TYPES = {

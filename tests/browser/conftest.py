@@ -12,6 +12,7 @@ reactor.  Screenshots go to ``artifacts/screenshots/``.
 from __future__ import annotations
 
 import configparser
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,9 @@ from twisted.internet.threads import blockingCallFromThread
 
 from appliance import tap
 from appliance.directory import User
+from appliance.lab import Lab, LabPorts
+from tests.e2e.conftest import appliance_config
+from tests.e2e.waiting import wait_model
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -57,6 +61,8 @@ class Running:
 
     appliance: tap.Appliance
     url: str
+    lab: Lab | None = None
+    """The Asterisk lab the appliance talks to, if any."""
 
     def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` in the reactor thread and return its result."""
@@ -105,6 +111,52 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         blockingCallFromThread(reactor, appliance.stopService)
         reactor.callFromThread(reactor.stop)
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The real Asterisk lab (instance from ``APPLIANCE_TEST_LAB``, as in ``tests/e2e``)."""
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root for the Asterisk lab (chroot, mount)")
+    instance = os.environ.get("APPLIANCE_TEST_LAB", "test")
+    lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
+    lab.build()
+    lab.stop()
+    lab.configure(REPO / "asterisk" / "appliance.conf")
+    astdb = lab.root / f"var/lib/appliance-lab/{instance}/astdb.sqlite3"
+    if astdb.exists():
+        astdb.unlink()  # no registrations left over from an earlier run
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def on_lab(running: Running, lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A second appliance in the same reactor, its AMI and FastAGI on the lab, synced with it."""
+    directory = tmp_path_factory.mktemp("lab-appliance")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(appliance_config(directory, lab), encoding="utf-8")
+    parser["web"]["port"] = str(free_port())
+    parser["store"]["path"] = str(directory / "store.sqlite3")
+    config = directory / "config.ini"
+    with open(config, "w", encoding="utf-8") as handle:
+        parser.write(handle)
+
+    def start() -> Any:
+        appliance = tap.build(str(config), reactor)
+        appliance.startService()
+        pbx = appliance.pbx
+        synced = wait_model(reactor, pbx, lambda: pbx.synced, "first PBX resync", timeout=20)
+        return synced.addCallback(lambda _: appliance)
+
+    appliance = blockingCallFromThread(reactor, start)
+    try:
+        yield Running(appliance, f"http://127.0.0.1:{appliance.config.web.port}", lab)
+    finally:
+        blockingCallFromThread(reactor, appliance.stopService)
 
 
 @pytest.fixture(scope="session")

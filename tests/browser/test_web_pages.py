@@ -102,7 +102,13 @@ def test_user_cannot_open_admin_pages(page: Page, running: Running) -> None:
         assert response is not None and response.status == 403
         expect(page.locator("h1")).to_have_text("Zugriff verweigert")
     screenshot(page, "06-user-forbidden")
-    assert page.locator("nav a").all_inner_texts() == ["Mein Profil"]
+    assert page.locator("nav a").all_inner_texts() == [
+        "Mein Profil",
+        "Umleitungen",
+        "Rückrufe",
+        "Verpasste Anrufe",
+        "Benachrichtigung",
+    ]
 
 
 def test_script_in_a_name_shows_as_text(admin: Page, running: Running) -> None:

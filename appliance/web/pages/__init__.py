@@ -12,16 +12,15 @@ group installs it.
 Built in now: `settings` (admin: the key-value store), `users` (admin: the
 user directory), `profile` (user: own language and password).
 
-Still to come, each added in `appliance.tap` with one ``web.add(...)`` line
-once its feature exists (order numbers keep the navigation stable):
+The feature groups, each added in `appliance.tap` with one ``web.add(...)``
+line (order numbers keep the navigation stable):
 
-- ``forwards``: user's own forwards (user, order 20); breakthrough
-  privileges (admin, order 30)
-- ``callbacks``: pending callback requests with cancel (admin 40, user 30)
-- ``journal``: the missed-call journal (admin 50, user 40)
-- ``notifications``: missed-call notification opt-in (user 50) and settings
-  (admin 60)
-- ``contacts``: contact import from .vcf (admin 70)
+- `forwards`: the user's own forwards (user, order 20); every user's
+  forwards, with a link to the breakthrough settings (admin, order 30)
+- `callbacks`: pending callback requests with cancel (admin 40, user 30)
+- `journal`: the missed-call journal (admin 50, user 40); the missed-call
+  mail opt-in (user 50) and who gets mail (admin 60)
+- `contacts`: contact import from .vcf (admin 70)
 """
 
 from __future__ import annotations
