@@ -10,4 +10,4 @@ import pytest
 @pytest.fixture(scope="session")
 def as_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the package test needs root (debootstrap, chroot, mount)")
+        pytest.fail("the package test needs root (debootstrap, chroot, mount)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -284,9 +285,7 @@ class Chroot:
                     os.kill(pid, signum)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + 10
-            while pids and time.monotonic() < deadline and processes_in(self.root):
-                time.sleep(0.1)
+            wait_gone(pids, timeout=10)
 
     def destroy(self) -> None:
         """Kill what runs in it, unmount, and delete it only when nothing is mounted."""
@@ -325,3 +324,26 @@ def set_ports(config_text: str, ports: dict[tuple[str, str], int]) -> str:
         lines.append(line)
     assert done == set(ports), f"config.ini lacks {set(ports) - done}"
     return "\n".join(lines) + "\n"
+
+
+def wait_gone(pids: list[int], timeout: float) -> None:
+    """Wait until every process in ``pids`` has exited, on their pidfds, with a bound."""
+    poller = select.poll()
+    fds: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        fds[fd] = pid
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    try:
+        while fds and (remaining := deadline - time.monotonic()) > 0:
+            for fd, _event in poller.poll(remaining * 1000):
+                poller.unregister(fd)
+                os.close(fd)
+                del fds[fd]
+    finally:
+        for fd in fds:
+            os.close(fd)
