@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,3 +30,35 @@ def lab_and_appliance(reactor: Any, instance: str, prefix: str) -> Any:
     pbx = appliance.pbx
     yield wait_model(reactor, pbx, lambda: pbx.synced, "appliance synced", timeout=20)
     return lab, appliance
+
+
+def sip_headers(text: str, *names: str) -> list[str]:
+    """The lines of a SIP message whose header name is one of ``names``."""
+    wanted = tuple(name.lower() + ":" for name in names)
+    return [line for line in text.split("\r\n") if line.lower().startswith(wanted)]
+
+
+class RefusingPhone(DatagramProtocol):
+    """A phone that notes when each INVITE arrives and refuses it with ``status``,
+    so a benchmark measures signalling alone."""
+
+    def __init__(self, clock: Any, status: str, tag: str) -> None:
+        self.clock = clock
+        self.status = status
+        self.tag = tag
+        self.waiting: defer.Deferred[float] | None = None
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        text = data.decode(errors="replace")
+        if not text.startswith("INVITE "):
+            return
+        arrived = self.clock.seconds()
+        headers = [
+            h + f";tag={self.tag}" if h.lower().startswith("to:") and "tag=" not in h else h
+            for h in sip_headers(text, "via", "from", "to", "call-id", "cseq")
+        ]
+        reply = f"SIP/2.0 {self.status}\r\n" + "\r\n".join(headers) + "\r\nContent-Length: 0\r\n\r\n"
+        assert self.transport is not None
+        self.transport.write(reply.encode(), addr)
+        if self.waiting is not None and not self.waiting.called:
+            self.waiting.callback(arrived)

@@ -22,34 +22,9 @@ import sys
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.protocol import DatagramProtocol
 
-from bench._lab import lab_and_appliance
+from bench._lab import RefusingPhone, lab_and_appliance
 from bench._report import fmt, percentile, table
-
-
-class InviteCatcher(DatagramProtocol):
-    """Plays a busy phone: notes each INVITE's arrival and refuses it with 486."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.waiting: defer.Deferred[float] | None = None
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        text = data.decode(errors="replace")
-        if not text.startswith("INVITE "):
-            return
-        arrived = self.clock.seconds()
-        wanted = ("via:", "from:", "to:", "call-id:", "cseq:")
-        headers = [line for line in text.split("\r\n") if line.lower().startswith(wanted)]
-        headers = [
-            h + ";tag=bench" if h.lower().startswith("to:") and "tag=" not in h else h for h in headers
-        ]
-        reply = "SIP/2.0 486 Busy Here\r\n" + "\r\n".join(headers) + "\r\nContent-Length: 0\r\n\r\n"
-        assert self.transport is not None
-        self.transport.write(reply.encode(), addr)
-        if self.waiting is not None and not self.waiting.called:
-            self.waiting.callback(arrived)
 
 
 @defer.inlineCallbacks
@@ -63,7 +38,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
     requester, target, other = (
         Phone(reactor, lab.ports.host, lab.ports.sip, n) for n in ("100", "200", "300")
     )
-    catcher = InviteCatcher(reactor)
+    catcher = RefusingPhone(reactor, "486 Busy Here", "bench")
     port = reactor.listenUDP(requester.port, catcher, interface="127.0.0.1")
     to_free: list[float] = []
     to_invite: list[float] = []

@@ -29,41 +29,13 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
-from bench._lab import lab_and_appliance
+from bench._lab import RefusingPhone, lab_and_appliance, sip_headers
 from bench._report import fmt, percentile, table
 
 SDP = (
     "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-def _headers(text: str, *names: str) -> list[str]:
-    wanted = tuple(name.lower() + ":" for name in names)
-    return [line for line in text.split("\r\n") if line.lower().startswith(wanted)]
-
-
-class Target(DatagramProtocol):
-    """Phone 300: notes each INVITE's arrival and refuses it with 503."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.waiting: defer.Deferred[float] | None = None
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        text = data.decode(errors="replace")
-        if not text.startswith("INVITE "):
-            return
-        arrived = self.clock.seconds()
-        headers = [
-            h + ";tag=bench300" if h.lower().startswith("to:") and "tag=" not in h else h
-            for h in _headers(text, "via", "from", "to", "call-id", "cseq")
-        ]
-        reply = "SIP/2.0 503 Service Unavailable\r\n" + "\r\n".join(headers) + "\r\nContent-Length: 0\r\n\r\n"
-        assert self.transport is not None
-        self.transport.write(reply.encode(), addr)
-        if self.waiting is not None and not self.waiting.called:
-            self.waiting.callback(arrived)
 
 
 class Caller(DatagramProtocol):
@@ -103,11 +75,11 @@ class Caller(DatagramProtocol):
         status = text.split(" ", 2)[1] if text.startswith("SIP/2.0 ") else ""
         if not status or status.startswith("1"):
             return
-        [call_id] = [h.split(":", 1)[1].strip() for h in _headers(text, "call-id")] or [""]
+        [call_id] = [h.split(":", 1)[1].strip() for h in sip_headers(text, "call-id")] or [""]
         ack = self.sent.get(call_id)
         if ack is None:
             return
-        to = _headers(text, "to")
+        to = sip_headers(text, "to")
         ack += "\r\n".join(
             [*to, f"Call-ID: {call_id}", "CSeq: 1 ACK", "Max-Forwards: 70", "Content-Length: 0"]
         )
@@ -131,7 +103,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
         appliance.directory.put_user(User(ext, f"User {ext}", language="de"))
     appliance.forwarding.forwards.set("200", Forward("unconditional", "300"))
     phone = Phone(reactor, lab.ports.host, lab.ports.sip, "300")
-    target = Target(reactor)
+    target = RefusingPhone(reactor, "503 Service Unavailable", "bench300")
     target_port = reactor.listenUDP(phone.port, target, interface="127.0.0.1")
     caller = Caller(reactor, (lab.ports.host, lab.ports.sip))
     caller_port = reactor.listenUDP(0, caller, interface="127.0.0.1")
