@@ -18,7 +18,7 @@ def lab_and_appliance(reactor: Any, instance: str, prefix: str) -> Any:
     from appliance import tap
     from appliance.lab import Lab, LabPorts
     from tests.e2e.conftest import appliance_config
-    from tests.e2e.waiting import wait_model
+    from tests.e2e.waiting import wait_synced
 
     lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
     lab.build()
@@ -27,8 +27,7 @@ def lab_and_appliance(reactor: Any, instance: str, prefix: str) -> Any:
         lab.start()
     appliance = tap.build(str(appliance_config(Path(tempfile.mkdtemp(prefix=prefix)), lab)), reactor)
     appliance.startService()
-    pbx = appliance.pbx
-    yield wait_model(reactor, pbx, lambda: pbx.synced, "appliance synced", timeout=20)
+    yield wait_synced(reactor, appliance)
     return lab, appliance
 
 

@@ -29,7 +29,7 @@ from appliance import tap
 from appliance.directory import User
 from appliance.lab import Lab, LabPorts
 from tests.e2e.conftest import appliance_config
-from tests.e2e.waiting import wait_model
+from tests.e2e.waiting import wait_synced
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -148,9 +148,7 @@ def on_lab(running: Running, lab: Lab, tmp_path_factory: pytest.TempPathFactory)
     def start() -> Any:
         appliance = tap.build(str(config), reactor)
         appliance.startService()
-        pbx = appliance.pbx
-        synced = wait_model(reactor, pbx, lambda: pbx.synced, "first PBX resync", timeout=20)
-        return synced.addCallback(lambda _: appliance)
+        return wait_synced(reactor, appliance)
 
     appliance = blockingCallFromThread(reactor, start)
     try:

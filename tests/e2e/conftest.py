@@ -13,7 +13,7 @@ from twisted.internet import reactor as _reactor
 from appliance import tap
 from appliance.lab import Lab, LabPorts
 from tests.e2e.phones import Phone
-from tests.e2e.waiting import wait_model
+from tests.e2e.waiting import wait_synced
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,9 +81,7 @@ def appliance(tmp_path: Path, lab: Lab, reactor):  # type: ignore[no-untyped-def
     """The appliance running in this process, connected and synced with the lab."""
     service = tap.build(str(appliance_config(tmp_path, lab)), reactor)
     service.startService()
-    pytest_twisted.blockon(
-        wait_model(reactor, service.pbx, lambda: service.pbx.synced, "first PBX resync", timeout=20)
-    )
+    pytest_twisted.blockon(wait_synced(reactor, service))
     yield service
     pytest_twisted.blockon(service.stopService())
 

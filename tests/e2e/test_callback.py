@@ -12,7 +12,7 @@ from appliance import settings as keys
 from appliance import tap
 from appliance.pbx import ChannelChanged, Presence, Resynced
 from tests.e2e.conftest import appliance_config
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.waiting import wait_model, wait_synced, wait_until
 
 RECALL_BOUND = 5.0
 """Seconds from the target being free to the recall ringing at the requester
@@ -212,7 +212,7 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
     first = tap.build(config, reactor)
     first.startService()
     try:
-        yield wait_model(reactor, first.pbx, lambda: first.pbx.synced, "appliance synced", timeout=20)
+        yield wait_synced(reactor, first)
         p105, p205, p305 = phones("105"), phones("205"), phones("305")
         yield registered(reactor, first, p105, p205, p305)
         held = yield busy_with(reactor, first, p205, p305)
@@ -226,7 +226,7 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
     fresh = tap.build(config, reactor)
     fresh.startService()
     try:
-        yield wait_model(reactor, fresh.pbx, lambda: fresh.pbx.synced, "new appliance synced", timeout=20)
+        yield wait_synced(reactor, fresh)
         assert pending_ids(fresh) == ["105:205"]
         requester = take_recall(p105, "205")
         target = answer_expecting(p205, "105")

@@ -24,7 +24,7 @@ from appliance.lab import Lab
 from appliance.pbx import Presence
 from tests.e2e.conftest import appliance_config
 from tests.e2e.phones import Phone, SippRun
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.waiting import wait_model, wait_synced, wait_until
 
 EXTERNAL = "+4930123456"
 VCF = """\
@@ -105,8 +105,7 @@ class Rig:
         self.appliance.outbox.backoff = lambda attempt: 1.0
         self.appliance.missed.subscribe(lambda call, decision: self.decisions.append((call, decision)))
         self.appliance.startService()
-        pbx = self.appliance.pbx
-        yield wait_model(self.reactor, pbx, lambda: pbx.synced, "first PBX resync", timeout=20)
+        yield wait_synced(self.reactor, self.appliance)
 
     def stop(self) -> Any:
         appliance, self.appliance = self.appliance, None

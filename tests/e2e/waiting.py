@@ -56,3 +56,10 @@ def wait_model(
     reactor: IReactorTime, model: PBXModel, check: Callable[[], Any], what: str, timeout: float = 15.0
 ) -> Deferred[Any]:
     return wait_until(reactor, model.subscribe, check, what, timeout)
+
+
+def wait_synced(reactor: IReactorTime, appliance: Any, timeout: float = 20.0) -> Deferred[Any]:
+    """Fire with ``appliance`` once its PBX model has synced with the lab."""
+    pbx = appliance.pbx
+    synced = wait_model(reactor, pbx, lambda: pbx.synced, "the appliance's first PBX resync", timeout)
+    return synced.addCallback(lambda _: appliance)

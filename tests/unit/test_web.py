@@ -111,8 +111,8 @@ class Lab:
         return Browser(self.web, headers)
 
 
-@pytest.fixture
-def lab() -> Lab:
+def make_lab() -> Lab:
+    """The web app over an in-memory store: admin, Anna (100, German), Ben (200, English)."""
     store = MemoryStore()
     settings = Settings(store)
     directory = Directory(store)
@@ -125,6 +125,11 @@ def lab() -> Lab:
     web.credentials.set_password("100", "anna-secret")
     web.credentials.set_password("200", "ben-secret")
     return Lab(store, settings, directory, clock, web)
+
+
+@pytest.fixture
+def lab() -> Lab:
+    return make_lab()
 
 
 @pytest.fixture

@@ -12,24 +12,18 @@ from dataclasses import dataclass, field
 import pytest
 import treq
 from treq.testing import StubTreq
-from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from appliance.callback.engine import CallbackEngine, IRecallOutputs, Kind, Recall, Request
 from appliance.contacts import ContactDirectory
-from appliance.directory import Directory, User
 from appliance.forwarding.records import Forward, Forwards
 from appliance.missed.journal import Entry, Journal
 from appliance.pbx import Presence
-from appliance.settings import Settings
-from appliance.testing import MemoryStore
-from appliance.web import WebApp
-from appliance.web.auth import synchronously
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
-from tests.unit.test_web import BASE, FAST, Browser, Lab, Reply, _wait
+from tests.unit.test_web import BASE, Browser, Lab, Reply, _wait, make_lab
 
 SCRIPT = "<script>alert(1)</script>"
 VCARDS = """BEGIN:VCARD\r
@@ -89,17 +83,7 @@ class Features:
 @pytest.fixture
 def lab() -> Lab:
     """The web app as in ``test_web``: Anna (100, German) and Ben (200, English)."""
-    store = MemoryStore()
-    settings = Settings(store)
-    directory = Directory(store)
-    clock = Clock()
-    clock.advance(1_800_000_000)
-    web = WebApp(store, settings, directory, clock, hasher=FAST, run=synchronously)
-    directory.put_user(User("100", "Anna Berg", "anna@example.com", "de"))
-    directory.put_user(User("200", "Ben Cole", "ben@example.com", "en"))
-    for login, password in (("admin", "admin-secret"), ("100", "anna-secret"), ("200", "ben-secret")):
-        web.credentials.set_password(login, password)
-    return Lab(store, settings, directory, clock, web)
+    return make_lab()
 
 
 @pytest.fixture
