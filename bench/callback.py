@@ -35,9 +35,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
 
     lab, appliance = yield lab_and_appliance(reactor, instance, "bench-callback-")
     pbx = appliance.pbx
-    requester, target, other = (
-        Phone(reactor, lab.ports.host, lab.ports.sip, n) for n in ("100", "200", "300")
-    )
+    requester, target, other = (Phone(reactor, lab.ports, n) for n in ("100", "200", "300"))
     catcher = RefusingPhone(reactor, "486 Busy Here", "bench")
     port = reactor.listenUDP(requester.port, catcher, interface="127.0.0.1")
     to_free: list[float] = []

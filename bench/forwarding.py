@@ -102,7 +102,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
     for ext in ("100", "200", "300"):
         appliance.directory.put_user(User(ext, f"User {ext}", language="de"))
     appliance.forwarding.forwards.set("200", Forward("unconditional", "300"))
-    phone = Phone(reactor, lab.ports.host, lab.ports.sip, "300")
+    phone = Phone(reactor, lab.ports, "300")
     target = RefusingPhone(reactor, "503 Service Unavailable", "bench300")
     target_port = reactor.listenUDP(phone.port, target, interface="127.0.0.1")
     caller = Caller(reactor, (lab.ports.host, lab.ports.sip))

@@ -40,6 +40,11 @@ class LabPorts:
     fastagi: int = 4573
     rtp_start: int = 20000
     rtp_end: int = 20999
+    tools_start: int = 12000
+    tools_end: int = 12599
+    """The ports the instance's test tools take (sipp phones, mail sinks, web servers):
+    below the kernel's ephemeral range (32768 up on Debian), so no other process's
+    outgoing socket can take one between choosing it and binding it."""
 
     @classmethod
     def for_instance(cls, name: str) -> LabPorts:
@@ -57,6 +62,8 @@ class LabPorts:
             fastagi=14573 + 100 * n,
             rtp_start=21000 + 1000 * n,
             rtp_end=21999 + 1000 * n,
+            tools_start=6000 + 600 * n,
+            tools_end=6599 + 600 * n,
         )
 
 

@@ -2,7 +2,7 @@
 
 The appliance is built by `appliance.tap.build` from a temporary config and runs
 on the global reactor in a background thread; the tests talk to it only over
-HTTP on 127.0.0.1 (an ephemeral port) and, to check what a page did, through
+HTTP on 127.0.0.1 (a port of the lab instance's reserved range) and, to check what a page did, through
 `Running.call`, which runs a function in the reactor thread.  AMI points at a
 port nothing listens on, so the AMI link just keeps retrying.  Run this suite
 on its own with ``-p no:twisted`` (as ``tests/run.py`` does), since it owns the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import configparser
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from appliance import tap
 from appliance.directory import User
 from appliance.lab import Lab, LabPorts
 from tests.e2e.conftest import appliance_config
+from tests.e2e.portblocks import PortBlocks
 from tests.e2e.waiting import wait_synced
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,10 +49,15 @@ T = TypeVar("T")
 reactor: Any = _reactor
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _reserved_tcp_ports() -> Iterator[int]:
+    """TCP ports of the lab instance's own range, held for the whole session: a port
+    found free by binding port 0 could be taken by another socket before we bind it."""
+    blocks = PortBlocks.for_lab(LabPorts.for_instance(os.environ.get("APPLIANCE_TEST_LAB", "test")))
+    while True:
+        yield from blocks.take().tcp
+
+
+reserved_port = _reserved_tcp_ports().__next__
 
 
 @dataclass
@@ -80,9 +85,9 @@ class Running:
 def write_config(directory: Path) -> Path:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
     parser.read(REPO / "config.ini", encoding="utf-8")
-    parser["ami"]["port"] = str(free_port())  # nothing listens there
-    parser["fastagi"]["port"] = str(free_port())
-    parser["web"]["port"] = str(free_port())
+    parser["ami"]["port"] = str(reserved_port())  # nothing listens there
+    parser["fastagi"]["port"] = str(reserved_port())
+    parser["web"]["port"] = str(reserved_port())
     parser["store"]["path"] = str(directory / "appliance.sqlite3")
     path = directory / "config.ini"
     with open(path, "w", encoding="utf-8") as handle:
@@ -139,7 +144,7 @@ def on_lab(running: Running, lab: Lab, tmp_path_factory: pytest.TempPathFactory)
     directory = tmp_path_factory.mktemp("lab-appliance")
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(appliance_config(directory, lab), encoding="utf-8")
-    parser["web"]["port"] = str(free_port())
+    parser["web"]["port"] = str(reserved_port())
     parser["store"]["path"] = str(directory / "store.sqlite3")
     config = directory / "config.ini"
     with open(config, "w", encoding="utf-8") as handle:

@@ -68,8 +68,8 @@ def test_forward_set_in_the_browser_is_followed_by_a_real_call(page: Page, on_la
     on_lab.call(appliance.forwarding.forwards.clear, "200")
     assert on_lab.lab is not None
     ports = on_lab.lab.ports
-    target = Phone(reactor, ports.host, ports.sip, "300")
-    caller = Phone(reactor, ports.host, ports.sip, "100")
+    target = Phone(reactor, ports, "300")
+    caller = Phone(reactor, ports, "100")
     seen: list[str] = []
 
     def record(change: object) -> None:
@@ -106,5 +106,5 @@ def test_forward_set_in_the_browser_is_followed_by_a_real_call(page: Page, on_la
         assert seen, "the PBX model saw no channel of 300"
     finally:
         on_lab.call(unsubscribe)
-        on_lab.call(lambda: (target.kill_all(), caller.kill_all()))
+        on_lab.call(lambda: (target.close(), caller.close()))
         on_lab.call(hang_up_all, on_lab)

@@ -13,7 +13,7 @@ from twisted.internet import reactor as _reactor
 from appliance import tap
 from appliance.lab import Lab, LabPorts
 from tests.e2e.phones import Phone
-from tests.e2e.waiting import wait_synced
+from tests.e2e.waiting import clear_aborts, wait_synced
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,12 +90,14 @@ def appliance(tmp_path: Path, lab: Lab, reactor):  # type: ignore[no-untyped-def
 def phones(lab: Lab, reactor):  # type: ignore[no-untyped-def]
     """``phones("200")`` gives a sipp phone for that extension; all killed afterwards."""
     made: list[Phone] = []
+    clear_aborts()
 
     def make(extension: str) -> Phone:
-        phone = Phone(reactor, lab.ports.host, lab.ports.sip, extension)
+        phone = Phone(reactor, lab.ports, extension)
         made.append(phone)
         return phone
 
     yield make
     for phone in made:
-        phone.kill_all()
+        phone.close()
+    clear_aborts()

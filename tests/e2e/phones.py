@@ -2,43 +2,50 @@
 
 Each action runs one sipp process with a scenario rendered from
 ``scenarios/*.xml`` and returns a `SippRun` whose ``done`` Deferred fires
-when sipp exits (errback on a non-zero exit, with sipp's complaint).
+when sipp exits (errback on a non-zero exit, with sipp's complaint).  Every
+run binds ports of its own block (`tests.e2e.portblocks`); a sipp that cannot
+start at all fails the test's pending waits at once with its own message.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 
+from appliance.lab import LabPorts
+from tests.e2e.portblocks import PortBlock, PortBlocks
+from tests.e2e.waiting import abort_waits
+
 SCENARIOS = Path(__file__).parent / "scenarios"
 log = Logger()
+
+SIPP_COULD_NOT_BIND = 254
+"""sipp's exit code -2: a socket could not be bound, so the scenario never ran, whatever
+the test expected of it.  (-1 also ends a run that timed out; a bad scenario file is
+caught before sipp starts.)"""
 
 
 class SippFailed(Exception):
     """sipp exited non-zero: the call did not go as the scenario says."""
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port nobody holds now (sipp needs explicit ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 class _SippProcess(protocol.ProcessProtocol):
-    def __init__(self, name: str, done: defer.Deferred[None], workdir: Path) -> None:
+    def __init__(
+        self, name: str, done: defer.Deferred[None], workdir: Path, ended: Callable[[], None]
+    ) -> None:
         self.name = name
         self.done = done
         self.workdir = workdir
+        self.ended = ended
         self.output = bytearray()
 
     def outReceived(self, data: bytes) -> None:
@@ -47,15 +54,20 @@ class _SippProcess(protocol.ProcessProtocol):
     errReceived = outReceived
 
     def processEnded(self, reason: object) -> None:
+        self.ended()
         code = getattr(getattr(reason, "value", None), "exitCode", None)
         if code == 0:
             self.done.callback(None)
             return
         errors = "".join(
-            path.read_text(errors="replace")[-3000:] for path in self.workdir.glob("*errors.log")
+            path.read_text(errors="replace")[-3000:] for path in self.workdir.glob(f"{self.name}_*errors.log")
         )
         tail = self.output.decode(errors="replace")[-1500:]
-        self.done.errback(SippFailed(f"{self.name}: sipp exit {code}\n{tail}\n{errors}"))
+        failure = SippFailed(f"{self.name}: sipp exit {code}\n{tail}\n{errors}")
+        if code == SIPP_COULD_NOT_BIND:
+            log.error("sipp {name} could not bind its ports", name=self.name)
+            abort_waits(failure)
+        self.done.errback(failure)
 
 
 @dataclass
@@ -75,15 +87,27 @@ class SippRun:
 
 @dataclass
 class Phone:
-    """One lab extension played by sipp on its own loopback ports."""
+    """One lab extension played by sipp on its own loopback ports.
+
+    Its home block's SIP port is the registered contact, where the answering
+    scenarios listen; every sipp run takes a block of its own for the rest.
+    """
 
     reactor: IReactorProcess
-    sip_host: str
-    sip_port: int
+    lab: LabPorts
     extension: str
-    port: int = field(default_factory=free_udp_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="phone-")))
     runs: list[SippRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.blocks = PortBlocks.for_lab(self.lab)
+        self.home: PortBlock | None = self.blocks.take()
+
+    @property
+    def port(self) -> int:
+        """The phone's contact port: where Asterisk sends its calls."""
+        assert self.home is not None, f"phone {self.extension} is closed"
+        return self.home.sip
 
     def _run(
         self,
@@ -95,22 +119,26 @@ class Phone:
     ) -> SippRun:
         template = (SCENARIOS / f"{scenario}.xml").read_text()
         rendered = template.format(**{"ext": self.extension, **values})
+        ElementTree.fromstring(rendered)  # a broken scenario fails here, not after a wait
         name = f"{self.extension}-{scenario}-{len(self.runs)}"
         path = self.workdir / f"{name}.xml"
         path.write_text(rendered)
+        block = self.blocks.take()
         command = [
             shutil.which("sipp") or "sipp",
-            f"{self.sip_host}:{self.sip_port}",
+            f"{self.lab.host}:{self.lab.sip}",
             "-sf",
             str(path),
             "-i",
             "127.0.0.1",
             "-p",
-            str(local_port or free_udp_port()),
+            str(local_port or block.sip),
+            "-cp",
+            str(block.control),
             "-mi",
             "127.0.0.1",
             "-mp",
-            str(free_udp_port()),
+            str(block.media),
             "-m",
             "1",
             "-nostdin",
@@ -121,13 +149,17 @@ class Phone:
             *args,
         ]
         done: defer.Deferred[None] = defer.Deferred()
-        transport = self.reactor.spawnProcess(
-            _SippProcess(name, done, self.workdir),
-            command[0],
-            command,
-            env=dict(os.environ),
-            path=str(self.workdir),
-        )
+        try:
+            transport = self.reactor.spawnProcess(
+                _SippProcess(name, done, self.workdir, lambda: self.blocks.release(block)),
+                command[0],
+                command,
+                env=dict(os.environ),
+                path=str(self.workdir),
+            )
+        except BaseException:
+            self.blocks.release(block)
+            raise
         run = SippRun(name, transport, done)
         self.runs.append(run)
         log.info("sipp {name} started", name=name)
@@ -155,3 +187,10 @@ class Phone:
     def kill_all(self) -> None:
         for run in self.runs:
             run.kill()
+
+    def close(self) -> None:
+        """Kill every run and give the contact port back: the phone is done."""
+        self.kill_all()
+        if self.home is not None:
+            self.blocks.release(self.home)
+            self.home = None

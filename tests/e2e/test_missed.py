@@ -24,6 +24,7 @@ from appliance.lab import Lab
 from appliance.pbx import Presence
 from tests.e2e.conftest import appliance_config
 from tests.e2e.phones import Phone, SippRun
+from tests.e2e.portblocks import PortBlocks
 from tests.e2e.waiting import wait_model, wait_synced, wait_until
 
 EXTERNAL = "+4930123456"
@@ -38,14 +39,6 @@ EMAIL:erika@example.org
 END:VCARD
 """
 USERS = {"200": "Anna Berger", "201": "Bernd Croft", "202": "Clara Dietz"}
-
-
-def free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Inbox:
@@ -149,8 +142,17 @@ class Rig:
 
 
 @pytest.fixture
-def inbox(reactor: Any) -> Iterator[Inbox]:
-    box = Inbox(reactor, free_tcp_port())
+def relay_port(lab: Lab) -> Iterator[int]:
+    """A port of the lab instance's own range for the SMTP relay: nobody else binds it."""
+    blocks = PortBlocks.for_lab(lab.ports)
+    block = blocks.take()
+    yield block.tcp[0]
+    blocks.release(block)
+
+
+@pytest.fixture
+def inbox(reactor: Any, relay_port: int) -> Iterator[Inbox]:
+    box = Inbox(reactor, relay_port)
     box.start()
     yield box
     box.stop()
@@ -325,11 +327,11 @@ def test_exception_switch_means_no_mail(
 @pytest.mark.parametrize("restart", [False, True], ids=["same-process", "restarted"])
 @pytest_twisted.inlineCallbacks
 def test_relay_down_then_up_exactly_once(
-    tmp_path: Path, lab: Lab, reactor: Any, phones: Any, restart: bool
+    tmp_path: Path, lab: Lab, reactor: Any, phones: Any, restart: bool, relay_port: int
 ) -> Any:
     """The relay is down when the mail is due; it arrives exactly once when the relay is
     back, also when the appliance was restarted in between."""
-    inbox = Inbox(reactor, free_tcp_port())
+    inbox = Inbox(reactor, relay_port)
     rig = Rig(tmp_path, lab, reactor, inbox.port)
     yield rig.start()
     try:

@@ -15,6 +15,23 @@ class Timeout(AssertionError):
     pass
 
 
+_aborts: list[Callable[[Exception], None]] = []
+_broken: list[Exception] = []
+
+
+def abort_waits(reason: Exception) -> None:
+    """End every pending wait, and fail every later one, with ``reason``: the test
+    cannot go on (a phone that never started), so it should not wait out its bounds."""
+    _broken.append(reason)
+    for abort in list(_aborts):
+        abort(reason)
+
+
+def clear_aborts() -> None:
+    """A new test starts with nothing broken."""
+    _broken.clear()
+
+
 def wait_until(
     reactor: IReactorTime,
     subscribe: Callable[[Callable[[Any], None]], Callable[[], None]],
@@ -24,6 +41,9 @@ def wait_until(
 ) -> Deferred[Any]:
     """Fire with ``check()``'s first truthy value, re-checked on every event."""
     done: Deferred[Any] = Deferred()
+    if _broken:
+        done.errback(_broken[0])
+        return done
     value = check()
     if value:
         done.callback(value)
@@ -41,11 +61,17 @@ def wait_until(
         finish()
         done.errback(Timeout(f"not within {timeout}s: {what}"))
 
+    def abort(reason: Exception) -> None:
+        finish()
+        done.errback(reason)
+
     unsubscribe = subscribe(on_event)
     timer = reactor.callLater(timeout, expire)
+    _aborts.append(abort)
 
     def finish() -> None:
         unsubscribe()
+        _aborts.remove(abort)
         if timer.active():
             timer.cancel()
 
