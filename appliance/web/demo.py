@@ -26,7 +26,8 @@ def seed(store: IKeyValueStore, hasher: PasswordHasher | None = None) -> None:
     for extension in DEMO_EXTENSIONS:
         if directory.user(extension) is None:
             language = "en" if extension.startswith("2") else "de"
-            directory.put_user(User(extension, f"Demo {extension}", language=language))
+            email = f"{extension}@demo.example"  # the demo's mailbox takes every address
+            directory.put_user(User(extension, f"Demo {extension}", email, language=language))
         if not credentials.has_password(extension):
             credentials.set_password(extension, extension)
 
