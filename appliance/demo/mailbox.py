@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -41,16 +42,25 @@ class Maildir:
         return self._box.add(data)
 
     def keys_newest_first(self) -> list[str]:
-        """Maildir keys start with the delivery time, so they sort by arrival."""
-        return sorted(self._box.keys(), reverse=True)
+        return sorted(self._box.keys(), key=_arrival, reverse=True)
 
     def message(self, key: str) -> EmailMessage | None:
         try:
             raw = self._box.get_bytes(key)
         except KeyError:
             return None
-        parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
+        parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)
         return parsed
+
+
+_DELIVERED = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)")
+
+
+def _arrival(key: str) -> tuple[int, int, int]:
+    """Python's Maildir keys are ``<seconds>.M<microseconds>P<pid>Q<count>``; the
+    microseconds are not zero-padded, so the keys do not sort as strings."""
+    found = _DELIVERED.match(key)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else (0, 0, 0)
 
 
 @implementer(smtp.IMessage)

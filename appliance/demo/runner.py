@@ -20,7 +20,7 @@ from twisted.internet import defer, error, protocol
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
-from appliance.demo.mailbox import Maildir, MailboxPage, SinkFactory
+from appliance.demo.mailbox import MailboxPage, Maildir, SinkFactory
 from appliance.lab import Lab, LabError, LabPorts
 from appliance.web.demo import seed_config as seed_demo_store
 
@@ -88,8 +88,10 @@ class _Appliance(protocol.ProcessProtocol):
     errReceived = outReceived
 
     def processEnded(self, reason: Any) -> None:
+        """Its exit code, or 128 + the signal that ended it, as a shell says."""
         code = getattr(reason.value, "exitCode", None)
-        self.ended.callback(1 if code is None else int(code))
+        signum = getattr(reason.value, "signal", None)
+        self.ended.callback(int(code) if code is not None else 128 + int(signum or 0))
 
 
 def _stop(reactor: Any, child: _Appliance, transport: Any) -> defer.Deferred[Any]:
@@ -148,9 +150,19 @@ def run(instance: str, state: Path, ports: DemoPorts, reactor: Any = None) -> in
         (state / "demo.json").write_text(json.dumps(asdict(described), indent=2))
         print(_welcome(lab, described, state), flush=True)
         exit_code: list[int] = []
-        child.ended.addCallback(exit_code.append)
-        child.ended.addCallback(lambda _: reactor.stop() if reactor.running else None)
-        reactor.addSystemEventTrigger("before", "shutdown", _stop, reactor, child, transport)
+        stopping: list[bool] = []
+
+        def ended(code: int) -> None:
+            exit_code.append(code)
+            if not stopping:  # the appliance ended by itself: so does the demo
+                reactor.stop()
+
+        def shutting_down() -> defer.Deferred[Any]:
+            stopping.append(True)
+            return _stop(reactor, child, transport)
+
+        child.ended.addCallback(ended)
+        reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
         reactor.run()
         code = exit_code[0] if exit_code else 0
         # A signal stopped us (0), or the appliance ended by itself (its code).
@@ -159,7 +171,10 @@ def run(instance: str, state: Path, ports: DemoPorts, reactor: Any = None) -> in
     finally:
         if os.environ.get("APPLIANCE_DEMO_KEEP_LAB") != "1":
             lab.stop()
-    return 0 if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else code
+    if code not in (0, 128 + signal.SIGTERM):
+        print(f"demo: the appliance ended with exit code {code}", file=sys.stderr)
+        return code
+    return 0
 
 
 def _terminate(signum: int, frame: object) -> None:
