@@ -19,17 +19,25 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--web-port", type=int, default=DemoPorts.web)
     start.add_argument("--smtp-port", type=int, default=DemoPorts.smtp)
     start.add_argument("--mailbox-port", type=int, default=DemoPorts.mailbox)
+    start.add_argument(
+        "--listen",
+        metavar="ADDRESS",
+        help="also take softphones for 100-109 on this address of the machine (with passwords)",
+    )
     tour = commands.add_parser("tour", help="play scripted calls through the running demo")
     tour.add_argument("part", nargs="?", default="all", choices=["all", "callback", "forward", "missed"])
     for sub in (start, tour):
         sub.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the demo's state folder")
-    options = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help")):
+        words.insert(0, "run")  # ./dev demo [--listen ADDRESS]
+    options = parser.parse_args(words)
     if options.command == "tour":
         from appliance.demo.tour import main as tour_main
 
         return tour_main(options.part, options.state)
     ports = DemoPorts(web=options.web_port, smtp=options.smtp_port, mailbox=options.mailbox_port)
-    return run(options.instance, options.state, ports)
+    return run(options.instance, options.state, ports, listen=options.listen)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ mailbox and the lab, in that order, and leaves no process behind.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import json
 import os
+import secrets
 import signal
+import socket
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from twisted.web.server import Site
 
 from appliance.demo.mailbox import MailboxPage, Maildir, SinkFactory
 from appliance.lab import Lab, LabError, LabPorts
+from appliance.lab.asteriskconf import DeskPhones
 from appliance.web.demo import seed_config as seed_demo_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,12 +116,44 @@ def _stop(reactor: Any, child: _Appliance, transport: Any) -> defer.Deferred[Any
     return child.ended.addBoth(done)
 
 
-def run(instance: str, state: Path, ports: DemoPorts, reactor: Any = None) -> int:
+SOFTPHONE_EXTENSIONS = tuple(str(n) for n in range(100, 110))
+"""The extensions a softphone on the desk may use; the tour keeps to 2xx and 3xx."""
+
+
+class DemoError(Exception):
+    """The demo cannot start as asked."""
+
+
+def desk_phones(address: str, lab_host: str) -> DeskPhones:
+    """Softphones on ``address`` (an address of this machine), a fresh password each."""
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise DemoError(f"--listen {address!r}: not an IPv4 address") from None
+    if parsed.is_unspecified or address == lab_host:
+        raise DemoError(f"--listen {address}: name one address other than {lab_host} (the sipp phones' own)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as problem:
+            raise DemoError(
+                f"--listen {address}: not an address of this machine ({problem.strerror})"
+            ) from None
+    return DeskPhones(address, {ext: secrets.token_urlsafe(9) for ext in SOFTPHONE_EXTENSIONS})
+
+
+def run(instance: str, state: Path, ports: DemoPorts, listen: str | None = None, reactor: Any = None) -> int:
     """Start everything, serve until a signal, stop everything; the exit code."""
     if reactor is None:
         from twisted.internet import reactor
     signal.signal(signal.SIGTERM, _terminate)  # until the reactor installs its own
-    lab = Lab(instance=instance, ports=LabPorts.for_instance(instance))
+    lab_ports = LabPorts.for_instance(instance)
+    try:
+        desk = None if listen is None else desk_phones(listen, lab_ports.host)
+    except DemoError as problem:
+        print(f"demo: {problem}", file=sys.stderr)
+        return 2
+    lab = Lab(instance=instance, ports=lab_ports, desk=desk)
     state.mkdir(parents=True, exist_ok=True)
     try:
         lab.build()
@@ -185,8 +221,15 @@ def _welcome(lab: Lab, state: DemoState, folder: Path) -> str:
     tour = f"{Path(sys.executable)} -m appliance.demo tour all"
     if folder.resolve() != (REPO / "var" / "demo").resolve():
         tour += f" --state {folder}"
+    softphones = ""
+    if lab.desk is not None:
+        accounts = "\n".join(f"  {ext}  password {password}" for ext, password in lab.desk.passwords.items())
+        softphones = (
+            f"\nSoftphones: SIP over UDP to {lab.desk.address}:{lab.ports.sip}, user and "
+            f"authentication name = extension, passwords (new at every start):\n{accounts}\n"
+        )
     return (
-        f"{lab.describe()}\n\n"
+        f"{lab.describe()}\n{softphones}\n"
         "Demo users: extensions 100-109, 200-209, 300-309 (PJSIP over UDP, no password, register to "
         f"{lab.ports.host}:{lab.ports.sip}); external calls come in as endpoint 'trunk'.\n"
         f"Web page: {state.web_url} (demo logins: admin/admin; each user: extension/extension)\n"

@@ -1,14 +1,17 @@
 """Asterisk configuration for one lab instance, rendered as text.
 
 Phones are PJSIP endpoints without authentication that register dynamically
-(loopback only), so a sipp scenario can log a phone in and out.  A trunk
+(loopback only), so a sipp scenario can log a phone in and out.  With desk
+phones, some extensions also take real SIP phones on another address, with
+passwords, and the others answer only to loopback.  A trunk
 endpoint named ``trunk`` stands for the outside world: calls from it are
 external, their caller ID taken from P-Asserted-Identity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,6 +103,16 @@ MODULES_NOT_LOADED = (
 )
 
 
+@dataclass(frozen=True)
+class DeskPhones:
+    """Real SIP phones (a softphone on the desk) on another address of this machine:
+    the extensions that may register there, each with its password.  Every other
+    endpoint then answers only to the lab's own address, where the sipp phones are."""
+
+    address: str
+    passwords: Mapping[str, str]
+
+
 def render(
     *,
     confdir: str,
@@ -108,6 +121,7 @@ def render(
     extensions: Sequence[str],
     ami_user: str,
     ami_secret: str,
+    desk: DeskPhones | None = None,
 ) -> dict[str, str]:
     """Every config file of the instance, by file name."""
     host = ports.host
@@ -158,7 +172,7 @@ write = all
 writetimeout = 5000
 """,
         "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n",
-        "pjsip.conf": _pjsip(host, ports.sip, extensions),
+        "pjsip.conf": _pjsip(host, ports.sip, extensions, desk),
         "extensions.conf": f"""\
 [general]
 static = yes
@@ -217,7 +231,8 @@ atxfer = *2
     return files
 
 
-def _pjsip(host: str, port: int, extensions: Sequence[str]) -> str:
+def _pjsip(host: str, port: int, extensions: Sequence[str], desk: DeskPhones | None) -> str:
+    loopback_only = "" if desk is None else f"deny = 0.0.0.0/0.0.0.0\npermit = {host}/255.255.255.255\n"
     parts = [
         f"""\
 [global]
@@ -263,14 +278,23 @@ rtp_symmetric = yes
 trust_id_inbound = yes
 dtmf_mode = rfc4733
 aors = trunk
-
+{loopback_only}
 [trunk]
 type = aor
 max_contacts = 5
 """,
     ]
+    if desk is not None:
+        parts.append(f"\n[transport-desk]\ntype = transport\nprotocol = udp\nbind = {desk.address}:{port}\n")
     for ext in extensions:
-        parts.append(
-            f'\n[{ext}](phone)\naors = {ext}\ncallerid = "Lab {ext}" <{ext}>\n\n[{ext}](phone-aor)\n'
-        )
+        parts.append(f'\n[{ext}](phone)\naors = {ext}\ncallerid = "Lab {ext}" <{ext}>\n')
+        if desk is not None and ext in desk.passwords:
+            parts.append(f"transport = transport-desk\nauth = {ext}-auth\n")
+        else:
+            parts.append(loopback_only)
+        parts.append(f"\n[{ext}](phone-aor)\n")
+        if desk is not None and ext in desk.passwords:
+            secret = desk.passwords[ext]
+            parts.append(f"\n[{ext}-auth]\ntype = auth\nauth_type = userpass\n")
+            parts.append(f"username = {ext}\npassword = {secret}\n")
     return "".join(parts)

@@ -77,6 +77,8 @@ class Lab:
     extensions: Sequence[str] = asteriskconf.DEMO_EXTENSIONS
     ami_user: str = "appliance"
     ami_secret: str = "lab-secret"
+    desk: asteriskconf.DeskPhones | None = None
+    """Real SIP phones on another address (``./dev demo --listen``), or none."""
 
     @property
     def root(self) -> Path:
@@ -141,6 +143,7 @@ class Lab:
             extensions=self.extensions,
             ami_user=self.ami_user,
             ami_secret=self.ami_secret,
+            desk=self.desk,
         )
         for name, text in files.items():
             (etc / name).write_text(text)
@@ -241,6 +244,12 @@ class Lab:
             f"  AMI              {p.host}:{p.ami}  user {self.ami_user} secret {self.ami_secret}\n"
             f"  FastAGI expected {p.host}:{p.fastagi}\n"
             f"  log              {self.logfile}"
+            + (
+                ""
+                if self.desk is None
+                else f"\n  desk phones      {self.desk.address}:{p.sip}  extensions "
+                f"{', '.join(self.desk.passwords)} (with passwords)"
+            )
         )
 
 

@@ -8,6 +8,7 @@ then the tour against it, then SIGTERM — and looks for anything left running.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ INSTANCE = os.environ.get("APPLIANCE_DEMO_TEST_LAB", "test8")
 READY_BOUND = 120.0
 TOUR_BOUND = 300.0
 STOP_BOUND = 40.0
+DESK = "127.0.0.2"
+"""The softphones' address: another loopback address stands for the desk's network."""
+SCENARIOS = REPO / "tests" / "e2e" / "scenarios"
 
 
 @dataclass
@@ -68,6 +72,9 @@ class Output:
     def tail(self) -> str:
         return "".join(self.lines[-40:])
 
+    def text(self) -> str:
+        return "".join(self.lines)
+
 
 def processes_of(instance: str, pids: list[int]) -> list[str]:
     """Command lines still running: the given pids, and any Asterisk or sipp of the instance."""
@@ -100,7 +107,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     mailbox = second.tcp[0]
     command = [sys.executable, "-m", "appliance.demo", "run", "--instance", INSTANCE]
     command += ["--state", str(state_dir), "--web-port", str(web), "--smtp-port", str(smtp)]
-    command += ["--mailbox-port", str(mailbox)]
+    command += ["--mailbox-port", str(mailbox), "--listen", DESK]
     process = subprocess.Popen(
         command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -159,6 +166,32 @@ def test_mailbox_page_shows_the_missed_call_mail(toured: list[str], demo: Runnin
     frame = page.frame_locator("iframe[title=mail]")
     expect(frame.locator("body")).to_contain_text("+49301234567")
     screenshot(page, "61-demo-mail")
+
+
+def desk_register(scenario: str, extension: str, demo: RunningDemo, tmp_path: Path, **values: str) -> str:
+    """One REGISTER from the desk address, as a softphone there would send it; sipp's output."""
+    script = tmp_path / f"{scenario}.xml"
+    script.write_text((SCENARIOS / f"{scenario}.xml").read_text().format(ext=extension, **values))
+    block = PortBlocks.for_lab(LabPorts.for_instance(INSTANCE)).take()
+    sip = LabPorts.for_instance(INSTANCE).sip
+    command = ["sipp", f"{DESK}:{sip}", "-sf", str(script), "-i", DESK, "-p", str(block.sip)]
+    command += ["-cp", str(block.control), "-mi", DESK, "-mp", str(block.media), "-m", "1"]
+    command += ["-nostdin", "-timeout", "10", "-timeout_error"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, (scenario, extension, result.returncode, result.stdout[-1500:])
+    return result.stdout
+
+
+def test_softphone_registers_with_its_printed_password(
+    toured: list[str], demo: RunningDemo, tmp_path: Path
+) -> None:
+    """With --listen, 100 registers from the desk address with the password the demo printed;
+    without it, or as 200 (a sipp phone's extension), the PBX refuses."""
+    printed = dict(re.findall(r"^  (1\d\d)  password (\S+)$", demo.output.text(), re.MULTILINE))
+    assert sorted(printed) == [str(n) for n in range(100, 110)], demo.output.tail()
+    desk_register("register_auth", "100", demo, tmp_path, password=printed["100"])
+    desk_register("register_refused", "101", demo, tmp_path)
+    desk_register("register_refused", "200", demo, tmp_path)
 
 
 def test_sigterm_leaves_nothing_running(toured: list[str], demo: RunningDemo) -> None:
