@@ -15,10 +15,20 @@ wrong:
   - the multi-line C{520-} usage reply is consumed as one reply;
   - a lost connection fails every outstanding command instead of hanging.
 
-Error paths (unknown script, handler failure, timeout, garbage) write the
-line C{FAILURE} before closing: res_agi treats a line starting with
-"failure" as a failed script and sets C{AGISTATUS=FAILURE}, so the dialplan
-can fall back.  A plain close would leave C{AGISTATUS=SUCCESS}.
+Error paths before a handler has taken the call (unknown script, garbage,
+an environment that does not arrive in time) write the line C{FAILURE}
+before closing: res_agi treats a line starting with "failure" as a failed
+script and sets C{AGISTATUS=FAILURE}, so the dialplan can fall back to a
+plain C{Dial()}.  Once a handler runs the call is the appliance's: a later
+error (handler failure, timeout, garbage) closes without C{FAILURE}, which
+leaves C{AGISTATUS=SUCCESS}, so the dialplan never dials the same target a
+second time behind the handler's back (fail closed).
+
+A connection that has not sent its environment within
+C{ENVIRONMENT_DEADLINE} seconds is closed, and at most
+C{MAX_WAITING_FOR_ENVIRONMENT} such connections are kept: a new one pushes
+out the oldest, so idle sockets cannot use up the process's descriptors
+while Asterisk, which sends its environment at once, is still served.
 """
 
 from __future__ import annotations
@@ -88,6 +98,10 @@ _WHO = "FastAGI script={script} channel={channel} uniqueid={uniqueid}"
 
 #: Seconds one AGI connection may live before it is closed as stuck.
 DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Seconds from accept to the end of the environment block (Asterisk needs milliseconds).
+ENVIRONMENT_DEADLINE = 5.0
+#: Connections kept while they have not sent their environment; a new one closes the oldest.
+MAX_WAITING_FOR_ENVIRONMENT = 64
 _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):(.*)$")
 
 
@@ -159,6 +173,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     MAX_LENGTH = 16384
     MAX_ENVIRONMENT_LINES = 512
     MAX_USAGE_LINES = 200
+    environmentDeadline = ENVIRONMENT_DEADLINE
 
     def __init__(
         self,
@@ -181,6 +196,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         self._hangupWaiters: list[Deferred[None]] = []
         self._timeoutCall: IDelayedCall | None = None
         self._handlerDeferred: Deferred[Any] | None = None
+        self.taken = False
+        """A handler runs: from now on no error writes FAILURE (fail closed)."""
 
     # Convenience views on the environment.
 
@@ -195,6 +212,10 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     def _fields(self) -> dict[str, str]:
         return {"script": self.script, "channel": self.channel, "uniqueid": self.uniqueid}
 
+    def _peer(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
     def _transportOrFail(self) -> ITransport:
         assert self.transport is not None, "not connected"
         return self.transport
@@ -202,12 +223,17 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     # Connection lifecycle.
 
     def connectionMade(self) -> None:
-        self._timeoutCall = self.clock.callLater(self.requestTimeout, self._timedOut)
+        deadline = min(self.requestTimeout, self.environmentDeadline)
+        self._timeoutCall = self.clock.callLater(deadline, self._timedOut)
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, FastAGIFactory):
+            factory.waiting(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         was_closing = self._phase is _Phase.CLOSING
         self._phase = _Phase.CLOSED
         self._cancelTimeout()
+        self._leaveWaiting()
         self._failOutstanding(f"connection lost: {reason.getErrorMessage()}")
         self._fireHangupWaiters()
         if not was_closing:
@@ -221,14 +247,21 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             self._timeoutCall.cancel()
         self._timeoutCall = None
 
+    def _leaveWaiting(self) -> None:
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, FastAGIFactory):
+            factory.notWaiting(self)
+
     def _close(self, failed: bool) -> None:
-        """Close once; on failure tell Asterisk so AGISTATUS becomes FAILURE."""
+        """Close once; on failure before a handler took the call, tell Asterisk
+        so AGISTATUS becomes FAILURE and the dialplan may dial by itself."""
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return
         self._phase = _Phase.CLOSING
         self._cancelTimeout()
+        self._leaveWaiting()
         transport = self._transportOrFail()
-        if failed and not self.hungUp:
+        if failed and not self.hungUp and not self.taken:
             transport.write(b"FAILURE\n")
         transport.loseConnection()
         self._failOutstanding("connection closed")
@@ -245,6 +278,14 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
 
     def _timedOut(self) -> None:
         self._timeoutCall = None
+        if self._phase is _Phase.ENVIRONMENT:
+            log.warn(
+                "FastAGI: no environment within {deadline}s from {peer}; closing",
+                deadline=min(self.requestTimeout, self.environmentDeadline),
+                peer=self._peer(),
+            )
+            self._close(failed=True)
+            return
         log.error(
             _WHO + ": no result after {timeout}s; closing",
             timeout=self.requestTimeout,
@@ -298,6 +339,9 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
 
     def _environmentComplete(self) -> None:
         self._phase = _Phase.RUNNING
+        self._leaveWaiting()
+        self._cancelTimeout()
+        self._timeoutCall = self.clock.callLater(self.requestTimeout, self._timedOut)
         try:
             self.script, query = parseNetworkScript(self.env.get("agi_network_script", ""))
         except ValueError:
@@ -316,6 +360,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             self._close(failed=True)
             return
         log.info(_WHO + ": request", **self._fields())
+        self.taken = True
         self._sendNext()
         d = maybeDeferred(handler, self)
         self._handlerDeferred = d
@@ -346,7 +391,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             )
         else:
             log.failure(
-                _WHO + ": handler failed",
+                _WHO + ": handler failed; the call ends here (no second dial)",
                 failure=failure,
                 script=self.script,
                 channel=self.channel,
@@ -480,12 +525,44 @@ class FastAGIFactory(ServerFactory):
         routes: Mapping[str, AGIHandler],
         clock: IReactorTime,
         requestTimeout: float = DEFAULT_REQUEST_TIMEOUT,
+        maxWaiting: int = MAX_WAITING_FOR_ENVIRONMENT,
     ) -> None:
         self.routes = routes
         self.clock = clock
         self.requestTimeout = requestTimeout
+        self.maxWaiting = maxWaiting
+        self._waiting: dict[FastAGIProtocol, None] = {}  # oldest first
+        self.pushedOut = 0
+        """Connections closed because newer ones were waiting for their environment."""
+        self._lastWarning: float | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> FastAGIProtocol:
         proto = FastAGIProtocol(self.routes, self.clock, self.requestTimeout)
         proto.factory = self
         return proto
+
+    def waiting(self, proto: FastAGIProtocol) -> None:
+        """C{proto} was accepted and waits for its environment; push out the oldest
+        waiting connection when there are too many."""
+        self._waiting[proto] = None
+        while len(self._waiting) > self.maxWaiting:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            self.pushedOut += 1
+            self._warnPushedOut()
+            oldest._close(failed=True)
+
+    def notWaiting(self, proto: FastAGIProtocol) -> None:
+        self._waiting.pop(proto, None)
+
+    def _warnPushedOut(self) -> None:
+        """One line per ten seconds at most: a flood must not flood the log too."""
+        now = self.clock.seconds()
+        if self._lastWarning is None or now - self._lastWarning >= 10.0:
+            self._lastWarning = now
+            log.warn(
+                "FastAGI: more than {limit} connections without an environment; "
+                "closed the oldest ({total} so far)",
+                limit=self.maxWaiting,
+                total=self.pushedOut,
+            )

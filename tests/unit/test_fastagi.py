@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.asterisk.fastagi import (
     DEFAULT_REQUEST_TIMEOUT,
+    ENVIRONMENT_DEADLINE,
     AGIChannelDead,
     AGICommandError,
     AGIConnectionLost,
@@ -228,7 +229,8 @@ class RoutingTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_handlerExceptionLoggedAndClosed(self) -> None:
-        """A handler that raises is logged with the call's identity; Asterisk gets FAILURE."""
+        """A handler that raises is logged with the call's identity; the call was taken, so
+        Asterisk gets no FAILURE (which would make the dialplan dial the target again)."""
 
         def handler(agi: FastAGIProtocol) -> None:
             raise RuntimeError("boom")
@@ -237,7 +239,7 @@ class RoutingTests(SynchronousTestCase):
             proto, transport, _ = connect({"callback": handler})
             proto.dataReceived(environment())
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        self.assertEqual(transport.value(), b"FAILURE\n")
+        self.assertEqual(transport.value(), b"")
         self.assertTrue(transport.disconnecting)
         [event] = levels(events, LogLevel.critical)
         self.assertEqual(
@@ -696,7 +698,8 @@ class HelperTests(SynchronousTestCase):
 
 class TimeoutTests(SynchronousTestCase):
     def test_requestTimeout(self) -> None:
-        """After requestTimeout the request is logged, gets FAILURE, is closed and its handler cancelled."""
+        """After requestTimeout the request is logged, closed (no FAILURE: the call was
+        taken) and its handler cancelled."""
         handler = Handler()
         with capturedLogs() as events:
             proto, transport, clock = connect({"callback": handler}, timeout=30)
@@ -706,7 +709,7 @@ class TimeoutTests(SynchronousTestCase):
             self.assertFalse(transport.disconnecting)
             clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(transport.value(), b"WAIT FOR DIGIT -1\nFAILURE\n")
+        self.assertEqual(transport.value(), b"WAIT FOR DIGIT -1\n")
         self.failureResultOf(pending, AGIConnectionLost)
         self.assertTrue(handler.done.called)
         self.assertEqual(self.flushLoggedErrors(), [])
@@ -767,7 +770,7 @@ class GarbageTests(SynchronousTestCase):
             proto.dataReceived(b"\x00\xffjunk\n200 result=0\n")
         self.failureResultOf(d, AGIConnectionLost)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(transport.value(), b"NOOP\nFAILURE\n")
+        self.assertEqual(transport.value(), b"NOOP\n")
         self.assertEqual(len(levels(events, LogLevel.error)), 1)
 
     def test_unsolicitedReply(self) -> None:
@@ -794,3 +797,56 @@ class GarbageTests(SynchronousTestCase):
         self.assertFalse(good_transport.disconnecting)
         self.assertEqual(handler.calls, [good])
         self.assertEqual(self.successResultOf(d).result, 0)
+
+
+class EnvironmentDeadlineTests(SynchronousTestCase):
+    def test_environmentDeadline(self) -> None:
+        """A connection that sends no complete environment within ENVIRONMENT_DEADLINE is
+        closed with FAILURE (nothing was taken, so the dialplan may dial by itself)."""
+        with capturedLogs() as events:
+            proto, transport, clock = connect({"callback": Handler()})
+            proto.dataReceived(b"agi_network: yes\n")
+            clock.advance(ENVIRONMENT_DEADLINE - 0.1)
+            self.assertFalse(transport.disconnecting)
+            clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"FAILURE\n")
+        self.assertEqual(len(levels(events, LogLevel.warn)), 1)
+
+    def test_requestTimeoutStartsAfterEnvironment(self) -> None:
+        """Once the environment is in, the request has its full requestTimeout."""
+        handler = Handler()
+        proto, transport, clock = connect({"callback": handler}, timeout=30)
+        clock.advance(ENVIRONMENT_DEADLINE - 1)
+        proto.dataReceived(environment())
+        clock.advance(29.9)
+        self.assertFalse(transport.disconnecting)
+        with capturedLogs():
+            clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_waitingConnectionsBounded(self) -> None:
+        """Beyond maxWaiting connections without environment, each new one closes the
+        oldest waiting one; a request that arrives meanwhile is served."""
+        clock = Clock()
+        handler = Handler()
+        factory = FastAGIFactory({"callback": handler}, clock, maxWaiting=3)
+        idle = []
+        with capturedLogs() as events:
+            for port in range(5):
+                proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 41000 + port))
+                transport = StringTransport()
+                proto.makeConnection(transport)
+                idle.append(transport)
+        self.assertEqual([t.disconnecting for t in idle], [True, True, False, False, False])
+        self.assertEqual(factory.pushedOut, 2)
+        self.assertEqual(len(levels(events, LogLevel.warn)), 1)  # one line, not one per connection
+        fresh = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 42000))
+        fresh_transport = StringTransport()
+        with capturedLogs():
+            fresh.makeConnection(fresh_transport)
+        self.assertTrue(idle[2].disconnecting)
+        fresh.dataReceived(environment())
+        self.assertEqual(handler.calls, [fresh])
+        self.assertFalse(fresh_transport.disconnecting)
+        self.assertEqual(len(factory._waiting), 2)
