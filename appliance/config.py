@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -26,6 +26,25 @@ class Listen:
         """A Twisted server endpoint string."""
         host = self.host.replace(":", "\\:")
         return f"tcp:{self.port}:interface={host}:backlog={LISTEN_BACKLOG}"
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """What one client may ask of the web server."""
+
+    form_body: int = 64 * 1024
+    """Bytes of a form post (login, settings): far above any real form."""
+    upload_body: int = 5 * 1024 * 1024 + 64 * 1024
+    """Bytes of an upload route's body (contact import): the file plus multipart overhead."""
+    max_url: int = 4096
+    header_deadline: float = 10.0
+    idle_timeout: float = 60.0
+    per_address: int = 32
+    total: int = 512
+    trusted_proxies: frozenset[str] = frozenset()
+
+
+DEFAULT_WEB_LIMITS = WebLimits()
 
 
 @dataclass(frozen=True)
@@ -60,8 +79,11 @@ class ApplianceConfig:
     smtp: SMTPConfig
     store: Path
     language: str
+    web_limits: WebLimits = field(default_factory=WebLimits)
 
 
+UPLOAD_OVERHEAD = 64 * 1024
+"""Multipart headers around an uploaded file."""
 LANGUAGES = ("de", "en")
 LISTEN_BACKLOG = 1024
 """Twisted's default of 50 drops connects in bursts (bench/README.md: p99 over 1 s at 200 sessions)."""
@@ -107,6 +129,10 @@ def load(path: str | Path) -> ApplianceConfig:
         ),
         store=store,
         language=read.choice("appliance", "language", LANGUAGES, default="de"),
+        web_limits=WebLimits(
+            upload_body=read.size_mb("web", "max_upload_mb", default=5) + UPLOAD_OVERHEAD,
+            trusted_proxies=read.addresses("web", "trusted_proxies"),
+        ),
     )
     if config.smtp.username and config.smtp.starttls != "required":
         raise ConfigError(
@@ -148,6 +174,24 @@ class _Reader:
         if not raw.isdigit() or not lowest <= int(raw) <= 65535:
             raise self._fail(section, key, f"{raw!r} is not a port number ({lowest} to 65535)")
         return int(raw)
+
+    def size_mb(self, section: str, key: str, default: int) -> int:
+        """Whole megabytes (1 to 1024) as bytes."""
+        raw = self.text(section, key, default=str(default))
+        if not raw.isdigit() or not 1 <= int(raw) <= 1024:
+            raise self._fail(section, key, f"{raw!r} is not a size in MB (1 to 1024)")
+        return int(raw) * 1024 * 1024
+
+    def addresses(self, section: str, key: str) -> frozenset[str]:
+        """A comma-separated list of IP addresses, possibly empty."""
+        raw = self.text(section, key, default="")
+        found = set()
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            try:
+                found.add(str(ipaddress.ip_address(item)))
+            except ValueError:
+                raise self._fail(section, key, f"{item!r} is not an IP address") from None
+        return frozenset(found)
 
     def host(self, section: str, key: str) -> str:
         raw = self.text(section, key)

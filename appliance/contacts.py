@@ -81,9 +81,26 @@ def _text(card: vobject.base.Component, name: str) -> str:
     return "".join(ch for ch in str(value) if ch.isprintable()).strip()
 
 
+MAX_NESTING = 8
+"""vCards inside vCards (AGENT) this deep at most; vobject parses nesting recursively."""
+
+
+def _check_nesting(text: str) -> None:
+    depth = 0
+    for line in text.splitlines():
+        head = line.strip().upper()
+        if head.startswith("BEGIN:"):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ContactError(f"not a valid vCard file: nested deeper than {MAX_NESTING}")
+        elif head.startswith("END:"):
+            depth = max(0, depth - 1)
+
+
 def parse_vcards(text: str) -> list[Contact]:
     """Every card in ``text``; a malformed file raises `ContactError`."""
     contacts = []
+    _check_nesting(text)
     try:
         for card in vobject.readComponents(text, ignoreUnreadable=False):
             if card.name != "VCARD":
@@ -105,7 +122,7 @@ def parse_vcards(text: str) -> list[Contact]:
                     vcard=serialised,
                 )
             )
-    except (vobject.base.ParseError, ValueError, AttributeError) as error:
+    except (vobject.base.ParseError, ValueError, AttributeError, RecursionError) as error:
         raise ContactError(f"not a valid vCard file: {error}") from None
     return contacts
 

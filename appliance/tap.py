@@ -87,7 +87,9 @@ class Appliance(MultiService):
             FastAGIFactory(self.routes, reactor),
         )
         self.fastagi.setServiceParent(self)
-        self.web = WebApp(store, self.settings, self.directory, reactor, language=config.language)
+        self.web = WebApp(
+            store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
+        )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
         self.web.add(CallbackPages(self.callbacks, self.directory))
         self.web.add(JournalPages(self.missed.journal, self.directory))

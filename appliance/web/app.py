@@ -10,13 +10,15 @@ can forget them.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import jinja2
 from argon2 import PasswordHasher
@@ -27,23 +29,28 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
 
+from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
 from appliance.settings import Language, Settings
 from appliance.store import IKeyValueStore
 from appliance.web import i18n
 from appliance.web.auth import (
     Credentials,
+    HashingBusy,
     LoginThrottle,
     Role,
     Runner,
     Session,
     Sessions,
+    bounded,
     in_threads,
     same_token,
     synchronously,
 )
+from appliance.web.guard import GuardedSite, set_security_headers
 
 log = Logger()
 
@@ -57,14 +64,14 @@ LOGIN_COOKIE = b"appliance_login"
 Access: TypeAlias = Literal["public", "any", "admin", "user"]
 """Who may open a route: everyone, any logged-in account, the admin, or users."""
 
-SECURITY_HEADERS = {
-    b"Content-Security-Policy": b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    b"X-Content-Type-Options": b"nosniff",
-    b"X-Frame-Options": b"DENY",
-    b"Referrer-Policy": b"same-origin",
-    b"Cache-Control": b"no-store",
-}
+
+LOGIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
+"""``admin`` or an extension; anything else cannot be an account and is refused with 400."""
+
+SAME_SITE_PATH = re.compile(r"/(?![/\\])[!#-\[\]-~]*")
+"""Where ``next`` may lead after login: a path on this site, printable ASCII only
+(browsers drop tabs and newlines, so ``/\t/evil`` would become ``//evil``), and
+neither ``//`` nor ``/\\`` (both mean another host) nor any backslash."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,17 @@ class Page:
     def has_arg(self, name: str) -> bool:
         return name.encode("utf-8") in (self.request.args or {})
 
+    def form_arg(self, name: str, default: str = "") -> str:
+        """A field of the request body only, never of the URL: secrets (CSRF token,
+        password) must not come from a link someone else made or land in logs."""
+        encoded = name.encode("utf-8")
+        values = (self.request.args or {}).get(encoded) or []
+        query = self.request.uri.partition(b"?")[2]
+        # Twisted puts the URL's values first, then the body's.
+        in_query = len(parse_qs(query, keep_blank_values=True).get(encoded, []))
+        values = values[in_query:]
+        return values[0].decode("utf-8", "replace") if values else default
+
     def arg(self, name: str, default: str = "") -> str:
         """A query or form field as text (the first if repeated)."""
         values = (self.request.args or {}).get(name.encode("utf-8"))
@@ -152,6 +170,16 @@ class Router:
     def __init__(self, web: WebApp) -> None:
         self._web = web
         self._nav: list[NavEntry] = []
+        self._uploads = Map()
+
+    def is_upload(self, method: bytes, path: bytes) -> bool:
+        """Whether ``path`` (a raw request target) names an upload route."""
+        target = path.split(b"?", 1)[0].decode("utf-8", "replace")
+        try:
+            self._uploads.bind("appliance").match(target, method=method.decode("ascii", "replace"))
+        except HTTPException:
+            return False
+        return True
 
     def route(
         self,
@@ -161,14 +189,18 @@ class Router:
         access: Access,
         methods: Iterable[str] = ("GET",),
         nav: NavEntry | None = None,
+        upload: bool = False,
     ) -> None:
         """Serve ``handler`` at ``path`` (Klein/werkzeug syntax) for those ``access`` allows.
 
         Every method but GET must carry the session's CSRF token in the
-        ``csrf`` form field, or it is refused with 403 before the handler runs.
+        ``csrf`` form field of the body, or it is refused with 403 before the
+        handler runs.  Bodies are limited to a form's size unless ``upload``.
         """
         methods = list(methods)
         web = self._web
+        if upload:
+            self._uploads.add(Rule(path, methods=methods, endpoint=path))
 
         def run(request: IRequest, **kwargs: Any) -> Body:
             return web._dispatch(request, handler, access, kwargs)
@@ -199,6 +231,7 @@ class WebApp:
         hasher: PasswordHasher | None = None,
         run: Runner | None = None,
         web_root: Path = WEB_ROOT,
+        limits: WebLimits = DEFAULT_WEB_LIMITS,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -207,9 +240,10 @@ class WebApp:
         self.language: Language = i18n.as_language(language) or "de"
         """The fallback when neither the directory nor the browser names a language."""
         self.secure_cookies = secure_cookies
+        self.limits = limits
         """Always mark cookies Secure (for TLS added by a proxy on another host)."""
         if run is None:
-            run = in_threads(clock) if IReactorThreads.providedBy(clock) else synchronously
+            run = bounded(in_threads(clock)) if IReactorThreads.providedBy(clock) else synchronously
         self.credentials = Credentials(store, hasher, run)
         """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
         self.sessions = Sessions(store, clock)
@@ -241,17 +275,20 @@ class WebApp:
         group.install(self.router)
 
     def site(self) -> Site:
-        site = Site(self.app.resource())
-        site.displayTracebacks = False
-        return site
+        return GuardedSite(self.app.resource(), self.body_limit, self.limits, reactor=self.clock)
+
+    def body_limit(self, method: bytes, path: bytes) -> int:
+        """The largest body the route behind ``path`` accepts, decided before reading it."""
+        if self.router.is_upload(method, path):
+            return self.limits.upload_body
+        return self.limits.form_body
 
     # --- request handling -------------------------------------------------
 
     def _dispatch(
         self, request: IRequest, handler: Handler, access: Access, kwargs: Mapping[str, Any]
     ) -> Body:
-        for name, value in SECURITY_HEADERS.items():
-            request.setHeader(name, value)
+        set_security_headers(request)
         session = self._session(request)
         page = Page(self, request, session, self._language(request, session))
         if access != "public":
@@ -261,7 +298,8 @@ class WebApp:
                 return page.error(403, "forbidden", "csrf_failed")
             if access != "any" and session.role != access:
                 return page.error(403, "forbidden", "forbidden_text")
-            if request.method not in (b"GET", b"HEAD") and not same_token(session.csrf, page.arg("csrf")):
+            unsafe = request.method not in (b"GET", b"HEAD")
+            if unsafe and not same_token(session.csrf, page.form_arg("csrf")):
                 log.warn(
                     "refused {method} {path} without a valid CSRF token",
                     method=request.method.decode("ascii", "replace"),
@@ -316,9 +354,23 @@ class WebApp:
         entries = self.router.nav(role)
         return entries[0].path if entries else "/login"
 
-    @staticmethod
-    def _client(request: IRequest) -> str:
-        return str(getattr(request.getClientAddress(), "host", "unknown"))
+    def _client(self, request: IRequest) -> str:
+        """The client's address; ``X-Forwarded-For`` counts only from a configured
+        trusted proxy, and then its rightmost address that is not a trusted proxy."""
+        address = str(getattr(request.getClientAddress(), "host", "unknown"))
+        trusted = self.limits.trusted_proxies
+        if address not in trusted:
+            return address
+        for header in reversed(request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []):
+            for hop in reversed(header.decode("latin-1").split(",")):
+                hop = hop.strip()
+                try:
+                    ipaddress.ip_address(hop)
+                except ValueError:
+                    return address  # a forged or broken chain: trust only the proxy itself
+                if hop not in trusted:
+                    return hop
+        return address
 
     # --- core routes --------------------------------------------------------
 
@@ -339,29 +391,41 @@ class WebApp:
 
     def _login(self, page: Page) -> Body:
         cookie = page.request.getCookie(LOGIN_COOKIE) or b""
-        if not same_token(cookie.decode("ascii", "replace"), page.arg("csrf")):
+        if not same_token(cookie.decode("ascii", "replace"), page.form_arg("csrf")):
             return self._render_login(page, 403, error=page.t("csrf_failed"))
-        login = page.arg("login").strip()
+        login = page.form_arg("login").strip()
+        if not LOGIN_NAME.fullmatch(login):
+            return self._render_login(page, 400, error=page.t("login_failed"))
         address = self._client(page.request)
-        if self.throttle.locked(login, address):
+        if not self.throttle.begin(login, address):
             return self._render_login(page, 429, error=page.t("login_locked"), login=login)
         known = login == "admin" or self.directory.user(login) is not None
 
+        def busy(failure: Failure) -> bytes:
+            failure.trap(HashingBusy)
+            self.throttle.withdraw(login, address)
+            return self._render_login(page, 503, error=page.t("login_locked"), login=login)
+
         def decide(matches: bool) -> bytes:
             if not (matches and known):
-                self.throttle.failed(login, address)
+                self.throttle.finish(login, address, succeeded=False)
                 return self._render_login(page, 403, error=page.t("login_failed"), login=login)
-            self.throttle.succeeded(login)
+            self.throttle.finish(login, address, succeeded=True)
             session = self.sessions.create(login)
             log.info("web login of {login!r} from {address}", login=login, address=address)
             self._set_cookie(page.request, SESSION_COOKIE, session.id.encode("ascii"), b"/")
             self._set_cookie(page.request, LOGIN_COOKIE, b"", b"/login", expire=True)
             target = page.arg("next")
-            if not (target.startswith("/") and not target.startswith("//") and "\\" not in target):
+            if not SAME_SITE_PATH.fullmatch(target):
                 target = self.home(session.role)
             return page.redirect(target)
 
-        return self.credentials.verify(login, page.arg("password")).addCallback(decide)
+        def settle(failure: Failure) -> Failure:
+            self.throttle.finish(login, address, succeeded=False)
+            return failure
+
+        checking = self.credentials.verify(login, page.form_arg("password"))
+        return checking.addCallbacks(decide, lambda f: busy(f) if f.check(HashingBusy) else settle(f))
 
     def _logout(self, page: Page) -> bytes:
         if page.session is not None:
@@ -379,10 +443,12 @@ class WebApp:
         return body
 
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        set_security_headers(request)
         page = Page(self, request, self._session(request), self._language(request, None))
         return page.error(404, "not_found", "not_found")
 
     def _not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        set_security_headers(request)
         page = Page(self, request, self._session(request), self._language(request, None))
         return page.error(405, "not_found", "not_found")
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeAlias
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -78,6 +78,29 @@ def in_threads(reactor: IReactorThreads) -> Runner:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
     return run
+
+
+HASHING_THREADS = 2
+"""Password hashes computed at once: argon2 takes ~50 ms and 64 MiB each."""
+HASHING_QUEUE = 16
+"""Hashes that may wait for a thread; more are refused at once (`HashingBusy`)."""
+
+
+class HashingBusy(Exception):
+    """Too many password checks are waiting; try again later."""
+
+
+def bounded(run: Runner, threads: int = HASHING_THREADS, queue: int = HASHING_QUEUE) -> Runner:
+    """At most ``threads`` hashes at once and ``queue`` waiting, so a login flood
+    neither exhausts memory nor the reactor's shared thread pool."""
+    semaphore = DeferredSemaphore(threads)
+
+    def limited(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        if len(semaphore.waiting) >= queue:
+            return fail(HashingBusy("too many password checks waiting"))
+        return semaphore.run(run, function, *args)
+
+    return limited
 
 
 class Credentials:
@@ -219,6 +242,15 @@ class Sessions:
     def end(self, session_id: str) -> None:
         self._store.delete(SESSIONS, _digest(session_id))
 
+    def end_others(self, login: str, keep: str) -> None:
+        """Log ``login`` out everywhere but the session ``keep`` (password changed)."""
+        kept = _digest(keep)
+        self._store.apply(
+            (SESSIONS, key, DELETE)
+            for key, record in self._store.items(SESSIONS)
+            if key != kept and isinstance(record, dict) and record.get("login") == login
+        )
+
     def end_all(self, login: str) -> None:
         """Log ``login`` out everywhere (account deleted, password changed)."""
         self._store.apply(
@@ -248,6 +280,9 @@ def same_token(expected: str, given: str) -> bool:
 
 
 FAILURES_BEFORE_LOCKOUT = 5
+"""Per login name and address: the attacker's own guesses lock only the attacker."""
+ADDRESS_FAILURES_BEFORE_LOCKOUT = 20
+"""Per address over all login names: an office behind one NAT address shares it."""
 FIRST_LOCKOUT = 30.0
 LONGEST_LOCKOUT = 3600.0
 FORGET_AFTER = 24 * 3600.0
@@ -261,44 +296,84 @@ class _Record:
 
 
 class LoginThrottle:
-    """Exponential lockout after repeated failures, per login name and per client address.
+    """Exponential lockout after repeated failures, per (login, address) and per address.
 
-    After `FAILURES_BEFORE_LOCKOUT` failures a key is locked for
-    `FIRST_LOCKOUT` seconds, doubling with every further failure up to
-    `LONGEST_LOCKOUT`.  Kept in memory: a restart forgives, which only helps
-    the admin who locked themselves out.
+    An attempt counts when it starts, before its password is checked, and at
+    most one check per (login, address) is in flight, so parallel guesses
+    cannot slip past the count.  After `FAILURES_BEFORE_LOCKOUT` attempts a
+    (login, address) pair is locked for `FIRST_LOCKOUT` seconds, doubling
+    with every further attempt up to `LONGEST_LOCKOUT`; an address alone
+    after `ADDRESS_FAILURES_BEFORE_LOCKOUT`.  Nobody can lock a user out
+    from another address.  Kept in memory: a restart forgives, which only
+    helps the admin who locked themselves out.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._records: dict[tuple[str, str], _Record] = {}
+        self._records: dict[tuple[str, ...], _Record] = {}
+        self._in_flight: set[tuple[str, str]] = set()
 
-    def _keys(self, login: str, address: str) -> list[tuple[str, str]]:
-        return [("login", login.lower()), ("address", address)]
+    @staticmethod
+    def _keys(login: str, address: str) -> list[tuple[tuple[str, ...], int]]:
+        return [
+            (("pair", login.lower(), address), FAILURES_BEFORE_LOCKOUT),
+            (("address", address), ADDRESS_FAILURES_BEFORE_LOCKOUT),
+        ]
 
     def locked(self, login: str, address: str) -> bool:
         now = self._clock.seconds()
         return any(
             (record := self._records.get(key)) is not None and now < record.locked_until
-            for key in self._keys(login, address)
+            for key, _ in self._keys(login, address)
         )
 
-    def failed(self, login: str, address: str) -> None:
+    def begin(self, login: str, address: str) -> bool:
+        """Count an attempt before its check; False (refuse it unchecked) while the
+        pair or address is locked or a check for the pair is still running."""
+        pair = (login.lower(), address)
+        if pair in self._in_flight or self.locked(login, address):
+            return False
         now = self._clock.seconds()
         self._forget_old(now)
-        for key in self._keys(login, address):
+        for key, allowed in self._keys(login, address):
             record = self._records.setdefault(key, _Record(0, now, 0.0))
             record.failures += 1
             record.last = now
-            extra = record.failures - FAILURES_BEFORE_LOCKOUT
+            extra = record.failures - allowed
             if extra >= 0:
                 record.locked_until = now + min(FIRST_LOCKOUT * 2 ** min(extra, 20), LONGEST_LOCKOUT)
-        log.warn("web login failed for {login!r} from {address}", login=login, address=address)
+        self._in_flight.add(pair)
+        return True
 
-    def succeeded(self, login: str) -> None:
-        # Only the name is forgiven: one valid account must not reset the
-        # counter of an address that is guessing at others.
-        self._records.pop(("login", login.lower()), None)
+    def finish(self, login: str, address: str, succeeded: bool) -> None:
+        """The check that `begin` allowed is over."""
+        self._in_flight.discard((login.lower(), address))
+        if not succeeded:
+            log.warn("web login failed for {login!r} from {address}", login=login, address=address)
+            return
+        # The pair is forgiven; the address only loses this attempt, so an
+        # address guessing at other logins stays counted.
+        self._records.pop(("pair", login.lower(), address), None)
+        record = self._records.get(("address", address))
+        if record is not None:
+            record.failures = max(0, record.failures - 1)
+            if record.failures < ADDRESS_FAILURES_BEFORE_LOCKOUT:
+                record.locked_until = 0.0
+
+    def withdraw(self, login: str, address: str) -> None:
+        """The check `begin` allowed never ran (server busy): it does not count."""
+        self._in_flight.discard((login.lower(), address))
+        for key, allowed in self._keys(login, address):
+            record = self._records.get(key)
+            if record is not None:
+                record.failures = max(0, record.failures - 1)
+                if record.failures < allowed:
+                    record.locked_until = 0.0
+
+    def failed(self, login: str, address: str) -> None:
+        """One failed attempt (tools and tests)."""
+        if self.begin(login, address):
+            self.finish(login, address, succeeded=False)
 
     def _forget_old(self, now: float) -> None:
         for key in [key for key, record in self._records.items() if now - record.last > FORGET_AFTER]:

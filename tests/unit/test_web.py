@@ -19,7 +19,13 @@ from appliance.directory import Directory, User
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from appliance.web import WebApp
-from appliance.web.auth import FAILURES_BEFORE_LOCKOUT, FIRST_LOCKOUT, IDLE_TIMEOUT, synchronously
+from appliance.web.auth import (
+    ADDRESS_FAILURES_BEFORE_LOCKOUT,
+    FAILURES_BEFORE_LOCKOUT,
+    FIRST_LOCKOUT,
+    IDLE_TIMEOUT,
+    synchronously,
+)
 
 BASE = "http://127.0.0.1:8080"
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -304,8 +310,8 @@ def test_lockout_doubles_with_further_failures(lab: Lab) -> None:
 def test_guessing_many_logins_from_one_address_is_limited(lab: Lab) -> None:
     """Failures across different login names still lock the client address."""
     browser = lab.browser()
-    for number in range(FAILURES_BEFORE_LOCKOUT):
-        browser.login(f"30{number}", "guess")
+    for number in range(ADDRESS_FAILURES_BEFORE_LOCKOUT):
+        browser.login(f"3{number:02}", "guess")
     assert browser.login("200", "ben-secret").code == 429
 
 

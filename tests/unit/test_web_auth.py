@@ -17,13 +17,16 @@ from appliance.store import SQLiteStore
 from appliance.testing import MemoryStore
 from appliance.web import passwd
 from appliance.web.auth import (
+    ADDRESS_FAILURES_BEFORE_LOCKOUT,
     FAILURES_BEFORE_LOCKOUT,
     FORGET_AFTER,
     IDLE_TIMEOUT,
     MAX_AGE,
     Credentials,
+    HashingBusy,
     LoginThrottle,
     Sessions,
+    bounded,
 )
 from appliance.web.demo import DEMO_EXTENSIONS, seed
 from appliance.web.i18n import from_accept_language
@@ -129,15 +132,88 @@ def test_throttle_forgets_old_failures() -> None:
     assert not throttle.locked("admin", "192.0.2.1")
 
 
-def test_success_clears_the_login_but_not_the_address() -> None:
-    """A right password forgives its login name; the guessing address stays counted."""
-    clock = Clock()
-    throttle = LoginThrottle(clock)
+def test_success_clears_the_pair_but_not_the_address() -> None:
+    """A right password forgives its (login, address) and its own attempt; the address
+    keeps its guesses at other logins and locks every login once they reach the limit."""
+    throttle = LoginThrottle(Clock())
+    for number in range(ADDRESS_FAILURES_BEFORE_LOCKOUT - 2):
+        throttle.failed(f"3{number:02}", "192.0.2.1")
+    for _ in range(FAILURES_BEFORE_LOCKOUT - 1):
+        throttle.failed("admin", "192.0.2.9")
+    assert throttle.begin("admin", "192.0.2.9")
+    throttle.finish("admin", "192.0.2.9", succeeded=True)
+    assert throttle.begin("admin", "192.0.2.9")  # the pair was forgiven
+    throttle.finish("admin", "192.0.2.9", succeeded=True)
+    throttle.failed("admin", "192.0.2.1")
+    assert not throttle.locked("200", "192.0.2.1")
+    throttle.failed("admin", "192.0.2.1")
+    assert throttle.locked("200", "192.0.2.1")
+    assert not throttle.locked("200", "192.0.2.2")
+
+
+def test_attempt_counts_before_the_check_and_one_at_a_time() -> None:
+    """begin counts the attempt at once; a second begin for the same (login, address)
+    while the first check runs is refused, and after FAILURES_BEFORE_LOCKOUT attempts
+    no further check starts, even the right one."""
+    throttle = LoginThrottle(Clock())
+    assert throttle.begin("admin", "192.0.2.1")
+    assert not throttle.begin("admin", "192.0.2.1")  # in flight
+    assert throttle.begin("admin", "192.0.2.9")  # another address is another pair
+    throttle.finish("admin", "192.0.2.1", succeeded=False)
+    started = 1
+    while throttle.begin("admin", "192.0.2.1"):
+        started += 1
+        throttle.finish("admin", "192.0.2.1", succeeded=False)
+        assert started <= 10
+    assert started == FAILURES_BEFORE_LOCKOUT
+
+
+def test_lockout_is_per_login_and_address() -> None:
+    """Guesses at admin from one address do not lock admin out at another address."""
+    throttle = LoginThrottle(Clock())
     for _ in range(FAILURES_BEFORE_LOCKOUT):
+        throttle.failed("admin", "203.0.113.7")
+    assert throttle.locked("admin", "203.0.113.7")
+    assert not throttle.locked("admin", "192.0.2.1")
+    assert throttle.begin("admin", "192.0.2.1")
+
+
+def test_withdrawn_attempt_does_not_count() -> None:
+    """An attempt whose check never ran (hashing busy) is taken back."""
+    throttle = LoginThrottle(Clock())
+    for _ in range(FAILURES_BEFORE_LOCKOUT - 1):
         throttle.failed("admin", "192.0.2.1")
-    throttle.succeeded("admin")
-    assert throttle.locked("admin", "192.0.2.1")
-    assert not throttle.locked("admin", "192.0.2.2")
+    assert throttle.begin("admin", "192.0.2.1")
+    throttle.withdraw("admin", "192.0.2.1")
+    assert not throttle.locked("admin", "192.0.2.1")
+
+
+def test_bounded_hashing_refuses_when_the_queue_is_full() -> None:
+    """At most `threads` hashes run and `queue` wait; one more fails with HashingBusy."""
+    started: list[Deferred[Any]] = []
+
+    def run(function: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        started.append(d)
+        return d
+
+    limited = bounded(run, threads=2, queue=3)
+    results = [limited(print) for _ in range(6)]
+    assert len(started) == 2
+    assert isinstance(results[5].result.value, HashingBusy)  # type: ignore[attr-defined]
+    results[5].addErrback(lambda _: None)
+    started[0].callback(True)
+    assert len(started) == 3
+
+
+def test_end_others_keeps_the_current_session() -> None:
+    """end_others logs a login out everywhere but the given session."""
+    store, clock = MemoryStore(), Clock()
+    sessions = Sessions(store, clock)
+    mine, theirs, other = sessions.create("100"), sessions.create("100"), sessions.create("200")
+    sessions.end_others("100", mine.id)
+    assert sessions.find(mine.id) == mine and sessions.find(other.id) == other
+    assert sessions.find(theirs.id) is None
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ class ContactPages:
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/contacts", "nav_contacts", "admin", order=70)
         router.route("/admin/contacts", self.show, access="admin", nav=nav)
-        router.route("/admin/contacts", self.upload, access="admin", methods=["POST"])
+        router.route("/admin/contacts", self.upload, access="admin", methods=["POST"], upload=True)
 
     def show(self, page: Page) -> bytes:
         imported = page.arg("imported")

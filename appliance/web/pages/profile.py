@@ -60,7 +60,14 @@ class ProfilePages:
             if len(new) < MIN_PASSWORD_LENGTH:
                 return self._render(page, 400, password_error=page.t("password_too_short"))
             changing = self.credentials.change_password(page.login, new)
-            return changing.addCallback(lambda _: self._render(page, 200, message=page.t("password_changed")))
+
+            def changed(_: None) -> bytes:
+                # Whoever else had this password is logged out; this browser stays in.
+                assert page.session is not None
+                page.web.sessions.end_others(page.login, page.session.id)
+                return self._render(page, 200, message=page.t("password_changed"))
+
+            return changing.addCallback(changed)
 
         return self.credentials.verify(page.login, page.arg("current")).addCallback(checked)
 
