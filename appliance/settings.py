@@ -557,6 +557,29 @@ class Settings:
     def reset(self, name: str | Setting[Any]) -> None:
         self._store.delete(NAMESPACE, self._setting(name).name)
 
+    def stored_problems(self) -> list[str]:
+        """One line per stored setting that is not valid (checked at start): the
+        appliance runs on with the default, and the line names namespace and key."""
+        problems = []
+        unreadable = getattr(self._store, "unreadable", None)
+        for name, setting in self._schema.items():
+            stored = self._store.get(NAMESPACE, name)
+            if unreadable is not None and (NAMESPACE, name) in unreadable.found:
+                reason = unreadable.found[NAMESPACE, name]
+            elif stored is None:
+                continue
+            else:
+                try:
+                    setting.kind.parse(stored)
+                    continue
+                except ParseError as error:
+                    reason = f"{error.reason.in_('en')}: {stored!r}"[:200]
+            problems.append(
+                f"{NAMESPACE}/{name}: stored value is invalid ({reason}); "
+                f"using the default {setting.kind.display(setting.default)!r}"
+            )
+        return problems
+
     def describe(self, language: Language = "en", matching: str = "") -> list[Row]:
         """Rows for the admin table; ``matching`` filters by name or description."""
         needle = matching.strip().lower()

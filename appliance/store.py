@@ -53,7 +53,26 @@ DELETE = _Sentinel.DELETE
 
 
 class StoreError(Exception):
-    """The store cannot be opened or used; the message names the file."""
+    """The store cannot be opened or used; the message names the file.
+
+    ``retryable``: a write the disk refused (full, I/O error, read-only now)
+    that may succeed later, see `appliance.holding`.
+    """
+
+    retryable = False
+
+
+class StoreWriteRefused(StoreError):
+    """The database is fine but the disk did not take the write (yet)."""
+
+    retryable = True
+
+
+#: SQLite primary result codes of a write that may succeed later.
+_RETRYABLE = {5: "SQLITE_BUSY", 8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 13: "SQLITE_FULL"}
+
+APPLICATION_ID = 0x41504C31
+"""``PRAGMA application_id`` of an appliance store ("APL1"): a file of another program is refused."""
 
 
 class Change(NamedTuple):
@@ -139,6 +158,33 @@ def decode_value(text: str) -> JSONValue:
     return json.loads(text)
 
 
+class Unreadable:
+    """Stored values that are not JSON (changed by hand, a bad disk): each is
+    reported once, with namespace and key, and otherwise treated as absent so one
+    bad value cannot stop start-up or make pages fail."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str], str] = {}
+
+    def decode(self, namespace: str, key: str, text: str) -> tuple[bool, JSONValue]:
+        try:
+            return True, decode_value(text)
+        except ValueError as error:
+            if (namespace, key) not in self.found:
+                self.found[namespace, key] = f"not valid JSON ({error})"
+                log.error(
+                    "store value {namespace}/{key} is not valid JSON and is ignored: {text!r}",
+                    namespace=namespace,
+                    key=key,
+                    text=text[:80],
+                )
+            return False, None
+
+    def problems(self) -> list[str]:
+        """One line per unreadable value, for the admin page."""
+        return [f"{ns}/{key}: {why}" for (ns, key), why in sorted(self.found.items())]
+
+
 def normalize_changes(
     changes: Iterable[tuple[str, str, JSONValue]],
 ) -> dict[tuple[str, str], str | None]:
@@ -185,12 +231,11 @@ class ObserverList:
             before = old.get((namespace, key))
             if before == text:
                 continue
-            change = Change(
-                namespace,
-                key,
-                DELETE if before is None else decode_value(before),
-                DELETE if text is None else decode_value(text),
-            )
+            try:
+                was = DELETE if before is None else decode_value(before)
+            except ValueError:
+                was = DELETE  # an unreadable value was as good as absent
+            change = Change(namespace, key, was, DELETE if text is None else decode_value(text))
             for observer in list(self._observers):
                 try:
                     observer(change)
@@ -225,6 +270,8 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._observers = ObserverList()
+        self.unreadable = Unreadable()
+        self._created = False
         self._create_file()
         try:
             self._db: sqlite3.Connection | None = sqlite3.connect(
@@ -250,10 +297,17 @@ class SQLiteStore:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            if self.path.is_file() and self.path.stat().st_size == 0:
+                # SQLite would take it for a new database and start afresh.
+                raise StoreError(
+                    f"store {self.path} is empty (0 bytes): restore it from a backup, "
+                    "or remove it to start with an empty store"
+                ) from None
             return
         except OSError as e:
             raise StoreError(f"cannot create store {self.path}: {e}") from None
         os.close(fd)
+        self._created = True
 
     def _prepare(self) -> None:
         db = self._connection()
@@ -261,9 +315,35 @@ class SQLiteStore:
         ok = db.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
             raise StoreError(f"store {self.path} is damaged: {ok}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute(_SCHEMA)
+        self._check_ours(db)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            # A write at start: a store that cannot be written stops start-up
+            # instead of failing every login later.
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"store {self.path} is not writable: {e}") from None
+
+    def _check_ours(self, db: sqlite3.Connection) -> None:
+        """A database of another program is refused (the stores before application_id
+        had only the ``kv`` table, and are adopted)."""
+        if self._created:
+            return
+        found = db.execute("PRAGMA application_id").fetchone()[0]
+        if found == APPLICATION_ID:
+            return
+        tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if found == 0 and tables in ([], ["kv"]):
+            return
+        raise StoreError(
+            f"{self.path} is not an appliance store (application_id {found:#x}, tables {', '.join(tables)})"
+        )
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -280,7 +360,10 @@ class SQLiteStore:
         check_name("namespace", namespace)
         check_name("key", key)
         rows = self._query("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
-        return decode_value(rows[0][0]) if rows else default
+        if not rows:
+            return default
+        ok, value = self.unreadable.decode(namespace, key, rows[0][0])
+        return value if ok else default
 
     def put(self, namespace: str, key: str, value: JSONValue) -> None:
         self.apply([(namespace, key, value)])
@@ -295,7 +378,8 @@ class SQLiteStore:
             "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key",
             (namespace,),
         )
-        return [(key, decode_value(text)) for key, text in rows]
+        decoded = [(key, self.unreadable.decode(namespace, key, text)) for key, text in rows]
+        return [(key, value) for key, (ok, value) in decoded if ok]
 
     def apply(self, changes: Iterable[tuple[str, str, JSONValue]]) -> None:
         new = normalize_changes(changes)
@@ -312,7 +396,9 @@ class SQLiteStore:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise StoreError(f"writing store {self.path} failed: {e}") from None
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            refused = StoreWriteRefused if code in _RETRYABLE else StoreError
+            raise refused(f"writing store {self.path} failed: {e}") from None
         self._observers.notify(old, new)
 
     @staticmethod

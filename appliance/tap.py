@@ -20,6 +20,7 @@ from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.service import Forwarding
+from appliance.holding import HoldingStore
 from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.pbx import PBXModel, PBXService
@@ -49,8 +50,12 @@ class Appliance(MultiService):
     def __init__(self, config: configuration.ApplianceConfig, store: SQLiteStore, reactor: Any) -> None:
         super().__init__()
         self.config = config
-        self.store = store
+        self.store: HoldingStore = HoldingStore(store, reactor)
+        """Writes the disk refuses are kept and written later (`appliance.holding`)."""
+        store = self.store  # type: ignore[assignment]
         self.settings = Settings(store)
+        for problem in self.settings.stored_problems():
+            log.error("{problem}", problem=problem)
         self.ami = AMIService.fromString(
             reactor,
             config.ami.endpoint(),
@@ -95,10 +100,17 @@ class Appliance(MultiService):
         self.web.add(JournalPages(self.missed.journal, self.directory))
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts))
+        self.web.alerts.append(self._store_alerts)
         self.web_service = StreamServerEndpointService(
             serverFromString(reactor, config.web.endpoint()), self.web.site()
         )
         self.web_service.setServiceParent(self)
+
+    def _store_alerts(self) -> list[str]:
+        held = self.store.problem()
+        return ([held] if held else []) + [
+            f"unreadable store value {line}" for line in self.store.unreadable.problems()
+        ]
 
     def stopService(self) -> Any:
         def close(result: object) -> object:

@@ -149,6 +149,7 @@ class Page:
             "current": current,
             # The navigation entry of this page: the longest path the request is under.
             "active": max(matching, key=len, default=""),
+            "alerts": self.web.current_alerts() if self.session and self.session.role == "admin" else [],
             **values,
         }
         return self.web.templates.get_template(template).render(context).encode("utf-8")
@@ -241,6 +242,8 @@ class WebApp:
         """The fallback when neither the directory nor the browser names a language."""
         self.secure_cookies = secure_cookies
         self.limits = limits
+        self.alerts: list[Callable[[], list[str]]] = []
+        """Problems the admin must see on every page (store not writable, bad values)."""
         """Always mark cookies Secure (for TLS added by a proxy on another host)."""
         if run is None:
             run = bounded(in_threads(clock)) if IReactorThreads.providedBy(clock) else synchronously
@@ -269,6 +272,15 @@ class WebApp:
 
         for group in core_pages(self):
             self.add(group)
+
+    def current_alerts(self) -> list[str]:
+        found: list[str] = []
+        for source in self.alerts:
+            try:
+                found += source()
+            except Exception:
+                log.failure("alert source failed")
+        return found
 
     def add(self, group: PageGroup) -> None:
         """Serve a feature's pages (see `appliance.web.pages`)."""
