@@ -1,13 +1,27 @@
-"""Hardening end to end: fail closed after the appliance took a call, and the
-plain-Dial fallback when the appliance cannot be reached."""
+"""Hardening end to end: fail closed after the appliance took a call, the
+plain-Dial fallback when the appliance cannot be reached, and a full disk
+during a missed call."""
 
 from __future__ import annotations
 
+import errno
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
+from appliance.lab import Lab
+from appliance.mail import OUTBOX
+from appliance.missed.journal import JOURNAL
 from appliance.pbx import ChannelChanged, Presence
-from tests.e2e.waiting import wait_model
+from tests.e2e.test_missed import EXTERNAL, Inbox, Rig, call_and_cancel, inbox, ringing_phones
+from tests.e2e.waiting import wait_model, wait_until
+
+__all__ = ["inbox"]  # the fixture, shared with test_missed
 
 
 @pytest_twisted.inlineCallbacks
@@ -48,3 +62,78 @@ def test_failure_after_dialling_never_dials_again(appliance, phones, reactor):
     assert [ok for ok, _ in results] == [True, True], results
     yield wait_model(reactor, pbx, lambda: not pbx.channels_of("107"), "the caller's channel gone")
     assert len(legs) == 1, legs
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 8 MB tmpfs for the store, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros until the file system is full (bounded by its size)."""
+    filler = directory / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb") as handle:
+        for _ in range(10_000):
+            try:
+                handle.write(chunk)
+                handle.flush()
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+                break
+        else:
+            raise AssertionError("the small disk never filled")
+    return filler
+
+
+@pytest_twisted.inlineCallbacks
+def test_disk_full_during_missed_call_keeps_entry_and_mail(
+    tmp_path: Path, lab: Lab, reactor: Any, inbox: Inbox, phones: Any, small_disk: Path
+) -> Any:
+    """The store's disk is full when an external call to 200 goes unanswered: the
+    journal entry and the mail are kept (banner on the admin page), and once space
+    returns the entry is on disk and exactly one mail has arrived."""
+    rig = Rig(tmp_path, lab, reactor, inbox.port)
+    store_path = small_disk / "store.sqlite3"
+    rig.config.write_text(rig.config.read_text().replace("path = store.sqlite3", f"path = {store_path}"))
+    yield rig.start()
+    try:
+        rig.setup_directory()
+        disk = rig.appliance.store.store  # the SQLiteStore under the holding store
+        disk._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # new writes need new blocks
+        filler = fill(small_disk)
+        states: list[bool] = []
+        rig.appliance.store.on_holding(states.append)
+
+        [ringing] = yield ringing_phones(rig, phones, "200")
+        calling = call_and_cancel(phones, "200", ring_ms=3000)
+        results = yield DeferredList([ringing.done, calling.done], consumeErrors=True)
+        assert [ok for ok, _ in results] == [True, True], results
+        yield rig.wait_decision()
+        assert states[:1] == [True]
+        assert disk.get(JOURNAL, "200") is None  # not on disk yet ...
+        kept = rig.appliance.missed.journal.entries("200")  # ... but kept
+        assert [e.caller_num for e in kept] == [EXTERNAL]
+        assert any("not writable" in alert for alert in rig.appliance.web.current_alerts())
+
+        filler.unlink()
+
+        def subscribe(callback: Callable[[object], None]) -> Callable[[], None]:
+            rig.appliance.store.on_holding(callback)
+            return lambda: None
+
+        yield wait_until(reactor, subscribe, lambda: rig.appliance.store.holding == 0, "kept writes on disk")
+        yield wait_until(reactor, inbox.subscribe, lambda: inbox.messages, "the mail arrives")
+        yield rig.wait_outbox_settled()
+        [entry] = disk.get(JOURNAL, "200")
+        assert entry["caller_num"] == EXTERNAL
+        assert [m["To"].addresses[0].addr_spec for m in inbox.messages] == ["u200@example.org"]
+        assert all(r["state"] == "sent" for _, r in disk.items(OUTBOX))
+        assert not any("not writable" in alert for alert in rig.appliance.web.current_alerts())
+    finally:
+        yield rig.stop()
