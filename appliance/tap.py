@@ -38,6 +38,10 @@ AMI_MAX_RETRY_SECONDS = 5.0
 """After an Asterisk restart the features should be back within seconds."""
 
 
+AMI_KEEPALIVE_SECONDS = 5.0
+"""Ping this often and wait this long for Pong: a dead link is noticed within 10 s."""
+
+
 class Options(usage.Options):
     optParameters = [
         ["config", "c", "/etc/appliance/config.ini", "The appliance's config.ini."],
@@ -62,6 +66,7 @@ class Appliance(MultiService):
             config.ami.username,
             config.ami.secret,
             retryPolicy=_retry_policy(),
+            keepalive=AMI_KEEPALIVE_SECONDS,
         )
         self.ami.setServiceParent(self)
         self.pbx = PBXModel(clock=reactor)

@@ -205,6 +205,11 @@ class AMIProtocol(LineReceiver):
     # separated by bare LF), so the limit is generous; it only protects memory
     # from a peer that never sends CRLF.
     MAX_LENGTH = 1024 * 1024
+    MAX_MESSAGE_LINES = 100_000
+    """Lines of one message (headers, stray lines, old-style Command output)."""
+    MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+    MAX_LIST_EVENTS = 200_000
+    """Events of one list action (CoreShowChannels on a very large system)."""
 
     def __init__(
         self,
@@ -227,6 +232,8 @@ class AMIProtocol(LineReceiver):
         self._lostReason: Failure | None = None
         self._disconnectWaiters: list[Deferred[None]] = []
         self._firstLine = True
+        self._discarding = False
+        """Skipping the rest of an oversized message, up to its blank line."""
         self._resetMessage()
 
     # -- actions ---------------------------------------------------------
@@ -353,6 +360,8 @@ class AMIProtocol(LineReceiver):
     # -- receiving -------------------------------------------------------
 
     def _resetMessage(self) -> None:
+        self._lines = 0
+        self._bytes = 0
         self._headers: list[tuple[str, str]] = []
         self._extra: list[str] = []
         # Raw output of a "Response: Follows" (Asterisk < 14 Command reply),
@@ -367,6 +376,21 @@ class AMIProtocol(LineReceiver):
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             text = line.decode("latin-1")
+        if self._discarding:
+            if not text:
+                self._discarding = False
+            return
+        self._lines += 1
+        self._bytes += len(line)
+        if self._lines > self.MAX_MESSAGE_LINES or self._bytes > self.MAX_MESSAGE_BYTES:
+            log.error(
+                "AMI message over {lines} lines or {size} bytes; dropping it",
+                lines=self.MAX_MESSAGE_LINES,
+                size=self.MAX_MESSAGE_BYTES,
+            )
+            self._resetMessage()
+            self._discarding = bool(text)
+            return
         try:
             self._lineReceived(text)
         except Exception:
@@ -467,6 +491,9 @@ class AMIProtocol(LineReceiver):
         if _endsList(event):
             self._take(action_id)
             pending.deferred.callback(AMIEventList(pending.events, pending.response, event))
+        elif len(pending.events) >= self.MAX_LIST_EVENTS:
+            self._forget(action_id)  # the rest of the list is dropped as it comes
+            pending.deferred.errback(AMIError(f"{pending.action}: more than {self.MAX_LIST_EVENTS} events"))
         else:
             pending.events.append(event)
 

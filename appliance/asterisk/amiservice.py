@@ -6,6 +6,12 @@ C{prepareConnection} logs in. This service adds what features need on top:
 event subscriptions that outlive connections, hooks run after every login
 (to resync state an Asterisk restart has wiped), and actions that fail at
 once with L{AMINotConnected} while the link is down rather than queueing.
+
+With C{keepalive} set, a C{Ping} goes out that many seconds after the last
+reply; one not answered within C{keepalive} seconds aborts the connection,
+so a half-open link (Asterisk's host gone, a NAT dropped the flow) is
+noticed within twice that time and C{ClientService} reconnects and the
+hooks resync, instead of every action timing out one by one.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     ILoggingContext,
     IProtocol,
     IProtocolFactory,
@@ -81,6 +88,7 @@ class AMIService(MultiService):
         actionTimeout: float | None = 30.0,
         md5: bool = False,
         actionIDPrefix: str = "appliance",
+        keepalive: float | None = None,
     ) -> None:
         """
         @param retryPolicy: seconds to wait after the n-th failure in a row;
@@ -101,6 +109,8 @@ class AMIService(MultiService):
         self._hooks: list[_Hook] = []
         self._waiters: list[Deferred[AMIProtocol]] = []
         self._stopped = False
+        self._keepalive = keepalive
+        self._pingTimer: IDelayedCall | None = None
         self._client = ClientService(
             _QuietLossEndpoint(endpoint),
             _AMIFactory(self._buildProtocol),
@@ -121,6 +131,7 @@ class AMIService(MultiService):
         retryPolicy: Callable[[int], float] | None = None,
         actionTimeout: float | None = 30.0,
         md5: bool = False,
+        keepalive: float | None = None,
     ) -> AMIService:
         """From an endpoint string such as C{tcp:host=127.0.0.1:port=5038}."""
         return cls(
@@ -131,6 +142,7 @@ class AMIService(MultiService):
             retryPolicy=retryPolicy,
             actionTimeout=actionTimeout,
             md5=md5,
+            keepalive=keepalive,
         )
 
     # -- state -------------------------------------------------------------
@@ -293,6 +305,7 @@ class AMIService(MultiService):
         log.info(
             "AMI logged in as {username} ({greeting})", username=self._username, greeting=protocol.greeting
         )
+        self._schedulePing(protocol)
         for entry in list(self._hooks):
             maybeDeferred(entry.hook, protocol).addErrback(self._hookFailed, entry.hook)
         waiters, self._waiters = self._waiters, []
@@ -317,7 +330,36 @@ class AMIService(MultiService):
             transport.loseConnection()
         return failure
 
+    def _schedulePing(self, protocol: AMIProtocol) -> None:
+        if self._keepalive is not None and self._current is protocol:
+            self._pingTimer = self._clock.callLater(self._keepalive, self._ping, protocol)
+
+    def _ping(self, protocol: AMIProtocol) -> None:
+        self._pingTimer = None
+        if self._current is not protocol:
+            return
+        answered = protocol.sendActionHeaders("Ping", {}, timeout=self._keepalive)
+        answered.addCallbacks(
+            lambda _: self._schedulePing(protocol), self._pingFailed, errbackArgs=(protocol,)
+        )
+
+    def _pingFailed(self, failure: Failure, protocol: AMIProtocol) -> None:
+        if self._current is not protocol or failure.check(AMIConnectionLost):
+            return  # the link went down by itself; reconnecting already
+        log.warn(
+            "AMI keepalive: no answer to Ping within {timeout}s ({error}); dropping the link",
+            timeout=self._keepalive,
+            error=failure.getErrorMessage(),
+        )
+        transport: Any = protocol.transport
+        if transport is not None:
+            abort = getattr(transport, "abortConnection", None)
+            (abort or transport.loseConnection)()
+
     def _disconnected(self, _: None, protocol: AMIProtocol) -> None:
+        if self._pingTimer is not None and self._pingTimer.active():
+            self._pingTimer.cancel()
+        self._pingTimer = None
         if self._current is protocol:
             self._current = None
             log.info("AMI link down; reconnecting")
