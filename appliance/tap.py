@@ -8,6 +8,7 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService, backoffPolicy
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -46,6 +47,23 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "/etc/appliance/config.ini", "The appliance's config.ini."],
     ]
+
+
+class ListenOrStop(StreamServerEndpointService):
+    """Listen, or stop start-up with one line: a port that cannot be bound must not
+    leave a process running that serves nothing (twistd exits non-zero, and
+    systemd's restart limits take over)."""
+
+    def __init__(self, section: str, endpoint: Any, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.section = section
+
+    def privilegedStartService(self) -> None:
+        self._raiseSynchronously = True
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            raise SystemExit(f"appliance: {self.section}: cannot listen: {error}") from None
 
 
 class Appliance(MultiService):
@@ -92,7 +110,8 @@ class Appliance(MultiService):
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
-        self.fastagi = StreamServerEndpointService(
+        self.fastagi = ListenOrStop(
+            "[fastagi]",
             serverFromString(reactor, config.fastagi.endpoint()),
             FastAGIFactory(self.routes, reactor),
         )
@@ -106,8 +125,8 @@ class Appliance(MultiService):
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts))
         self.web.alerts.append(self._store_alerts)
-        self.web_service = StreamServerEndpointService(
-            serverFromString(reactor, config.web.endpoint()), self.web.site()
+        self.web_service = ListenOrStop(
+            "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
         )
         self.web_service.setServiceParent(self)
 

@@ -66,3 +66,38 @@ def test_twistd_refuses_bad_config(tmp_path: Path) -> None:
     assert lines == [f"appliance: {config}: [appliance] language: 'klingon' is not one of de, en"], (
         result.stderr
     )
+
+
+@pytest.mark.parametrize("section", ["fastagi", "web"])
+def test_taken_port_stops_twistd_with_one_line(tmp_path: Path, section: str) -> None:
+    """A port someone else holds: the real twistd exits non-zero with one line naming
+    the section, instead of running on with nothing listening."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        taken = holder.getsockname()[1]
+        ports = {"fastagi": "0", "web": "0", "ami": "1", section: str(taken)}  # AMI: refused, retried
+        lines, current = [], ""
+        for line in shipped().splitlines():
+            if line.startswith("["):
+                current = line.strip("[]")
+            if current in ports and line.startswith("port ="):
+                line = f"port = {ports[current]}"
+            lines.append(line)
+        config = write(tmp_path, "\n".join(lines) + "\n")
+        twistd = Path(sys.executable).with_name("twistd")
+        result = subprocess.run(
+            [str(twistd), "-n", "--pidfile=", "appliance", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    # Logging has started by then: twistd's log (stdout with -n) carries stderr's line.
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if "cannot listen" in line or "Traceback" in line]
+    assert len(errors) == 1, output
+    assert f"appliance: [{section}]: cannot listen: " in errors[0] and str(taken) in errors[0]
