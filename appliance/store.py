@@ -124,6 +124,10 @@ class IKeyValueStore(Interface):
 # name or value is.
 
 
+class InvalidName(ValueError):
+    """A namespace or key the store cannot hold (empty, NUL, not Unicode)."""
+
+
 def check_name(what: str, name: object) -> str:
     """Reject names that SQLite would store differently from how they compare in Python
     (NUL, lone surrogates), so both implementations agree.
@@ -131,13 +135,13 @@ def check_name(what: str, name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"store {what} must be a str, not {name!r}")
     if not name:
-        raise ValueError(f"store {what} must not be empty")
+        raise InvalidName(f"store {what} must not be empty")
     if "\x00" in name:
-        raise ValueError(f"store {what} must not contain NUL: {name!r}")
+        raise InvalidName(f"store {what} must not contain NUL: {name!r}")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"store {what} is not valid Unicode: {name!r}") from None
+        raise InvalidName(f"store {what} is not valid Unicode: {name!r}") from None
     return name
 
 

@@ -35,7 +35,7 @@ from werkzeug.routing import Map, Rule
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
 from appliance.settings import Language, Settings
-from appliance.store import IKeyValueStore
+from appliance.store import IKeyValueStore, InvalidName
 from appliance.web import i18n
 from appliance.web.auth import (
     Credentials,
@@ -318,7 +318,21 @@ class WebApp:
                     path=request.path.decode("utf-8", "replace"),
                 )
                 return page.error(403, "forbidden", "csrf_failed")
-        return handler(page, **kwargs)
+        if any(isinstance(value, str) and not value.isprintable() for value in kwargs.values()):
+            return page.error(400, "invalid_input", "invalid_input_text")
+        try:
+            body = handler(page, **kwargs)
+        except InvalidName:
+            return self._bad_request(page)
+        if isinstance(body, Deferred):
+            return body.addErrback(lambda failure: failure.trap(InvalidName) and self._bad_request(page))
+        return body
+
+    @staticmethod
+    def _bad_request(page: Page) -> bytes:
+        """Malformed input that reached the store's name check: the client's fault, 400."""
+        log.info("refused a request with an invalid name: {path}", path=page.request.path[:200])
+        return page.error(400, "invalid_input", "invalid_input_text")
 
     def _session(self, request: IRequest) -> Session | None:
         cookie = request.getCookie(SESSION_COOKIE)

@@ -82,6 +82,11 @@ add(
             "Das Formular ist abgelaufen. Bitte die Seite neu laden und erneut versuchen.",
         ),
         "not_found": Text("Not found", "Nicht gefunden"),
+        "invalid_input": Text("Invalid request", "Ungültige Anfrage"),
+        "invalid_input_text": Text(
+            "The request holds characters or names that are not allowed.",
+            "Die Anfrage enthält unzulässige Zeichen oder Namen.",
+        ),
         "signed_in_as": Text("Signed in as", "Angemeldet als"),
         "save": Text("Save", "Speichern"),
         "saved": Text("Saved.", "Gespeichert."),

@@ -5,6 +5,8 @@ during a missed call."""
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,3 +139,31 @@ def test_disk_full_during_missed_call_keeps_entry_and_mail(
         assert not any("not writable" in alert for alert in rig.appliance.web.current_alerts())
     finally:
         yield rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_ami_keepalive_notices_a_silent_asterisk(appliance, lab, reactor):  # type: ignore[no-untyped-def]
+    """Asterisk frozen (SIGSTOP: the TCP link stays up but nothing answers) is noticed
+    by the keepalive within 15 s; once it runs again the link comes back and resyncs."""
+    pbx = appliance.pbx
+    lost = appliance.ami.protocol.whenDisconnected()
+    dropped: list[float] = []
+    lost.addCallback(lambda _: dropped.append(reactor.seconds()))
+
+    def on_drop(callback: Callable[[object], None]) -> Callable[[], None]:
+        lost.addCallback(callback)
+        return lambda: None
+
+    resyncs: list[object] = []
+    pbx.subscribe(lambda change: resyncs.append(change) if type(change).__name__ == "Resynced" else None)
+    pid = lab.pid()
+    assert pid is not None
+    frozen_at = reactor.seconds()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield wait_until(reactor, on_drop, lambda: dropped, "the AMI link dropped", timeout=20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert dropped[0] - frozen_at <= 15.0
+    yield wait_model(reactor, pbx, lambda: resyncs, "the PBX model resynced", timeout=60)
+    assert appliance.ami.connected

@@ -141,3 +141,23 @@ def test_deeply_nested_vcards_are_refused_cleanly() -> None:
     text = "BEGIN:VCARD\r\nVERSION:3.0\r\n" * 3000 + "END:VCARD\r\n" * 3000
     with pytest.raises(ContactError, match="nested deeper"):
         parse_vcards(text)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("GET", "/admin/users/%00", None),
+        ("POST", "/admin/users/%00/delete", {}),
+        ("POST", "/admin/users/new", {"extension": "\x00", "name": "Nul"}),
+    ],
+)
+def test_nul_in_names_is_400_not_500(lab: Lab, method: str, path: str, data: dict[str, str] | None) -> None:
+    """A NUL in a URL part or a form field that names a store key is refused with 400."""
+    browser = lab.browser()
+    assert browser.login("admin", "admin-secret").code == 303
+    if data is not None:
+        data = {**data, "csrf": browser.csrf("/admin/settings")}
+    reply = browser.request(method, path, data)
+    assert reply.code == 400, reply.text[:300]
+    assert "Invalid request" in reply.text and "Traceback" not in reply.text
+    assert "default-src 'none'" in reply.header("content-security-policy")
