@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from appliance.config import WebLimits
+from appliance.config import UPLOAD_OVERHEAD, ConfigError, WebLimits, load
 from appliance.web.guard import GuardedChannel, GuardedSite
+from tests.unit.test_config import shipped, write
 
 LIMITS = WebLimits(form_body=1000, upload_body=5000, max_url=200, per_address=2, total=3)
 
@@ -159,3 +162,16 @@ def test_trusted_proxy_counts_only_to_the_total() -> None:
     guarded, _, _ = site(replace(LIMITS, trusted_proxies=frozenset({"127.0.0.1"})))
     made = [connect(guarded, "127.0.0.1")[0] for _ in range(3)]
     assert all(channel is not None for channel in made)
+
+
+def test_config_reads_trusted_proxies_and_upload_limit(tmp_path: Path) -> None:
+    """[web] trusted_proxies and max_upload_mb reach the limits; a bad address is one line."""
+    text = shipped().replace("trusted_proxies =", "trusted_proxies = 127.0.0.1, ::1")
+    text = text.replace("max_upload_mb = 5", "max_upload_mb = 20")
+    limits = load(write(tmp_path, text)).web_limits
+    assert limits.trusted_proxies == frozenset({"127.0.0.1", "::1"})
+    assert limits.upload_body == 20 * 1024 * 1024 + UPLOAD_OVERHEAD
+    assert load(write(tmp_path, shipped())).web_limits.trusted_proxies == frozenset()
+    bad = shipped().replace("trusted_proxies =", "trusted_proxies = proxy.example")
+    with pytest.raises(ConfigError, match=r"\[web\] trusted_proxies: 'proxy.example' is not an IP address"):
+        load(write(tmp_path, bad))
