@@ -20,10 +20,10 @@ from appliance.lab import Lab
 from appliance.mail import OUTBOX
 from appliance.missed.journal import JOURNAL
 from appliance.pbx import ChannelChanged, Presence
-from tests.e2e.test_missed import EXTERNAL, Inbox, Rig, call_and_cancel, inbox, ringing_phones
+from tests.e2e.test_missed import EXTERNAL, Inbox, Rig, call_and_cancel, inbox, relay_port, ringing_phones
 from tests.e2e.waiting import wait_model, wait_until
 
-__all__ = ["inbox"]  # the fixture, shared with test_missed
+__all__ = ["inbox", "relay_port"]  # the fixtures, shared with test_missed
 
 
 @pytest_twisted.inlineCallbacks
