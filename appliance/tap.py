@@ -131,10 +131,14 @@ class Appliance(MultiService):
         self.web_service.setServiceParent(self)
 
     def _store_alerts(self) -> list[str]:
+        """The admin banner: held writes, then every bad stored value by namespace/key."""
         held = self.store.problem()
-        return ([held] if held else []) + [
-            f"unreadable store value {line}" for line in self.store.unreadable.problems()
+        others = [
+            f"unreadable store value {line}"
+            for line in self.store.unreadable.problems()
+            if not line.startswith("settings/")  # the settings check names those
         ]
+        return ([held] if held else []) + self.settings.stored_problems() + others
 
     def stopService(self) -> Any:
         def close(result: object) -> object:

@@ -161,3 +161,14 @@ def test_nul_in_names_is_400_not_500(lab: Lab, method: str, path: str, data: dic
     assert reply.code == 400, reply.text[:300]
     assert "Invalid request" in reply.text and "Traceback" not in reply.text
     assert "default-src 'none'" in reply.header("content-security-policy")
+
+
+def test_alerts_shown_to_the_admin_only(lab: Lab) -> None:
+    """A store problem is a banner on every admin page, escaped, and not shown to users."""
+    lab.web.alerts.append(lambda: ["store not writable (<disk full>): 3 changes kept in memory"])
+    admin, anna = lab.browser(), lab.browser()
+    assert admin.login("admin", "admin-secret").code == 303
+    assert anna.login("100", "anna-secret").code == 303
+    page = admin.get("/admin/settings").text
+    assert 'role="alert">store not writable (&lt;disk full&gt;): 3 changes kept in memory<' in page
+    assert 'role="alert"' not in anna.get("/me").text
