@@ -430,7 +430,7 @@ class WebApp:
         def busy(failure: Failure) -> bytes:
             failure.trap(HashingBusy)
             self.throttle.withdraw(login, address)
-            return self._render_login(page, 503, error=page.t("login_locked"), login=login)
+            return self._render_login(page, 503, error=page.t("login_busy"), login=login)
 
         def decide(matches: bool) -> bytes:
             if not (matches and known):

@@ -82,6 +82,10 @@ add(
             "Das Formular ist abgelaufen. Bitte die Seite neu laden und erneut versuchen.",
         ),
         "not_found": Text("Not found", "Nicht gefunden"),
+        "login_busy": Text(
+            "Too many logins at once. Please try again in a moment.",
+            "Zu viele Anmeldungen gleichzeitig. Bitte gleich erneut versuchen.",
+        ),
         "invalid_input": Text("Invalid request", "Ungültige Anfrage"),
         "invalid_input_text": Text(
             "The request holds characters or names that are not allowed.",

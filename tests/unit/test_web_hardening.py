@@ -172,3 +172,23 @@ def test_alerts_shown_to_the_admin_only(lab: Lab) -> None:
     page = admin.get("/admin/settings").text
     assert 'role="alert">store not writable (&lt;disk full&gt;): 3 changes kept in memory<' in page
     assert 'role="alert"' not in anna.get("/me").text
+
+
+def test_busy_hashing_is_503_and_not_counted(lab: Lab) -> None:
+    """When the bounded hashing queue is full the login is answered 503 at once and the
+    attempt does not count towards a lockout."""
+    from twisted.internet.defer import Deferred, fail
+
+    from appliance.web.auth import HashingBusy
+
+    def busy(function: object, *args: object) -> Deferred[object]:
+        return fail(HashingBusy("full"))
+
+    working = lab.web.credentials._run
+    lab.web.credentials._run = busy
+    browser = lab.browser()
+    for _ in range(10):
+        reply = browser.login("admin", "wrong")
+        assert reply.code == 503 and "Too many logins at once" in reply.text
+    lab.web.credentials._run = working
+    assert browser.login("admin", "admin-secret").code == 303  # ten would have locked it
