@@ -38,6 +38,10 @@ class WebLimits:
     """Bytes of an upload route's body (contact import): the file plus multipart overhead."""
     max_url: int = 4096
     header_deadline: float = 10.0
+    body_deadline: float = 30.0
+    """Seconds for a form's body to arrive once its headers are in."""
+    upload_deadline: float = 300.0
+    """The same for an upload route (a large file over a slow line)."""
     idle_timeout: float = 60.0
     per_address: int = 32
     total: int = 512

@@ -9,7 +9,9 @@ and `GuardedChannel` decide as soon as the headers are in:
   read or parsed, also for chunked bodies once they pass the limit;
 - a request target longer than `WebLimits.max_url` gets 414;
 - headers not complete within `WebLimits.header_deadline` seconds of their
-  first byte (or of the connection) get 408 and the connection is closed;
+  first byte (or of the connection) get 408 and the connection is closed, and
+  so does a body not complete within `WebLimits.body_deadline` (uploads:
+  `WebLimits.upload_deadline`) of its headers;
   an idle keep-alive connection is closed after `WebLimits.idle_timeout`;
 - at most `WebLimits.per_address` connections per client address and
   `WebLimits.total` in all; configured trusted proxies only count to the total.
@@ -88,6 +90,7 @@ class GuardedChannel(HTTPChannel):
 
     site: GuardedSite
     _header_timer: IDelayedCall | None = None
+    _body_timer: IDelayedCall | None = None
     _refused = False
     _counted_as: str | None = None
 
@@ -135,12 +138,27 @@ class GuardedChannel(HTTPChannel):
         request = self.requests[-1]
         if isinstance(request, GuardedRequest):
             request.body_limit = limit
+        if self.length != 0:
+            upload = limit > limits.form_body
+            deadline = limits.upload_deadline if upload else limits.body_deadline
+            self._body_timer = self.callLater(deadline, self._body_late)
         super().allHeadersReceived()
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        self.site.note("body not complete in time", self._peer_host())
+        self.refuse(408)
+
+    def _stop_body_clock(self) -> None:
+        if self._body_timer is not None and self._body_timer.active():
+            self._body_timer.cancel()
+        self._body_timer = None
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(400)
 
     def allContentReceived(self) -> None:
+        self._stop_body_clock()
         if not self._refused:  # a chunked body's end may follow its refusal in one read
             super().allContentReceived()
 
@@ -150,6 +168,7 @@ class GuardedChannel(HTTPChannel):
             return
         self._refused = True
         self._stop_header_clock()
+        self._stop_body_clock()
         self.persistent = False
         reason = _REASONS.get(status, b"Error")
         body = b"%d %s\n" % (status, reason)
@@ -171,6 +190,7 @@ class GuardedChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._stop_header_clock()
+        self._stop_body_clock()
         if self._counted_as is not None:
             self.site.closed(self._counted_as)
             self._counted_as = None

@@ -175,3 +175,36 @@ def test_config_reads_trusted_proxies_and_upload_limit(tmp_path: Path) -> None:
     bad = shipped().replace("trusted_proxies =", "trusted_proxies = proxy.example")
     with pytest.raises(ConfigError, match=r"\[web\] trusted_proxies: 'proxy.example' is not an IP address"):
         load(write(tmp_path, bad))
+
+
+def test_body_deadline() -> None:
+    """A form body dribbled in after its headers is cut off at body_deadline with 408;
+    an upload route gets upload_deadline."""
+    guarded, echo, clock = site()
+    channel, transport = connect(guarded)
+    assert channel is not None
+    channel.dataReceived(head("POST", "/login", "Content-Length: 900"))
+    for _ in range(int(LIMITS.body_deadline) - 1):
+        clock.advance(1)
+        channel.dataReceived(b"x")
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    upload, upload_transport = connect(guarded, "192.0.2.7")
+    assert upload is not None
+    upload.dataReceived(head("POST", "/upload", "Content-Length: 4000"))
+    clock.advance(LIMITS.body_deadline + 1)
+    assert not upload_transport.disconnecting
+    clock.advance(LIMITS.upload_deadline)
+    assert upload_transport.value().startswith(b"HTTP/1.1 408 ")
+    assert echo.bodies == []
+
+
+def test_body_in_time_leaves_no_timer() -> None:
+    """A complete body stops the body clock."""
+    guarded, echo, _ = site()
+    channel, _ = connect(guarded)
+    assert channel is not None
+    channel.dataReceived(head("POST", "/login", "Content-Length: 10") + b"0123456789")
+    assert echo.bodies == [10]
+    assert channel._body_timer is None
