@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList
+from twisted.internet.threads import deferToThread
 
 from appliance.lab import Lab
 from appliance.mail import OUTBOX
@@ -167,3 +169,29 @@ def test_ami_keepalive_notices_a_silent_asterisk(appliance, lab, reactor):  # ty
     assert dropped[0] - frozen_at <= 15.0
     yield wait_model(reactor, pbx, lambda: resyncs, "the PBX model resynced", timeout=60)
     assert appliance.ami.connected
+
+
+def _post_headers_only(port: int, length: int) -> bytes:
+    """Announce a huge body, send 1 MB of it, and read what the server answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        try:
+            sock.sendall(b"a" * 1024 * 1024)
+        except OSError:
+            pass  # the server may already have closed
+        try:
+            return sock.recv(4096)
+        except OSError:
+            return b""
+
+
+@pytest_twisted.inlineCallbacks
+def test_running_appliance_refuses_a_huge_post_at_once(appliance, reactor):  # type: ignore[no-untyped-def]
+    """The appliance's own web port answers a 300 MB unauthenticated POST with 413 and
+    the security headers right after the headers, without reading the body."""
+    port = (yield appliance.web_service._waitingForPort).getHost().port
+    before = appliance.web_service.factory.refusals
+    reply = yield deferToThread(_post_headers_only, port, 300 * 1024 * 1024)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:100]
+    assert b"Content-Security-Policy: default-src 'none'" in reply
+    assert appliance.web_service.factory.refusals == before + 1
