@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThread
 
+from appliance.asterisk.fastagi import ENVIRONMENT_DEADLINE
 from appliance.lab import Lab
 from appliance.mail import OUTBOX
 from appliance.missed.journal import JOURNAL
@@ -195,3 +198,46 @@ def test_running_appliance_refuses_a_huge_post_at_once(appliance, reactor):  # t
     assert reply.startswith(b"HTTP/1.1 413 "), reply[:100]
     assert b"Content-Security-Policy: default-src 'none'" in reply
     assert appliance.web_service.factory.refusals == before + 1
+
+
+def _open_idle(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+
+
+def _closed_within(sockets: list[socket.socket], seconds: float) -> int:
+    """How many of ``sockets`` the server closed within ``seconds`` (bounded wait)."""
+    waiting = {sock.fileno(): sock for sock in sockets}
+    closed = 0
+    with select.epoll() as poller:
+        for fd in waiting:
+            poller.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+        deadline = time.monotonic() + seconds
+        while waiting and time.monotonic() < deadline:
+            for fd, _ in poller.poll(0.2):
+                sock = waiting.pop(fd)
+                poller.unregister(fd)
+                if sock.recv(100) in (b"", b"FAILURE\n"):
+                    closed += 1
+    for sock in sockets:
+        sock.close()
+    return closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, reactor):  # type: ignore[no-untyped-def]
+    """200 connections to the FastAGI port that never send an environment: a real call
+    placed meanwhile still goes through the appliance, and the server closes every idle
+    one within its environment deadline."""
+    router = appliance.routes["call"]
+    idle = yield deferToThread(_open_idle, lab.ports.fastagi, 200)
+    callee, caller = phones("206"), phones("106")
+    yield callee.register().done
+    yield wait_model(reactor, appliance.pbx, lambda: appliance.pbx.presence("206") is Presence.IDLE, "206 in")
+    answering = callee.answer(ring_ms=100)
+    calling = caller.call("206", hold_ms=300)
+    results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, True], results
+    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
+    assert router.recent[-1] == ("206", "internal", "ANSWER")
+    closed = yield deferToThread(_closed_within, idle, ENVIRONMENT_DEADLINE + 5)
+    assert closed == 200
