@@ -22,6 +22,8 @@ setup(
         "automat>=24.8",
         "attrs>=23",
         "argon2-cffi>=23.1",
+        "phonenumbers>=8.13",
+        "ldap3>=2.9",
     ],
     extras_require={
         "test": [
@@ -29,6 +31,7 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "aiosmtpd>=1.4",
+            "radicale>=3.2",
             "mypy>=1.10",
             "mypy-zope>=1.0",
             "ruff>=0.5",

@@ -1,65 +1,43 @@
 """The contact directory: who is calling, resolved from the caller's number.
 
-The admin fills it by importing ``.vcf`` files (one or many vCards per file).
-Contacts live in store namespace ``contacts`` (key: the vCard UID, or one
-derived from the card's content); each keeps its original vCard so a mail can
-attach it unchanged.
+Contacts come from ``.vcf`` uploads, a CardDAV address book or an LDAP
+directory.  They live in store namespace ``contacts`` (key: the vCard UID, or
+one derived from the card's content); each keeps its original vCard so a mail
+can attach it unchanged.
 
-Numbers are compared in one canonical form (E.164, ``+4930123456``) made by a
-`NumberPlan`: ``+49 30 123456``, ``0049 30 123456``, ``030 123456`` and, with
-area code 30 configured, ``123456`` all resolve to the same contact.  The plan
-defaults to Germany without an area code and can be changed in the store
-(namespace ``contacts_config``, key ``plan``: ``{"country": "49", "area": "30"}``).
+A company address book has 100,000 entries, and a call must not wait for a
+walk through them.  So every contact write also writes, in the same store
+transaction, its entries in namespace ``contact_index``: ``t:<E.164>␟<uid>``
+for each number (made by `appliance.numbers.NumberPlan` from the country and
+area code settings) and ``n:<name>␟<uid>`` / ``w:<word>␟<uid>`` for the
+contacts page's sorted list and search.  A lookup reads one index range and
+one record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import vobject
 
-from appliance.store import IKeyValueStore
+from appliance.numbers import NumberPlan
+from appliance.store import DELETE, IKeyValueStore
+
+__all__ = ["CONTACTS", "INDEX", "Contact", "ContactDirectory", "ContactError", "NumberPlan", "parse_vcards"]
 
 CONTACTS = "contacts"
-CONFIG = "contacts_config"
-
-_DIGITS = re.compile(r"[0-9]+")
-_NOISE = re.compile(r"[\s()./-]")
+INDEX = "contact_index"
+SEP = "\x1f"
+"""Ends the indexed value inside an index key; sorts before every printable character."""
+WRITE_BATCH = 200
+"""Contacts per store transaction in large imports: a few milliseconds each."""
 
 
 class ContactError(ValueError):
     """A vCard file that cannot be imported, and why."""
-
-
-@dataclass(frozen=True)
-class NumberPlan:
-    """How dialled numbers map to E.164 (defaults: Germany)."""
-
-    country: str = "49"
-    area: str = ""
-    international_prefix: str = "00"
-    national_prefix: str = "0"
-    internal_max_digits: int = 6
-    """Shorter numbers without a prefix are internal extensions (or local
-    numbers when an area code is configured) and are left as they are."""
-
-    def normalize(self, raw: str) -> str:
-        """The canonical form of ``raw``; anything that is not a number comes back
-        stripped of formatting (so it still compares equal to itself)."""
-        number = _NOISE.sub("", str(raw or ""))
-        if number.startswith("+") and _DIGITS.fullmatch(number[1:]):
-            return number
-        if not _DIGITS.fullmatch(number):
-            return number
-        if number.startswith(self.international_prefix):
-            return "+" + number[len(self.international_prefix) :]
-        if self.national_prefix and number.startswith(self.national_prefix):
-            return f"+{self.country}{number[len(self.national_prefix) :]}"
-        if self.area and len(number) > 2:
-            return f"+{self.country}{self.area}{number}"
-        return number
 
 
 @dataclass(frozen=True)
@@ -71,6 +49,15 @@ class Contact:
     organization: str = ""
     vcard: str = field(default="", repr=False)
     """The card as imported, serialised as vCard text."""
+    source: str = "vcf"
+    """Where it came from: ``vcf``, ``carddav`` or ``ldap``."""
+    keys: tuple[str, ...] = field(default=(), repr=False)
+    """The numbers in canonical form when it was stored (what the index holds)."""
+
+
+def clean(text: object) -> str:
+    """Contact data comes from outside; control characters never belong in it."""
+    return "".join(ch for ch in str(text) if ch.isprintable()).strip()
 
 
 def _text(card: vobject.base.Component, name: str) -> str:
@@ -78,7 +65,24 @@ def _text(card: vobject.base.Component, name: str) -> str:
     value = getattr(child, "value", "") if child is not None else ""
     if isinstance(value, list):  # ORG is a list of units
         value = " ".join(str(part) for part in value if part)
-    return "".join(ch for ch in str(value) if ch.isprintable()).strip()
+    return clean(value)
+
+
+def contact_from_card(card: vobject.base.Component, source: str = "vcf", uid: str = "") -> Contact:
+    numbers = tuple(clean(tel.value) for tel in card.contents.get("tel", []) if clean(tel.value))
+    emails = [clean(mail.value) for mail in card.contents.get("email", [])]
+    name = _text(card, "fn") or _text(card, "org") or (numbers[0] if numbers else "")
+    serialised = card.serialize()
+    uid = uid or _text(card, "uid") or "sha1-" + hashlib.sha1(serialised.encode()).hexdigest()[:16]
+    return Contact(
+        uid=uid,
+        name=name,
+        numbers=numbers,
+        email=emails[0] if emails else "",
+        organization=_text(card, "org"),
+        vcard=serialised,
+        source=source,
+    )
 
 
 MAX_NESTING = 8
@@ -97,34 +101,21 @@ def _check_nesting(text: str) -> None:
             depth = max(0, depth - 1)
 
 
-def parse_vcards(text: str) -> list[Contact]:
-    """Every card in ``text``; a malformed file raises `ContactError`."""
-    contacts = []
+def iter_vcards(text: str, source: str = "vcf") -> Iterator[Contact]:
+    """Each card of ``text`` in turn (a caller can pause between them);
+    a malformed file raises `ContactError` when it is reached."""
     _check_nesting(text)
     try:
         for card in vobject.readComponents(text, ignoreUnreadable=False):
-            if card.name != "VCARD":
-                continue
-            numbers = tuple(
-                str(tel.value).strip() for tel in card.contents.get("tel", []) if str(tel.value).strip()
-            )
-            emails = [str(mail.value).strip() for mail in card.contents.get("email", [])]
-            name = _text(card, "fn") or _text(card, "org") or (numbers[0] if numbers else "")
-            serialised = card.serialize()
-            uid = _text(card, "uid") or "sha1-" + hashlib.sha1(serialised.encode()).hexdigest()[:16]
-            contacts.append(
-                Contact(
-                    uid=uid,
-                    name=name,
-                    numbers=numbers,
-                    email=emails[0] if emails else "",
-                    organization=_text(card, "org"),
-                    vcard=serialised,
-                )
-            )
-    except (vobject.base.ParseError, ValueError, AttributeError, RecursionError) as error:
+            if card.name == "VCARD":
+                yield contact_from_card(card, source)
+    except (vobject.base.ParseError, ValueError, AttributeError, TypeError, RecursionError) as error:
         raise ContactError(f"not a valid vCard file: {error}") from None
-    return contacts
+
+
+def parse_vcards(text: str) -> list[Contact]:
+    """Every card in ``text``; a malformed file raises `ContactError`."""
+    return list(iter_vcards(text))
 
 
 def _contact(record: object) -> Contact | None:
@@ -138,50 +129,122 @@ def _contact(record: object) -> Contact | None:
             email=record.get("email", ""),
             organization=record.get("organization", ""),
             vcard=record.get("vcard", ""),
+            source=record.get("source", "vcf"),
+            keys=tuple(record.get("keys", ())),
         )
     except (KeyError, TypeError):
         return None
 
 
-class ContactDirectory:
-    """Contacts over the store, looked up by normalised number."""
+def _index_keys(contact: Contact) -> set[str]:
+    keys = {f"t:{key}{SEP}{contact.uid}" for key in contact.keys if key}
+    name = contact.name.casefold()
+    keys.add(f"n:{name}{SEP}{contact.uid}")
+    for word in {*name.split(), *contact.organization.casefold().split()}:
+        keys.add(f"w:{word}{SEP}{contact.uid}")
+    return keys
 
-    def __init__(self, store: IKeyValueStore) -> None:
+
+class ContactDirectory:
+    """Contacts over the store, looked up by normalised number through the index."""
+
+    def __init__(self, store: IKeyValueStore, plan: Callable[[], NumberPlan] = NumberPlan) -> None:
         self.store = store
+        self._plan = plan
 
     @property
     def plan(self) -> NumberPlan:
-        stored = self.store.get(CONFIG, "plan")
-        if isinstance(stored, dict):
-            country = str(stored.get("country", "49")).lstrip("+")
-            area = str(stored.get("area", "")).lstrip("0")
-            if _DIGITS.fullmatch(country) and (not area or _DIGITS.fullmatch(area)):
-                return NumberPlan(country=country, area=area)
-        return NumberPlan()
+        return self._plan()
 
     def normalize(self, number: str) -> str:
         return self.plan.normalize(number)
 
-    def import_vcf(self, text: str) -> list[Contact]:
-        """Store every card of a ``.vcf`` file at once; a card with an existing UID
-        replaces it."""
-        contacts = parse_vcards(text)
-        self.store.apply([(CONTACTS, c.uid, asdict(c)) for c in contacts])
+    # -- writing ----------------------------------------------------------------
+
+    def changes(
+        self, contacts: Iterable[Contact], plan: NumberPlan | None = None
+    ) -> list[tuple[str, str, Any]]:
+        """The store changes that put ``contacts`` (replacing same UIDs) with their index."""
+        plan = plan or self.plan
+        writes: dict[tuple[str, str], Any] = {}
+        for contact in contacts:
+            contact = replace(contact, keys=tuple(dict.fromkeys(plan.normalize(n) for n in contact.numbers)))
+            old = self.get(contact.uid)
+            for key in _index_keys(old) if old else ():
+                writes[INDEX, key] = DELETE
+            for key in _index_keys(contact):
+                writes[INDEX, key] = contact.uid
+            writes[CONTACTS, contact.uid] = asdict(contact)
+        return [(namespace, key, value) for (namespace, key), value in writes.items()]
+
+    def put(self, contacts: Iterable[Contact]) -> list[Contact]:
+        """Store ``contacts`` in one transaction."""
+        contacts = list(contacts)
+        self.store.apply(self.changes(contacts))
         return contacts
 
-    def contacts(self) -> list[Contact]:
-        return [c for _, record in self.store.items(CONTACTS) if (c := _contact(record))]
+    def deletion(self, uid: str) -> list[tuple[str, str, Any]]:
+        old = self.get(uid)
+        if old is None:
+            return []
+        return [(INDEX, key, DELETE) for key in _index_keys(old)] + [(CONTACTS, uid, DELETE)]
 
     def delete(self, uid: str) -> None:
-        self.store.delete(CONTACTS, uid)
+        self.store.apply(self.deletion(uid))
+
+    def import_vcf(self, text: str) -> list[Contact]:
+        """Store every card of a ``.vcf`` file at once; a card with an existing UID
+        replaces it.  For large files see `appliance.contactsync.import_vcf`."""
+        return self.put(parse_vcards(text))
+
+    # -- reading ----------------------------------------------------------------
+
+    def get(self, uid: str) -> Contact | None:
+        return _contact(self.store.get(CONTACTS, uid))
 
     def lookup(self, number: str) -> Contact | None:
         """The contact one of whose numbers is ``number`` after normalisation."""
-        plan = self.plan
-        wanted = plan.normalize(number)
+        wanted = self.normalize(number)
         if not wanted:
             return None
-        for contact in self.contacts():
-            if any(plan.normalize(n) == wanted for n in contact.numbers):
+        prefix = f"t:{wanted}{SEP}"
+        for key, uid in self.store.page(INDEX, after=prefix, limit=4):
+            if not key.startswith(prefix):
+                break
+            if (contact := self.get(uid)) is not None:
                 return contact
         return None
+
+    def contacts(self) -> list[Contact]:
+        """Every contact (tests and small tools; pages use `page`)."""
+        return [c for _, record in self.store.items(CONTACTS) if (c := _contact(record))]
+
+    def page(self, after: str = "", limit: int = 50, search: str = "") -> tuple[list[Contact], str]:
+        """Up to ``limit`` contacts sorted by name after the cursor ``after``, optionally
+        those whose name or organisation has a word starting with ``search`` or who
+        have the number ``search``; returns them and the cursor of the next page ("")."""
+        search = clean(search).casefold()
+        if search and any(ch.isdigit() for ch in search) and not any(ch.isalpha() for ch in search):
+            prefix = f"t:{self.normalize(search)}{SEP}"
+        elif search:
+            prefix = f"w:{search}"
+        else:
+            prefix = "n:"
+        found: list[Contact] = []
+        seen: set[str] = set()
+        cursor = max(after, prefix)
+        while len(found) < limit:
+            rows = self.store.page(INDEX, after=cursor, limit=limit * 2)
+            if not rows:
+                return found, ""
+            for key, uid in rows:
+                if not key.startswith(prefix):
+                    return found, ""
+                cursor = key
+                if uid in seen or (contact := self.get(uid)) is None:
+                    continue
+                seen.add(uid)
+                found.append(contact)
+                if len(found) == limit:
+                    break
+        return found, cursor

@@ -4,15 +4,21 @@ groups.  Every feature resolves people through it.
 Users live in store namespace ``users`` (key: the primary internal number),
 groups in ``groups`` (key: the group name).  Records are validated before they
 are stored, so a bad one is refused whole with a message naming the field.
+
+Calls ask the directory several times each, so it answers from memory: every
+record and the indexes (line owner by number and device, group by number,
+members by group) are read once at start and then kept current by the store's
+change notification, so no call, AMI event or page walks a whole namespace.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from appliance.store import IKeyValueStore
+from appliance.store import DELETE, Change, IKeyValueStore
 
 USERS = "users"
 GROUPS = "groups"
@@ -21,6 +27,7 @@ EXTENSION = re.compile(r"^[0-9]{2,8}$")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 LANGUAGES = ("de", "en")
 STRATEGIES = ("ringall", "hunt", "cyclic")
 
@@ -39,6 +46,12 @@ class User:
     groups: tuple[str, ...] = ()
     numbers: tuple[str, ...] = ()
     """Further numbers (e.g. external DIDs) that belong to this user's line."""
+    devices: tuple[str, ...] = ()
+    """Further PJSIP endpoints of this user (desk phone, softphone)."""
+    from_pbx: bool = False
+    """Created from an Asterisk endpoint rather than by the admin."""
+    vanished: bool = False
+    """Created from an endpoint that Asterisk no longer has (kept, flagged)."""
 
     def validated(self) -> User:
         if not EXTENSION.match(self.extension):
@@ -56,7 +69,16 @@ class User:
         for number in self.numbers:
             if not (EXTENSION.match(number) or EXTERNAL_NUMBER.match(number)):
                 raise DirectoryError(f"{self.extension}: numbers: {number!r} is not a phone number")
-        return User(self.extension, name, self.email, self.language, tuple(self.groups), tuple(self.numbers))
+        for device in self.devices:
+            if not DEVICE.match(device):
+                raise DirectoryError(f"{self.extension}: devices: {device!r} is not a PJSIP endpoint name")
+        return replace(
+            self,
+            name=name,
+            groups=tuple(self.groups),
+            numbers=tuple(self.numbers),
+            devices=tuple(self.devices),
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,9 @@ def _user(record: Any) -> User | None:
             language=record.get("language", "de"),
             groups=tuple(record.get("groups", ())),
             numbers=tuple(record.get("numbers", ())),
+            devices=tuple(record.get("devices", ())),
+            from_pbx=bool(record.get("from_pbx", False)),
+            vanished=bool(record.get("vanished", False)),
         )
     except (KeyError, TypeError, AttributeError):
         return None
@@ -114,30 +139,132 @@ def _group(record: Any) -> Group | None:
 
 
 class Directory:
-    """Users and groups over the store."""
+    """Users and groups over the store, answered from memory."""
 
     def __init__(self, store: IKeyValueStore) -> None:
         self.store = store
+        self._users: dict[str, User] = {}
+        self._groups: dict[str, Group] = {}
+        self._claims: dict[str, set[str]] = {}
+        """Number or device -> extensions of the users claiming it."""
+        self._group_numbers: dict[str, set[str]] = {}
+        self._members: dict[str, set[str]] = {}
+        """Group name -> extensions (listed in the group or naming it)."""
+        self._member_of: dict[str, set[str]] = {}
+        """Extension -> group names: the reverse of ``_members``."""
+        self._listeners: list[Callable[[], object]] = []
+        self._unsubscribe = store.subscribe(self._changed)
+        for key, record in store.items(USERS):
+            if (user := _user(record)) is not None and user.extension == key:
+                self._add_user(user)
+        for key, record in store.items(GROUPS):
+            if (group := _group(record)) is not None and group.name == key:
+                self._add_group(group)
+
+    # -- the indexes ----------------------------------------------------------
+
+    def _changed(self, change: Change) -> None:
+        if change.namespace == USERS:
+            if (old := self._users.get(change.key)) is not None:
+                self._remove_user(old)
+            if change.new is not DELETE and (user := _user(change.new)) and user.extension == change.key:
+                self._add_user(user)
+        elif change.namespace == GROUPS:
+            if (group := self._groups.get(change.key)) is not None:
+                self._remove_group(group)
+            if change.new is not DELETE and (new := _group(change.new)) and new.name == change.key:
+                self._add_group(new)
+        else:
+            return
+        for listener in list(self._listeners):
+            listener()
+
+    def on_change(self, listener: Callable[[], object]) -> None:
+        """``listener()`` after every change of a user or group (caches that depend on them)."""
+        self._listeners.append(listener)
+
+    def _add_user(self, user: User) -> None:
+        self._users[user.extension] = user
+        for number in {user.extension, *user.numbers, *user.devices}:
+            self._claims.setdefault(number, set()).add(user.extension)
+        for group in user.groups:
+            self._link(group, user.extension)
+
+    def _remove_user(self, user: User) -> None:
+        del self._users[user.extension]
+        for number in {user.extension, *user.numbers, *user.devices}:
+            _discard(self._claims, number, user.extension)
+        for group in user.groups:
+            listed = self._groups.get(group)
+            if listed is None or user.extension not in listed.members:
+                self._unlink(group, user.extension)
+
+    def _add_group(self, group: Group) -> None:
+        self._groups[group.name] = group
+        self._group_numbers.setdefault(group.number, set()).add(group.name)
+        for member in group.members:
+            self._link(group.name, member)
+
+    def _remove_group(self, group: Group) -> None:
+        del self._groups[group.name]
+        _discard(self._group_numbers, group.number, group.name)
+        for member in group.members:
+            user = self._users.get(member)
+            if user is None or group.name not in user.groups:
+                self._unlink(group.name, member)
+
+    def _link(self, group: str, extension: str) -> None:
+        self._members.setdefault(group, set()).add(extension)
+        self._member_of.setdefault(extension, set()).add(group)
+
+    def _unlink(self, group: str, extension: str) -> None:
+        _discard(self._members, group, extension)
+        _discard(self._member_of, extension, group)
+
+    # -- users ------------------------------------------------------------------
 
     def user(self, extension: str) -> User | None:
-        return _user(self.store.get(USERS, extension))
+        return self._users.get(extension)
 
     def users(self) -> list[User]:
-        return [user for _, record in self.store.items(USERS) if (user := _user(record))]
+        """All users by extension (for pages that list them; not for calls)."""
+        return [self._users[key] for key in sorted(self._users)]
+
+    def __len__(self) -> int:
+        return len(self._users)
 
     def put_user(self, user: User) -> User:
         user = user.validated()
         self.store.put(USERS, user.extension, asdict(user))
         return user
 
+    def put_users(self, users: list[User]) -> list[User]:
+        """Store many users in one transaction: all of them, or (on a bad one) none."""
+        checked = [user.validated() for user in users]
+        self.store.apply([(USERS, user.extension, asdict(user)) for user in checked])
+        return checked
+
     def delete_user(self, extension: str) -> None:
         self.store.delete(USERS, extension)
 
+    def owner_of(self, number: str) -> User | None:
+        """The user whose line ``number`` is: primary or further number, or device."""
+        direct = self._users.get(number)
+        if direct is not None:
+            return direct
+        claims = self._claims.get(number)
+        return self._users[min(claims)] if claims else None
+
+    def is_internal(self, number: str) -> bool:
+        return self.owner_of(number) is not None or self.group_by_number(number) is not None
+
+    # -- groups -----------------------------------------------------------------
+
     def group(self, name: str) -> Group | None:
-        return _group(self.store.get(GROUPS, name))
+        return self._groups.get(name)
 
     def groups(self) -> list[Group]:
-        return [group for _, record in self.store.items(GROUPS) if (group := _group(record))]
+        return [self._groups[key] for key in sorted(self._groups)]
 
     def put_group(self, group: Group) -> Group:
         group = group.validated()
@@ -148,20 +275,21 @@ class Directory:
         self.store.delete(GROUPS, name)
 
     def group_by_number(self, number: str) -> Group | None:
-        return next((g for g in self.groups() if g.number == number), None)
-
-    def owner_of(self, number: str) -> User | None:
-        """The user whose line ``number`` is (primary or further number)."""
-        direct = self.user(number)
-        if direct is not None:
-            return direct
-        return next((u for u in self.users() if number in u.numbers), None)
-
-    def is_internal(self, number: str) -> bool:
-        return self.owner_of(number) is not None or self.group_by_number(number) is not None
+        names = self._group_numbers.get(number)
+        return self._groups[min(names)] if names else None
 
     def members_of(self, group: str) -> list[User]:
         """Users in a group: named in the group record or naming it themselves."""
-        record = self.group(group)
-        listed = set(record.members) if record else set()
-        return [u for u in self.users() if u.extension in listed or group in u.groups]
+        return [self._users[e] for e in sorted(self._members.get(group, ())) if e in self._users]
+
+    def groups_of(self, extension: str) -> frozenset[str]:
+        """The groups a user is in, by either side of the membership."""
+        return frozenset(self._member_of.get(extension, ()))
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]

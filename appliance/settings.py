@@ -23,6 +23,7 @@ from typing import (
     overload,
 )
 
+import phonenumbers
 from twisted.logger import Logger
 
 from appliance.store import DELETE, Change, IKeyValueStore, JSONValue
@@ -213,12 +214,14 @@ class Pattern:
         return ()
 
 
-_SEPARATORS = re.compile(r"[,\s]+")
+_SEPARATORS = re.compile(r"[,;\n\r]+")
+_INNER_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
 class ListOf:
-    """Several items in one field, as the admin types them: "100, 101 102"."""
+    """Several items in one field, one per line (or separated by commas), as the
+    admin types them: a space inside an item belongs to it ("030 123456")."""
 
     item: re.Pattern[str]
     description: Text
@@ -226,9 +229,9 @@ class ListOf:
 
     def parse(self, raw: object) -> list[str]:
         if isinstance(raw, str):
-            items: Iterable[object] = [part for part in _SEPARATORS.split(raw) if part]
+            items: Iterable[object] = [_item(part) for part in _SEPARATORS.split(raw) if part.strip()]
         elif isinstance(raw, list | tuple):
-            items = [part.strip() if isinstance(part, str) else part for part in raw]
+            items = [_item(part) if isinstance(part, str) else part for part in raw]
         else:
             raise ParseError(Text(f"{_show(raw)} is not a list", f"{_show(raw)} ist keine Liste"))
         bad = [item for item in items if not (isinstance(item, str) and self.item.fullmatch(item))]
@@ -247,10 +250,14 @@ class ListOf:
         return self.description
 
     def display(self, value: list[str]) -> str:
-        return ", ".join(value)
+        return "\n".join(value)
 
     def choices(self) -> tuple[str, ...]:
         return ()
+
+
+def _item(text: str) -> str:
+    return _INNER_SPACE.sub(" ", text.strip())
 
 
 @dataclass(frozen=True, eq=False)
@@ -268,18 +275,20 @@ class Setting(Generic[T]):
 
 
 _NUMBERS = ListOf(
-    re.compile(r"\+?[0-9*#]+"),
+    re.compile(r"\+?\(?[0-9*#][0-9*# ()./-]*"),
     Text(
-        "phone numbers (digits, leading +, * and #)",
-        "Rufnummern (Ziffern, führendes +, * und #)",
+        "phone numbers, one per line (digits, leading +, * and #; spaces, /, - and () inside)",
+        "Rufnummern, eine je Zeile (Ziffern, führendes +, * und #; Leerzeichen, /, - und () darin)",
     ),
 )
-_EXTENSIONS = ListOf(re.compile(r"[0-9]+"), Text("internal numbers", "interne Rufnummern"))
+_EXTENSIONS = ListOf(
+    re.compile(r"[0-9]+"), Text("internal numbers, one per line", "interne Rufnummern, eine je Zeile")
+)
 _GROUPS = ListOf(
     re.compile(r"[A-Za-z0-9_-]+"),
     Text(
-        "group names (letters, digits, _ and -)",
-        "Gruppennamen (Buchstaben, Ziffern, _ und -)",
+        "group names, one per line (letters, digits, _ and -)",
+        "Gruppennamen, einer je Zeile (Buchstaben, Ziffern, _ und -)",
     ),
 )
 _LINK_PREFIX = Pattern(
@@ -418,6 +427,22 @@ FWD_BREAKTHROUGH_CALLERIDS = Setting(
     "External caller IDs that may break through every forward",
     "Externe Rufnummern, die jede Umleitung durchbrechen dürfen",
 )  # fmt: skip
+_AREA_CODE = Text("an area code (digits) or empty", "eine Vorwahl (Ziffern) oder leer")
+PHONE_COUNTRY = Setting(
+    "PHONE_COUNTRY", Choice(tuple(sorted(phonenumbers.SUPPORTED_REGIONS))), "DE",
+    "Country of this phone system (ISO code); national numbers are read as from this country",
+    "Land dieser Telefonanlage (ISO-Code); nationale Rufnummern gelten als aus diesem Land",
+)  # fmt: skip
+PHONE_AREA = Setting(
+    "PHONE_AREA", Pattern(re.compile(r"0?[1-9][0-9]{0,5}|"), _AREA_CODE), "",
+    "Local area code (e.g. 30 for Berlin); numbers without it are read as local; empty = none",
+    "Ortsvorwahl (z.B. 30 für Berlin); Rufnummern ohne Vorwahl gelten als Ortsnummern; leer = keine",
+)  # fmt: skip
+DIR_PBX_USERS = _bool(
+    "DIR_PBX_USERS", True,
+    "Create a user for every new PJSIP endpoint of Asterisk",
+    "Für jeden neuen PJSIP-Endpunkt von Asterisk einen Benutzer anlegen",
+)  # fmt: skip
 FWD_MAX_HOPS = Setting(
     "FWD_MAX_HOPS", Integer(1, 20), 5,
     "Maximum forwards in a row before a loop is assumed",
@@ -432,7 +457,8 @@ _ALL: list[Setting[Any]] = [
     MC_EXCLUDE_REPEAT_SAME_DAY, MC_EXCLUDE_REPEAT_UNTIL_LOGIN,
     MC_EXCLUDE_SHORT_RING, MC_EXCLUDE_NUMBERS, MC_LANGUAGE, FWD_DISPLAY,
     FWD_BREAKTHROUGH_USERS, FWD_BREAKTHROUGH_GROUPS,
-    FWD_BREAKTHROUGH_CALLERIDS, FWD_MAX_HOPS,
+    FWD_BREAKTHROUGH_CALLERIDS, FWD_MAX_HOPS, PHONE_COUNTRY, PHONE_AREA,
+    DIR_PBX_USERS,
 ]  # fmt: skip
 #: Every setting by name, in the order the admin table shows them.
 SCHEMA: Mapping[str, Setting[Any]] = {setting.name: setting for setting in _ALL}

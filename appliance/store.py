@@ -106,6 +106,11 @@ class IKeyValueStore(Interface):
     def items(namespace: str) -> list[tuple[str, JSONValue]]:  # noqa: N805
         """All entries of the namespace, sorted by key."""
 
+    def page(namespace: str, after: str = "", limit: int = 100) -> list[tuple[str, JSONValue]]:  # noqa: N805
+        """At most ``limit`` entries whose key sorts after ``after``, sorted by key: for
+        paging and prefix searches in large namespaces without reading all of them.
+        """
+
     def apply(changes: Iterable[tuple[str, str, JSONValue]]) -> None:  # noqa: N805
         """Store ``(namespace, key, value)`` changes atomically: all or nothing. A value
         of ``DELETE`` removes the key; the last change of a key wins.
@@ -354,7 +359,7 @@ class SQLiteStore:
             raise StoreError(f"store {self.path} is closed")
         return self._db
 
-    def _query(self, sql: str, params: tuple[str, ...]) -> list[Any]:
+    def _query(self, sql: str, params: tuple[str | int, ...]) -> list[Any]:
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.Error as e:
@@ -384,6 +389,14 @@ class SQLiteStore:
         )
         decoded = [(key, self.unreadable.decode(namespace, key, text)) for key, text in rows]
         return [(key, value) for key, (ok, value) in decoded if ok]
+
+    def page(self, namespace: str, after: str = "", limit: int = 100) -> list[tuple[str, JSONValue]]:
+        check_name("namespace", namespace)
+        rows = self._query(
+            "SELECT key, value FROM kv WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?",
+            (namespace, after, max(0, int(limit))),
+        )
+        return [(key, decode_value(text)) for key, text in rows]
 
     def apply(self, changes: Iterable[tuple[str, str, JSONValue]]) -> None:
         new = normalize_changes(changes)

@@ -24,6 +24,7 @@ from appliance.forwarding.service import Forwarding
 from appliance.holding import HoldingStore
 from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
+from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError
@@ -96,7 +97,7 @@ class Appliance(MultiService):
         self.router = CallRouter(self.pbx, forwarding=self.forwarding)
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
-        self.contacts = ContactDirectory(store)
+        self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
         self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
         self.outbox.setServiceParent(self)
         self.missed = MissedCallService(

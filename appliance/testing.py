@@ -8,7 +8,9 @@ tests that use a fake exercise the behaviour production code will see.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
+from twisted.internet.task import Cooperator
 from zope.interface import implementer
 
 from appliance.store import (
@@ -62,6 +64,11 @@ class MemoryStore:
             if ns == namespace
         ]
 
+    def page(self, namespace: str, after: str = "", limit: int = 100) -> list[tuple[str, JSONValue]]:
+        check_name("namespace", namespace)
+        keys = sorted(key for (ns, key) in self._entries() if ns == namespace and key > after)
+        return [(key, decode_value(self._entries()[namespace, key])) for key in keys[: max(0, int(limit))]]
+
     def apply(self, changes: Iterable[tuple[str, str, JSONValue]]) -> None:
         new = normalize_changes(changes)
         data = self._entries()
@@ -81,3 +88,15 @@ class MemoryStore:
 
 
 # --- end of key-value store --------------------------------------------------
+
+
+# --- Cooperator that runs a job to the end at once -----------------------------
+
+
+def synchronous_cooperator() -> Cooperator:
+    """A `Cooperator` that runs a sliced job to its end inside the call that started it."""
+
+    def at_once(run: Callable[[], None]) -> Any:
+        run()  # the Cooperator only keeps the result to cancel a pending slice: none is pending
+
+    return Cooperator(scheduler=at_once, terminationPredicateFactory=lambda: lambda: False)

@@ -88,6 +88,9 @@ class Policy:
     breakthrough_users: frozenset[str] = frozenset()
     breakthrough_groups: frozenset[str] = frozenset()
     breakthrough_callerids: frozenset[str] = frozenset()
+    """In the canonical form ``normalize`` makes."""
+    normalize: Callable[[str], str] = field(default=str, compare=False)
+    """External numbers in one form (E.164), so ``0170…`` and ``+49170…`` are one caller."""
 
 
 Reason = Literal["direct", "forwarded", "breakthrough", "loop", "max_hops"]
@@ -126,7 +129,7 @@ def privileged(caller: Caller, policy: Policy) -> bool:
     """Configured users, groups and external caller IDs break every forward."""
     if caller.origin == "internal":
         return caller.line in policy.breakthrough_users or bool(caller.groups & policy.breakthrough_groups)
-    return bool(caller.number) and caller.number in policy.breakthrough_callerids
+    return bool(caller.number) and policy.normalize(caller.number) in policy.breakthrough_callerids
 
 
 def breaks_through(caller: Caller, forwards: Sequence[Forward], policy: Policy) -> bool:
@@ -137,9 +140,9 @@ def breaks_through(caller: Caller, forwards: Sequence[Forward], policy: Policy) 
         return False
     if caller.origin == "internal":
         me = caller.line
-    else:
-        me = caller.number
-    return me is not None and me != "" and any(forward.target == me for forward in forwards)
+        return me is not None and me != "" and any(forward.target == me for forward in forwards)
+    me = policy.normalize(caller.number) if caller.number else ""
+    return me != "" and any(policy.normalize(forward.target) == me for forward in forwards)
 
 
 def _target(number: str, ctx: Context) -> Destination | None:

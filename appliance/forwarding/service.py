@@ -43,6 +43,7 @@ from appliance.forwarding.records import (
     Forwards,
 )
 from appliance.forwarding.rules import Caller, Context, Destination, Leg, Policy, display_text
+from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
 
@@ -113,12 +114,14 @@ class Forwarding:
 
     def policy(self) -> Policy:
         get = self.settings.get
+        plan = plan_from(get)
         return Policy(
             display=get(keys.FWD_DISPLAY),
             max_hops=get(keys.FWD_MAX_HOPS),
             breakthrough_users=frozenset(get(keys.FWD_BREAKTHROUGH_USERS)),
             breakthrough_groups=frozenset(get(keys.FWD_BREAKTHROUGH_GROUPS)),
-            breakthrough_callerids=frozenset(get(keys.FWD_BREAKTHROUGH_CALLERIDS)),
+            breakthrough_callerids=frozenset(plan.normalize(n) for n in get(keys.FWD_BREAKTHROUGH_CALLERIDS)),
+            normalize=plan.normalize,
         )
 
     def caller(self, call: Call, blind_transfer: bool = False) -> Caller:
@@ -132,7 +135,7 @@ class Forwarding:
             return Caller("external", call.caller_num, call.caller_name, blind_transfer=blind_transfer)
         line = internal.number
         user = self.directory.user(line)
-        groups = {g.name for g in self.directory.groups() if line in g.members}
+        groups = set(self.directory.groups_of(line))
         groups.update(user.groups if user else ())
         return Caller(
             "internal",

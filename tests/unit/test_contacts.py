@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import vobject
+from twisted.internet.task import Clock, Cooperator
 
-from appliance.contacts import ContactDirectory, ContactError, NumberPlan
-from appliance.testing import MemoryStore
+from appliance.contacts import INDEX, Contact, ContactDirectory, ContactError, NumberPlan
+from appliance.contactsync import ContactJobs
+from appliance.numbers import plan_from
+from appliance.settings import Settings
+from appliance.testing import MemoryStore, synchronous_cooperator
 
 VCF = """\
 BEGIN:VCARD
@@ -47,6 +51,9 @@ def test_normalize_with_area_code() -> None:
     """With an area code configured, a local number gets country and area code."""
     assert NumberPlan(area="30").normalize("123456") == "+4930123456"
     assert NumberPlan(area="30").normalize("12") == "12"
+    assert NumberPlan(area="030").normalize("030 123456") == "+4930123456"
+    assert NumberPlan(region="AT", area="1").normalize("0664 1234567") == "+436641234567"
+    assert NumberPlan(region="CH").normalize("0041 44 123 45 67") == "+41441234567"
 
 
 def test_import_and_lookup_by_any_spelling() -> None:
@@ -83,14 +90,81 @@ def test_reimport_replaces_by_uid() -> None:
     assert [c.name for c in contacts.contacts() if c.uid == "erika-1"] == ["Erika M."]
 
 
-def test_plan_from_store() -> None:
-    """The admin's area code in contacts_config/plan applies to lookups."""
+def test_plan_from_settings() -> None:
+    """The admin's country and area code (settings) apply to lookups after a re-index."""
     store = MemoryStore()
-    contacts = ContactDirectory(store)
-    contacts.import_vcf(VCF)
-    store.put("contacts_config", "plan", {"country": "49", "area": "30"})
-    found = contacts.lookup("123456")
+    settings = Settings(store)
+    contacts = ContactDirectory(store, plan=lambda: plan_from(settings.get))
+    contacts.import_vcf(VCF.replace("+49 30 123456", "123456"))
+    assert contacts.lookup("123456") is not None
+    assert contacts.lookup("+4930123456") is None
+    settings.set_many({"PHONE_AREA": "30"})
+    jobs = ContactJobs(contacts, synchronous_cooperator(), Clock())
+    assert jobs.reindex().result == 2  # type: ignore[attr-defined]
+    found = contacts.lookup("+4930123456")
     assert found is not None and found.uid == "erika-1"
+    assert contacts.lookup("030 123456") == found
+
+
+def test_index_follows_replace_and_delete() -> None:
+    """A replaced card is no longer found by its old number; a deleted one by none."""
+    contacts = ContactDirectory(MemoryStore())
+    contacts.import_vcf(VCF)
+    contacts.import_vcf(VCF.replace("0171 9876543", "0172 1111111"))
+    assert contacts.lookup("01719876543") is None
+    assert contacts.lookup("+491721111111").uid == "erika-1"  # type: ignore[union-attr]
+    contacts.delete("erika-1")
+    assert contacts.lookup("+491721111111") is None and contacts.lookup("+4930123456") is None
+    assert [key for key, _ in contacts.store.items(INDEX) if "erika-1" in key] == []
+
+
+def test_pages_and_search() -> None:
+    """The page lists contacts by name in pages and finds them by word or number."""
+    contacts = ContactDirectory(MemoryStore())
+    contacts.put(Contact(f"u{i:02}", f"Person {i:02}", (f"030 5555{i:02}",)) for i in range(25))
+    contacts.put([Contact("m", "Max Muster", ("0171 1",), organization="Acme Tools")])
+    first, cursor = contacts.page(limit=10)
+    assert [c.name for c in first] == ["Max Muster"] + [f"Person {i:02}" for i in range(9)]
+    second, cursor = contacts.page(after=cursor, limit=10)
+    third, cursor = contacts.page(after=cursor, limit=10)
+    assert [c.uid for c in second + third] == [f"u{i:02}" for i in range(9, 25)] and cursor == ""
+    assert [c.uid for c in contacts.page(search="acme")[0]] == ["m"]
+    assert [c.uid for c in contacts.page(search="MUS")[0]] == ["m"]
+    assert [c.uid for c in contacts.page(search="+49 30 555507")[0]] == ["u07"]
+    assert contacts.page(search="nobody") == ([], "")
+
+
+def test_large_import_runs_in_slices() -> None:
+    """The sliced import parses every card before writing and reports progress."""
+    contacts = ContactDirectory(MemoryStore())
+    cards = "".join(
+        f"BEGIN:VCARD\nVERSION:3.0\nUID:c{i}\nFN:Card {i}\nTEL:030 {100000 + i}\nEND:VCARD\n"
+        for i in range(450)
+    )
+    clock = Clock()
+    one_step_per_slice = Cooperator(
+        scheduler=lambda run: clock.callLater(0.01, run), terminationPredicateFactory=lambda: lambda: True
+    )
+    jobs = ContactJobs(contacts, one_step_per_slice, clock)
+    done = jobs.import_vcf(cards)
+    slices = 0
+    while not done.called:
+        clock.advance(0.01)
+        slices += 1
+    assert done.result == 450  # type: ignore[attr-defined]
+    assert slices == 450 + 3 + 1  # a turn after each card, each batch of 200, and the end
+    assert jobs.status["vcf"].result == "450 contacts imported" and not jobs.status["vcf"].running
+    assert contacts.lookup("+4930100449").name == "Card 449"  # type: ignore[union-attr]
+
+
+def test_malformed_large_import_stores_nothing() -> None:
+    """A bad card at the end of a large file: nothing stored, the reason in the status."""
+    contacts = ContactDirectory(MemoryStore())
+    cards = "BEGIN:VCARD\nVERSION:3.0\nUID:a\nFN:A\nTEL:1\nEND:VCARD\nBEGIN:VCARD\nbroken : :\n"
+    jobs = ContactJobs(contacts, synchronous_cooperator(), Clock())
+    jobs.import_vcf(cards).addErrback(lambda failure: failure.trap(ContactError))
+    assert contacts.contacts() == []
+    assert not jobs.status["vcf"].ok and "not a valid vCard file" in jobs.status["vcf"].result
 
 
 def test_garbage_is_refused() -> None:

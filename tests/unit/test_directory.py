@@ -58,3 +58,61 @@ def test_bad_group_refused() -> None:
     """A group with an unknown strategy is refused."""
     with pytest.raises(DirectoryError, match="strategy: 'random' is not one of ringall, hunt, cyclic"):
         Directory(MemoryStore()).put_group(Group("g", "600", (), "random"))
+
+
+def test_indexes_follow_every_change() -> None:
+    """Owner, device, group-number and membership answers follow puts, edits and deletes."""
+    store = MemoryStore()
+    directory = Directory(store)
+    directory.put_user(User("300", "Cara", numbers=("+4930300",), devices=("300-soft",), groups=("ops",)))
+    directory.put_group(Group("desk", "700", ("300",)))
+    assert directory.owner_of("300-soft").extension == "300"
+    assert directory.groups_of("300") == {"ops", "desk"}
+    directory.put_user(User("300", "Cara", numbers=("+4930301",), devices=("300-desk",)))
+    assert directory.owner_of("+4930300") is None and directory.owner_of("300-soft") is None
+    assert directory.owner_of("+4930301").name == "Cara" and directory.owner_of("300-desk").name == "Cara"
+    assert directory.groups_of("300") == {"desk"} and directory.members_of("ops") == []
+    directory.put_group(Group("desk", "701", ()))
+    assert directory.group_by_number("700") is None and directory.group_by_number("701").name == "desk"
+    assert directory.members_of("desk") == []
+    directory.delete_group("desk")
+    directory.delete_user("300")
+    assert directory.group_by_number("701") is None and directory.owner_of("300-desk") is None
+    assert directory.users() == [] and directory.groups_of("300") == frozenset()
+
+
+def test_index_rebuilt_from_store_at_start() -> None:
+    """A new Directory over a filled store answers like the one that wrote it, and hears
+    of writes made through another Directory on the same store."""
+    store = MemoryStore()
+    writer = Directory(store)
+    writer.put_user(User("400", "Dan", devices=("400-b",), groups=("ops",)))
+    reader = Directory(store)
+    assert reader.owner_of("400-b").name == "Dan" and [u.extension for u in reader.members_of("ops")] == [
+        "400"
+    ]
+    writer.put_group(Group("ops", "800"))
+    assert reader.group_by_number("800").name == "ops"
+
+
+def test_two_users_claiming_one_number() -> None:
+    """A shared number belongs to the lower extension; deleting it passes it on."""
+    directory = Directory(MemoryStore())
+    directory.put_users([User("501", "B", numbers=("+49301",)), User("500", "A", numbers=("+49301",))])
+    assert directory.owner_of("+49301").extension == "500"
+    directory.delete_user("500")
+    assert directory.owner_of("+49301").extension == "501"
+
+
+def test_bad_device_refused() -> None:
+    """Devices are PJSIP endpoint names; anything else is refused with its field named."""
+    with pytest.raises(DirectoryError, match="200: devices: 'a b' is not a PJSIP endpoint name"):
+        Directory(MemoryStore()).put_user(User("200", "X", devices=("a b",)))
+
+
+def test_put_users_is_all_or_nothing() -> None:
+    """One bad user in a batch stores none of them."""
+    directory = Directory(MemoryStore())
+    with pytest.raises(DirectoryError):
+        directory.put_users([User("200", "Good"), User("2", "Bad")])
+    assert directory.users() == []

@@ -291,6 +291,21 @@ class ForwardingRouteTests(SynchronousTestCase):
         self.route(world, session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
 
+    def test_breakthrough_caller_id_as_the_admin_typed_it(self) -> None:
+        """An entry "030 123456" in FWD_BREAKTHROUGH_CALLERIDS lets the trunk caller
+        +4930123456 through; with PHONE_AREA 30 so does the local spelling "123456"."""
+        world = World()
+        world.forwards.set("200", Forward("unconditional", "300"))
+        world.settings.set("FWD_BREAKTHROUGH_CALLERIDS", "030 123456\n0171 99")
+        trunk = {"channel": "PJSIP/trunk-00000001", "caller": "+4930123456"}
+        session = FakeSession("200", "external", **trunk)
+        self.route(world, session)
+        self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
+        world.settings.set_many({"PHONE_AREA": "30", "FWD_BREAKTHROUGH_CALLERIDS": "123456"})
+        session = FakeSession("200", "external", **trunk)
+        self.route(world, session)
+        self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
+
     def test_trunk_channel_is_external_whatever_the_context_says(self) -> None:
         """A blindly transferred external caller runs in the phones context but stays external."""
         world = World()

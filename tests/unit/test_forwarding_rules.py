@@ -18,6 +18,7 @@ from appliance.forwarding.rules import (
     display_text,
     plan,
 )
+from appliance.numbers import NumberPlan
 
 
 @dataclass
@@ -164,6 +165,22 @@ FAQ_CASES = [
         "200",
         {"200": [Forward(U, "01701234567")]},
         Policy(),
+        ("200", None, "breakthrough"),
+    ),
+    (
+        "a configured caller ID in another spelling breaks every forward",
+        external("+49 170 1234567"),
+        "200",
+        {"200": [Forward(U, "300")]},
+        Policy(breakthrough_callerids=frozenset({"+491701234567"}), normalize=NumberPlan().normalize),
+        ("200", None, "breakthrough"),
+    ),
+    (
+        "an external forward target in another spelling than the caller ID breaks through",
+        external("+491701234567"),
+        "200",
+        {"200": [Forward(U, "0170 1234567")]},
+        Policy(normalize=NumberPlan().normalize),
         ("200", None, "breakthrough"),
     ),
     (

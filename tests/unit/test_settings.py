@@ -19,7 +19,8 @@ NAMES = [
     "MC_LINK_PREFIX", "MC_EXCLUDE_INTERNAL", "MC_EXCLUDE_SUPPRESSED", "MC_EXCLUDE_UNRESOLVED",
     "MC_EXCLUDE_REPEAT_SAME_DAY", "MC_EXCLUDE_REPEAT_UNTIL_LOGIN", "MC_EXCLUDE_SHORT_RING",
     "MC_EXCLUDE_NUMBERS", "MC_LANGUAGE", "FWD_DISPLAY", "FWD_BREAKTHROUGH_USERS",
-    "FWD_BREAKTHROUGH_GROUPS", "FWD_BREAKTHROUGH_CALLERIDS", "FWD_MAX_HOPS",
+    "FWD_BREAKTHROUGH_GROUPS", "FWD_BREAKTHROUGH_CALLERIDS", "FWD_MAX_HOPS", "PHONE_COUNTRY",
+    "PHONE_AREA", "DIR_PBX_USERS",
 ]  # fmt: skip
 
 DEFAULTS = {
@@ -31,6 +32,7 @@ DEFAULTS = {
     "MC_EXCLUDE_REPEAT_UNTIL_LOGIN": False, "MC_EXCLUDE_SHORT_RING": False, "MC_EXCLUDE_NUMBERS": [],
     "MC_LANGUAGE": "de", "FWD_DISPLAY": True, "FWD_BREAKTHROUGH_USERS": [],
     "FWD_BREAKTHROUGH_GROUPS": [], "FWD_BREAKTHROUGH_CALLERIDS": [], "FWD_MAX_HOPS": 5,
+    "PHONE_COUNTRY": "DE", "PHONE_AREA": "", "DIR_PBX_USERS": True,
 }  # fmt: skip
 
 VALID: list[tuple[str, object, object]] = [
@@ -63,10 +65,14 @@ VALID: list[tuple[str, object, object]] = [
     ("MC_LINK_PREFIX", "x-a.b+c:", "x-a.b+c:"),
     # lists
     ("MC_EXCLUDE_NUMBERS", "", []),
-    ("MC_EXCLUDE_NUMBERS", "100, +4930123\n*21# 100", ["100", "+4930123", "*21#"]),
+    ("MC_EXCLUDE_NUMBERS", "100, +4930123\n*21#\n100", ["100", "+4930123", "*21#"]),
+    ("MC_EXCLUDE_NUMBERS", "030 123456\r\n+49 (30)  123-456\n\n", ["030 123456", "+49 (30) 123-456"]),
+    ("PHONE_COUNTRY", "at", "AT"),
+    ("PHONE_AREA", "030", "030"),
+    ("PHONE_AREA", "", ""),
     ("MC_EXCLUDE_NUMBERS", ["0301234", " 110 "], ["0301234", "110"]),
     ("MC_EXCLUDE_NUMBERS", ("112",), ["112"]),
-    ("FWD_BREAKTHROUGH_USERS", "100 101,102", ["100", "101", "102"]),
+    ("FWD_BREAKTHROUGH_USERS", "100\n101,102", ["100", "101", "102"]),
     ("FWD_BREAKTHROUGH_GROUPS", "reception, switch_board-2", ["reception", "switch_board-2"]),
     ("FWD_BREAKTHROUGH_CALLERIDS", ["+49301234567"], ["+49301234567"]),
 ]
@@ -100,13 +106,16 @@ INVALID: list[tuple[str, object, str]] = [
     ("MC_LINK_PREFIX", "<b>:", "'<b>:' is not valid"),
     ("MC_LINK_PREFIX", None, "None is not valid"),
     ("MC_EXCLUDE_NUMBERS", "100, 10a", "'10a' is not allowed"),
-    ("MC_EXCLUDE_NUMBERS", "030-1234 x", "'030-1234', 'x' are not allowed"),
+    ("MC_EXCLUDE_NUMBERS", "030-1234\nx\n0 x", "'x', '0 x' are not allowed"),
+    ("PHONE_COUNTRY", "XX", "'XX' is not one of the choices"),
+    ("PHONE_AREA", "30a", "'30a' is not valid"),
     ("MC_EXCLUDE_NUMBERS", "1+2", "'1+2' is not allowed"),
     ("MC_EXCLUDE_NUMBERS", [100], "100 is not allowed"),
     ("MC_EXCLUDE_NUMBERS", 100, "100 is not a list"),
-    ("FWD_BREAKTHROUGH_USERS", "100 *21", "'*21' is not allowed"),
-    ("FWD_BREAKTHROUGH_GROUPS", "sales team!", "'team!' is not allowed"),
-    ("FWD_BREAKTHROUGH_CALLERIDS", "+49 30 12#a", "'12#a' is not allowed"),
+    ("FWD_BREAKTHROUGH_USERS", "100\n*21", "'*21' is not allowed"),
+    ("FWD_BREAKTHROUGH_USERS", "100 101", "'100 101' is not allowed"),
+    ("FWD_BREAKTHROUGH_GROUPS", "sales\nteam!", "'team!' is not allowed"),
+    ("FWD_BREAKTHROUGH_CALLERIDS", "+49 30 12#a", "'+49 30 12#a' is not allowed"),
 ]
 
 
@@ -184,7 +193,10 @@ def test_message_example() -> None:
         ("CC_DTMF_KEY", "one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, *, #"),
         ("MC_RECIPIENTS", "one of none, first, last, all"),
         ("MC_LINK_PREFIX", "empty (no links) or up to 9 characters plus ':', e.g. tel:, phone:, callto:"),
-        ("MC_EXCLUDE_NUMBERS", "phone numbers (digits, leading +, * and #)"),
+        (
+            "MC_EXCLUDE_NUMBERS",
+            "phone numbers, one per line (digits, leading +, * and #; spaces, /, - and () inside)",
+        ),
     ],
 )
 def test_allowed_text(name: str, allowed: str) -> None:
@@ -232,7 +244,7 @@ def test_set_many_stores_all_in_one_batch(store: MemoryStore) -> None:
         original(batches[-1])
 
     store.apply = spy  # type: ignore[method-assign]
-    Settings(store).set_many({"CC_TIMEOUT": "30", "CC_OFFER": "off", "MC_EXCLUDE_NUMBERS": "110 112"})
+    Settings(store).set_many({"CC_TIMEOUT": "30", "CC_OFFER": "off", "MC_EXCLUDE_NUMBERS": "110\n112"})
     assert batches == [
         [
             ("settings", "CC_TIMEOUT", 30),
@@ -284,7 +296,7 @@ def test_stored_value_in_old_text_form_is_accepted(store: MemoryStore) -> None:
 def test_describe_rows(settings: Settings) -> None:
     """describe gives one row per setting with display strings and kind information."""
     settings.set("CC_TIMEOUT", 30)
-    settings.set("MC_EXCLUDE_NUMBERS", "110 112")
+    settings.set("MC_EXCLUDE_NUMBERS", "110\n112")
     rows = {row.name: row for row in settings.describe("en")}
     assert list(rows) == NAMES
     assert rows["CC_TIMEOUT"] == s.Row(
@@ -297,7 +309,7 @@ def test_describe_rows(settings: Settings) -> None:
         allowed="1 to 10080 minutes",
         choices=(),
     )
-    assert (rows["MC_EXCLUDE_NUMBERS"].value, rows["MC_EXCLUDE_NUMBERS"].default) == ("110, 112", "")
+    assert (rows["MC_EXCLUDE_NUMBERS"].value, rows["MC_EXCLUDE_NUMBERS"].default) == ("110\n112", "")
     assert (rows["CC_OFFER"].value, rows["CC_OFFER"].choices, rows["CC_OFFER"].is_default) == (
         "on",
         ("on", "off"),

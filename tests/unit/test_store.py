@@ -152,6 +152,16 @@ def test_items_order_matches_python_sort(store: IKeyValueStore) -> None:
     check()
 
 
+def test_page_continues_after_a_key(store: IKeyValueStore) -> None:
+    """page gives at most ``limit`` entries of one namespace after a key, in key order."""
+    store.apply([("contacts", f"c{i}", i) for i in range(5)] + [("users", "c9", "other")])
+    assert store.page("contacts", limit=2) == [("c0", 0), ("c1", 1)]
+    assert store.page("contacts", after="c1", limit=2) == [("c2", 2), ("c3", 3)]
+    assert store.page("contacts", after="c3") == [("c4", 4)]
+    assert store.page("contacts", after="c4") == []
+    assert store.page("contacts", after="c", limit=0) == []
+
+
 def test_namespaces_are_separate(store: IKeyValueStore) -> None:
     """The same key in two namespaces holds two values."""
     store.put("users", "100", "user")
@@ -343,6 +353,7 @@ def test_memory_and_sqlite_agree(operations: list[list[tuple[str, str, Any]]]) -
                 s.apply(batch)
         assert stores[0].items("a") == stores[1].items("a")
         assert stores[0].items("b") == stores[1].items("b")
+        assert stores[0].page("a", after="k1", limit=1) == stores[1].page("a", after="k1", limit=1)
         assert logs[0] == logs[1]
         for s in stores:
             s.close()

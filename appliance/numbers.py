@@ -1,0 +1,74 @@
+"""One way to compare telephone numbers: E.164 (``+4930123456``), made by
+``phonenumbers`` from the country and area code the admin set.
+
+Every feature that compares an external number with a stored one (contact
+lookup, forward breakthrough caller IDs, the missed-call exclusion list, the
+journal) normalises both sides here, so ``+49 30 123456``, ``0049 30 123456``,
+``030 123456`` and, with area code 30, ``123456`` are one number.  Short
+unprefixed numbers are internal extensions and stay as they are; text that is
+no number comes back stripped of formatting, so it still equals itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+
+_DIGITS = re.compile(r"[0-9]+")
+_NOISE = re.compile(r"[\s()./-]")
+
+INTERNAL_MAX_DIGITS = 4
+"""Unprefixed numbers this short are extensions, never local numbers."""
+
+
+def valid_region(code: str) -> bool:
+    """A country as ``phonenumbers`` knows it (ISO 3166 code: DE, AT, CH, US)."""
+    return code.upper() in phonenumbers.SUPPORTED_REGIONS
+
+
+@dataclass(frozen=True)
+class NumberPlan:
+    """How numbers dialled or received here map to E.164 (defaults: Germany)."""
+
+    region: str = "DE"
+    area: str = ""
+    """The local area code without the national prefix (``30`` for Berlin)."""
+    internal_max_digits: int = INTERNAL_MAX_DIGITS
+
+    def normalize(self, raw: str) -> str:
+        """The canonical form of ``raw``."""
+        return _normalize(str(raw or ""), self.region.upper(), self.area, self.internal_max_digits)
+
+    @property
+    def country_code(self) -> str:
+        return str(phonenumbers.country_code_for_region(self.region.upper()) or "")
+
+
+@lru_cache(maxsize=8192)
+def _normalize(raw: str, region: str, area: str, internal_max: int) -> str:
+    number = _NOISE.sub("", raw)
+    plus = number.startswith("+")
+    digits = number[1:] if plus else number
+    if not _DIGITS.fullmatch(digits):
+        return number
+    if not plus and not digits.startswith("0"):
+        if not area or len(digits) <= internal_max:
+            return digits
+        country = phonenumbers.country_code_for_region(region)
+        if not country:
+            return digits
+        plus, digits = True, f"{country}{area.lstrip('0')}{digits}"
+    try:
+        parsed = phonenumbers.parse(("+" if plus else "") + digits, region)
+    except phonenumbers.NumberParseException:
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def plan_from(get: Callable[[str], object]) -> NumberPlan:
+    """The plan the admin set (settings PHONE_COUNTRY and PHONE_AREA), read on use."""
+    return NumberPlan(region=str(get("PHONE_COUNTRY") or "DE"), area=str(get("PHONE_AREA") or ""))
