@@ -32,6 +32,8 @@ CONTACTS = "contacts"
 INDEX = "contact_index"
 SEP = "\x1f"
 """Ends the indexed value inside an index key; sorts before every printable character."""
+COUNT = "#count"
+"""The number of contacts, in the index namespace (sorts before every index key)."""
 WRITE_BATCH = 200
 """Contacts per store transaction in large imports: a few milliseconds each."""
 
@@ -167,14 +169,19 @@ class ContactDirectory:
         """The store changes that put ``contacts`` (replacing same UIDs) with their index."""
         plan = plan or self.plan
         writes: dict[tuple[str, str], Any] = {}
+        added = 0
         for contact in contacts:
             contact = replace(contact, keys=tuple(dict.fromkeys(plan.normalize(n) for n in contact.numbers)))
             old = self.get(contact.uid)
+            if old is None and (CONTACTS, contact.uid) not in writes:
+                added += 1
             for key in _index_keys(old) if old else ():
                 writes[INDEX, key] = DELETE
             for key in _index_keys(contact):
                 writes[INDEX, key] = contact.uid
             writes[CONTACTS, contact.uid] = asdict(contact)
+        if added:
+            writes[INDEX, COUNT] = self.count() + added
         return [(namespace, key, value) for (namespace, key), value in writes.items()]
 
     def put(self, contacts: Iterable[Contact]) -> list[Contact]:
@@ -183,14 +190,21 @@ class ContactDirectory:
         self.store.apply(self.changes(contacts))
         return contacts
 
-    def deletion(self, uid: str) -> list[tuple[str, str, Any]]:
-        old = self.get(uid)
-        if old is None:
-            return []
-        return [(INDEX, key, DELETE) for key in _index_keys(old)] + [(CONTACTS, uid, DELETE)]
+    def deletions(self, uids: Iterable[str]) -> list[tuple[str, str, Any]]:
+        """The store changes that delete the contacts ``uids`` with their index."""
+        changes: list[tuple[str, str, Any]] = []
+        gone = 0
+        for uid in dict.fromkeys(uids):
+            old = self.get(uid)
+            if old is not None:
+                changes += [(INDEX, key, DELETE) for key in _index_keys(old)] + [(CONTACTS, uid, DELETE)]
+                gone += 1
+        if gone:
+            changes.append((INDEX, COUNT, max(0, self.count() - gone)))
+        return changes
 
     def delete(self, uid: str) -> None:
-        self.store.apply(self.deletion(uid))
+        self.store.apply(self.deletions([uid]))
 
     def import_vcf(self, text: str) -> list[Contact]:
         """Store every card of a ``.vcf`` file at once; a card with an existing UID
@@ -198,6 +212,11 @@ class ContactDirectory:
         return self.put(parse_vcards(text))
 
     # -- reading ----------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many contacts are stored (kept with every write, never counted)."""
+        stored = self.store.get(INDEX, COUNT, 0)
+        return stored if isinstance(stored, int) else 0
 
     def get(self, uid: str) -> Contact | None:
         return _contact(self.store.get(CONTACTS, uid))

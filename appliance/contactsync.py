@@ -145,9 +145,6 @@ class ContactJobs:
         while rows := self.contacts.store.page(CONTACTS, after=after, limit=WRITE_BATCH):
             after = rows[-1][0]
             gone = [key for key, record in rows if record.get("source") == source and key not in keep]
-            changes: list[tuple[str, str, Any]] = []
-            for uid in gone:
-                changes += self.contacts.deletion(uid)
-            if changes:
-                self.contacts.store.apply(changes)
+            if gone:
+                self.contacts.store.apply(self.contacts.deletions(gone))
             yield None

@@ -9,6 +9,7 @@ from twisted.application.internet import StreamServerEndpointService, backoffPol
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -17,6 +18,7 @@ from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
 from appliance.callback.service import CallbackService
 from appliance.contacts import ContactDirectory
+from appliance.contactsync import ContactJobs
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
@@ -26,7 +28,7 @@ from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, PBXService
-from appliance.settings import Settings
+from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
 from appliance.web.pages.callbacks import CallbackPages
@@ -42,6 +44,9 @@ AMI_MAX_RETRY_SECONDS = 5.0
 
 AMI_KEEPALIVE_SECONDS = 5.0
 """Ping this often and wait this long for Pong: a dead link is noticed within 10 s."""
+
+SLICE_PAUSE = 0.002
+"""Seconds the reactor gets between two slices of a long contact job."""
 
 
 class Options(usage.Options):
@@ -98,6 +103,8 @@ class Appliance(MultiService):
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
+        self.contact_jobs = ContactJobs(self.contacts, _cooperator(reactor), reactor)
+        self.settings.subscribe(self._plan_changed, [PHONE_COUNTRY, PHONE_AREA])
         self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
         self.outbox.setServiceParent(self)
         self.missed = MissedCallService(
@@ -124,7 +131,7 @@ class Appliance(MultiService):
         self.web.add(CallbackPages(self.callbacks, self.directory))
         self.web.add(JournalPages(self.missed.journal, self.directory))
         self.web.add(NotificationPages(self.missed.journal, self.directory))
-        self.web.add(ContactPages(self.contacts))
+        self.web.add(ContactPages(self.contacts, self.contact_jobs))
         self.web.alerts.append(self._store_alerts)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
@@ -141,12 +148,22 @@ class Appliance(MultiService):
         ]
         return ([held] if held else []) + self.settings.stored_problems() + others
 
+    def _plan_changed(self, name: str, value: object) -> None:
+        """Contacts are indexed by their E.164 numbers: a new country or area code
+        re-indexes them (in slices)."""
+        self.contact_jobs.reindex().addErrback(lambda failure: None)
+
     def stopService(self) -> Any:
         def close(result: object) -> object:
             self.store.close()
             return result
 
         return super().stopService().addBoth(close)
+
+
+def _cooperator(reactor: Any) -> Cooperator:
+    """Sliced jobs work ~10 ms, then let the reactor run for a moment."""
+    return Cooperator(scheduler=lambda run: reactor.callLater(SLICE_PAUSE, run))
 
 
 def _retry_policy() -> Any:

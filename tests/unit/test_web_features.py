@@ -15,10 +15,12 @@ from treq.testing import StubTreq
 from zope.interface import implementer
 
 from appliance.callback.engine import CallbackEngine, IRecallOutputs, Kind, Recall, Request
-from appliance.contacts import ContactDirectory
+from appliance.contacts import Contact, ContactDirectory
+from appliance.contactsync import ContactJobs
 from appliance.forwarding.records import Forward, Forwards
 from appliance.missed.journal import Entry, Journal
 from appliance.pbx import Presence
+from appliance.testing import synchronous_cooperator
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
@@ -97,7 +99,7 @@ def features(lab: Lab) -> Features:
     lab.web.add(CallbackPages(EngineCallbacks(engine), lab.directory))
     lab.web.add(JournalPages(journal, lab.directory))
     lab.web.add(NotificationPages(journal, lab.directory))
-    lab.web.add(ContactPages(contacts))
+    lab.web.add(ContactPages(contacts, ContactJobs(contacts, synchronous_cooperator(), lab.clock)))
     return Features(forwards, journal, contacts, engine)
 
 
@@ -472,6 +474,22 @@ def test_bad_vcf_file_shows_an_error_and_imports_nothing(
     assert reply.code == 400
     assert "Nothing was imported:" in reply.text and message in reply.text
     assert features.contacts.contacts() == []
+
+
+def test_contacts_page_pages_and_searches(features: Features, admin: Browser) -> None:
+    """120 contacts: 50 a page sorted by name with a next link; search by word and by number."""
+    features.contacts.put(Contact(f"u{i:03}", f"Person {i:03}", (f"030 77{i:03}",)) for i in range(120))
+    first = admin.get("/admin/contacts").text
+    assert "Contacts stored: 120" in first
+    names = re.findall(r'<td class="name">([^<]+)</td>', first)
+    assert names == [f"Person {i:03}" for i in range(50)]
+    next_link = re.search(r'<a rel="next" href="([^"]+)"', first)
+    assert next_link is not None
+    second = admin.get(next_link.group(1).replace("&amp;", "&")).text
+    assert re.findall(r'<td class="name">([^<]+)</td>', second)[0] == "Person 050"
+    found = admin.get("/admin/contacts?q=%2B49+30+77042").text
+    assert re.findall(r'<td class="name">([^<]+)</td>', found) == ["Person 042"]
+    assert "No contact matches." in admin.get("/admin/contacts?q=nobody").text
 
 
 def test_upload_without_csrf_is_refused(features: Features, admin: Browser) -> None:

@@ -1,13 +1,20 @@
-"""Admin: the contact directory and its import from ``.vcf`` files.
+"""Admin: the contact directory, in pages with a search, and its import from ``.vcf`` files.
 
 The upload is a multipart form; the router checks its CSRF field like any
-other.  `ContactDirectory.import_vcf` stores every card of a file or, for a
-malformed file, none; the page says how many were imported or why none was.
+other.  The import runs as a sliced `ContactJobs` job (a large file never holds
+the reactor); a malformed file stores nothing, and the page says how many
+cards were imported or why none was.  The list shows one page of contacts,
+read through the store's index: never the whole address book.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.python.failure import Failure
+
 from appliance.contacts import ContactDirectory, ContactError
+from appliance.contactsync import ContactJobs
 from appliance.settings import Text
 from appliance.web import i18n
 from appliance.web.app import NavEntry, Page, Router
@@ -36,13 +43,24 @@ i18n.add(
         "organization": Text("Organisation", "Organisation"),
         "phone_numbers": Text("Phone numbers", "Rufnummern"),
         "no_contacts": Text("No contacts yet.", "Noch keine Kontakte."),
+        "no_contacts_found": Text("No contact matches.", "Kein Kontakt passt."),
+        "search_contacts": Text("Name, company or number", "Name, Firma oder Rufnummer"),
+        "search": Text("Search", "Suchen"),
+        "next_page": Text("Next page", "Nächste Seite"),
+        "first_page": Text("First page", "Erste Seite"),
+        "job_running": Text("running", "läuft"),
+        "job_done": Text("done", "fertig"),
     }
 )
 
 
+PAGE_SIZE = 50
+
+
 class ContactPages:
-    def __init__(self, contacts: ContactDirectory) -> None:
+    def __init__(self, contacts: ContactDirectory, jobs: ContactJobs) -> None:
         self.contacts = contacts
+        self.jobs = jobs
 
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/contacts", "nav_contacts", "admin", order=70)
@@ -53,7 +71,7 @@ class ContactPages:
         imported = page.arg("imported")
         return self._render(page, 200, imported=int(imported) if imported.isdigit() else None)
 
-    def upload(self, page: Page) -> bytes:
+    def upload(self, page: Page) -> Any:
         values = (page.request.args or {}).get(b"file") or [b""]
         raw = values[0]
         if not raw:
@@ -64,14 +82,29 @@ class ContactPages:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             return self._render(page, 400, error=page.t("not_utf8"))
-        try:
-            imported = self.contacts.import_vcf(text)
-        except ContactError as problem:
-            return self._render(page, 400, error=str(problem))
-        if not imported:
-            return self._render(page, 400, error=page.t("no_cards"))
-        return page.redirect("/admin/contacts", {"imported": str(len(imported))})
+
+        def done(count: int) -> bytes:
+            return page.redirect("/admin/contacts", {"imported": str(count)})
+
+        def refused(failure: Failure) -> bytes:
+            failure.trap(ContactError)
+            empty = "no vCard" in str(failure.value)
+            return self._render(page, 400, error=page.t("no_cards") if empty else str(failure.value))
+
+        return self.jobs.import_vcf(text).addCallbacks(done, refused)
 
     def _render(self, page: Page, status: int, imported: int | None = None, error: str = "") -> bytes:
-        contacts = sorted(self.contacts.contacts(), key=lambda c: (c.name.casefold(), c.uid))
-        return page.render("contacts.html", status=status, contacts=contacts, imported=imported, error=error)
+        query = page.arg("q").strip()
+        contacts, cursor = self.contacts.page(after=page.arg("after"), limit=PAGE_SIZE, search=query)
+        return page.render(
+            "contacts.html",
+            status=status,
+            contacts=contacts,
+            count=self.contacts.count(),
+            query=query,
+            after=page.arg("after"),
+            next_after=cursor,
+            jobs=sorted(self.jobs.status.values(), key=lambda job: job.name),
+            imported=imported,
+            error=error,
+        )
