@@ -1,0 +1,234 @@
+"""Per-call cost of the directory at 10 users / 100 contacts and at 10,000 users /
+100,000 contacts: the growth must be flat.
+
+No lab needed::
+
+    .venv/bin/python -m bench.directory --rounds 500
+
+For each size a store file is filled (users with further numbers and groups,
+groups with numbers, contacts with two numbers each, forwards, a breakthrough
+list), then a fresh process builds the real appliance over it (``tap.build``,
+as ``twistd`` does, without starting its network services) and measures, on
+its one thread:
+
+- ``routed call``: the FastAGI ``call`` route for an external caller (trunk
+  channel, caller ID in another spelling than the stored contact and
+  breakthrough entries) to a user with an unconditional forward: caller and
+  numbering lookups, forwards, breakthrough, display.  The AGI session
+  answers at once, so the time is the appliance's own work on the reactor.
+- ``missed resolution``: what the missed-call service looks up when a call
+  ends (contact by number, owners of the rung lines, internal caller).
+- ``missed finish``: the whole end of a missed call: resolution, policy,
+  journal entry, mail rendering and one store transaction (with fsync).
+
+Printed: p50/p99 in milliseconds per size, the ratio large/small beside the
+goals (≤ 1.5, p99 ≤ 2 ms), and the measuring process's RSS (goal ≤ 150 MB at
+the large size).  The small size is the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._report import fmt, percentile, ratio, table
+
+SIZES = {"small": (10, 100), "large": (10_000, 100_000)}
+BATCH = 1000
+
+
+def fill(path: Path, users: int, contacts: int) -> None:
+    """A store with ``users`` users (ext 10000…), 100 groups and ``contacts`` contacts."""
+    from appliance.contacts import Contact, ContactDirectory
+    from appliance.directory import Directory, Group, User
+    from appliance.forwarding.records import Forward, Forwards
+    from appliance.settings import Settings
+    from appliance.store import SQLiteStore
+
+    store = SQLiteStore(path)
+    directory = Directory(store)
+    for start in range(0, users, BATCH):
+        directory.put_users(
+            [
+                User(
+                    str(10000 + i),
+                    f"User {i}",
+                    f"user{i}@example.org",
+                    "de" if i % 2 else "en",
+                    groups=(f"g{i % 100}",),
+                    numbers=(f"+4930555{10000 + i}",),
+                    devices=(f"{10000 + i}-soft",),
+                )
+                for i in range(start, min(users, start + BATCH))
+            ]
+        )
+    for g in range(100):
+        directory.put_group(Group(f"g{g}", str(9000 + g)))
+    forwards = Forwards(store)
+    for i in range(0, users, 2):
+        forwards.set(str(10000 + i), Forward("unconditional", str(10000 + (i + 1) % users)))
+    book = ContactDirectory(store)
+    for start in range(0, contacts, BATCH):
+        book.put(
+            Contact(f"c{i:06}", f"Contact {i} Example", (f"030 {2000000 + i}", f"+49 171 {3000000 + i}"))
+            for i in range(start, min(contacts, start + BATCH))
+        )
+    Settings(store).set_many(
+        {
+            "FWD_BREAKTHROUGH_CALLERIDS": "\n".join(f"0171 {3000000 + i}" for i in range(0, 50)),
+            "MC_EXCLUDE_NUMBERS": "\n".join(f"030 {9000000 + i}" for i in range(0, 50)),
+        }
+    )
+    store.close()
+
+
+class Session:
+    """An AGI session whose every command succeeds at once (no Asterisk)."""
+
+    def __init__(self, number: str, caller: str) -> None:
+        from appliance.asterisk.fastagi import AGIArgs
+
+        self.args = AGIArgs(query={}, positional=(number, "external"))
+        self.env = {
+            "agi_callerid": caller,
+            "agi_calleridname": "Caller",
+            "agi_channel": "PJSIP/trunk-00000001",
+            "agi_uniqueid": "1.1",
+        }
+        self.variables: dict[str, str] = {}
+
+    def exec_(self, application: str, options: str = "") -> Any:
+        from twisted.internet.defer import succeed
+
+        if application == "Dial":
+            self.variables["DIALSTATUS"] = "NOANSWER"
+        return succeed(0)
+
+    def getVariable(self, name: str) -> Any:  # noqa: N802
+        from twisted.internet.defer import succeed
+
+        return succeed(self.variables.get(name))
+
+    def setVariable(self, name: str, value: str) -> Any:  # noqa: N802
+        from twisted.internet.defer import succeed
+
+        self.variables[name] = value
+        return succeed(None)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(directory: Path, users: int, contacts: int, rounds: int) -> dict[str, Any]:
+    """In a fresh process: build the appliance over the filled store and time the call path."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    from appliance import tap
+    from appliance.missed.tracking import Leg, TrackedCall
+
+    config = directory / "config.ini"
+    config.write_text(
+        "[ami]\nhost = 127.0.0.1\nport = 1\nusername = x\nsecret = x\n"
+        "[fastagi]\nbind = 127.0.0.1\nport = 0\n[web]\nbind = 127.0.0.1\nport = 0\n"
+        "[smtp]\nhost = 127.0.0.1\nport = 1\nstarttls = off\nsender = appliance@localhost\n"
+        f"[store]\npath = {directory / 'store.sqlite3'}\n[appliance]\nlanguage = de\n"
+    )
+    started = time.perf_counter()
+    appliance = tap.build(str(config), reactor)
+    build_seconds = time.perf_counter() - started
+    pick = random.Random(7)
+    routed: list[float] = []
+    resolved: list[float] = []
+    finished: list[float] = []
+    for n in range(rounds):
+        i = pick.randrange(0, users, 2)  # even users forward to the next one
+        c = pick.randrange(contacts)
+        caller = f"0049171{3000000 + c}" if n % 2 else f"+4930{2000000 + c}"
+        before = time.perf_counter()
+        result: Deferred[Any] = appliance.router(Session(str(10000 + i), caller))
+        routed.append(time.perf_counter() - before)
+        assert result.called, "the route waited for something"
+        call = TrackedCall(f"bench-{n}", 1000.0 + n, caller_num=caller, caller_endpoint="trunk")
+        call.legs["leg"] = Leg("leg", f"{10000 + i}-soft", 1000.0 + n, 1000.5 + n, 1010.0 + n)
+        before = time.perf_counter()
+        facts, contact = appliance.missed.facts(call)
+        resolved.append(time.perf_counter() - before)
+        assert contact is not None and facts.participants, "caller or owner not found"
+        before = time.perf_counter()
+        appliance.missed.finish(call)
+        finished.append(time.perf_counter() - before)
+    return {
+        "routed": sorted(routed),
+        "resolved": sorted(resolved),
+        "finished": sorted(finished),
+        "rss_mb": rss_mb(),
+        "build_s": build_seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--users", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--contacts", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure), args.users, args.contacts, args.rounds)))
+        return 0
+    results: dict[str, dict[str, Any]] = {}
+    for size, (users, contacts) in SIZES.items():
+        work = Path(tempfile.mkdtemp(prefix=f"bench-directory-{size}-"))
+        started = time.perf_counter()
+        fill(work / "store.sqlite3", users, contacts)
+        print(f"{size}: {users} users, {contacts} contacts filled in {time.perf_counter() - started:.0f} s")
+        output = subprocess.run(
+            [sys.executable, "-m", "bench.directory", "--measure", str(work), "--users", str(users),
+             "--contacts", str(contacts), "--rounds", str(args.rounds)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        results[size] = json.loads(output.strip().splitlines()[-1])
+    rows = []
+    for what, label in (
+        ("routed", "routed call"),
+        ("resolved", "missed resolution"),
+        ("finished", "missed finish"),
+    ):
+        small, large = results["small"][what], results["large"][what]
+        cells = []
+        for q in (0.5, 0.99):
+            cells += [fmt(percentile(small, q) * 1000, 3), fmt(percentile(large, q) * 1000, 3)]
+        p50 = ratio(percentile(large, 0.5), percentile(small, 0.5))
+        p99 = ratio(percentile(large, 0.99), percentile(small, 0.99))
+        rows.append([label, *cells, fmt(p50, 2), fmt(p99, 2)])
+    print()
+    print(f"reactor time per operation, ms ({args.rounds} rounds; small = 10 users/100 contacts, "
+          "large = 10,000 users/100,000 contacts)")  # fmt: skip
+    header = ["operation", "p50 small", "p50 large", "p99 small", "p99 large", "ratio p50", "ratio p99"]
+    print(table(header, rows))
+    print("goal: ratio large/small <= 1.5, p99 <= 2 ms")
+    print()
+    print(
+        table(
+            ["size", "RSS MB", "start-up s"],
+            [[size, fmt(r["rss_mb"], 1), fmt(r["build_s"], 2)] for size, r in results.items()],
+        )
+    )
+    print("goal: RSS <= 150 MB at the large size")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
