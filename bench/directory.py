@@ -111,12 +111,12 @@ class Session:
             self.variables["DIALSTATUS"] = "NOANSWER"
         return succeed(0)
 
-    def getVariable(self, name: str) -> Any:  # noqa: N802
+    def getVariable(self, name: str) -> Any:
         from twisted.internet.defer import succeed
 
         return succeed(self.variables.get(name))
 
-    def setVariable(self, name: str, value: str) -> Any:  # noqa: N802
+    def setVariable(self, name: str, value: str) -> Any:
         from twisted.internet.defer import succeed
 
         self.variables[name] = value
