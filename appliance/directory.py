@@ -230,6 +230,10 @@ class Directory:
         """All users by extension (for pages that list them; not for calls)."""
         return [self._users[key] for key in sorted(self._users)]
 
+    def users_page(self, after: str = "", limit: int = 100) -> list[User]:
+        """Up to ``limit`` users whose extension sorts after ``after`` (for the users page)."""
+        return [self._users[key] for key in sorted(key for key in self._users if key > after)[:limit]]
+
     def __len__(self) -> int:
         return len(self._users)
 

@@ -28,6 +28,7 @@ from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, PBXService
+from appliance.pbxusers import EndpointSync
 from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
@@ -96,6 +97,10 @@ class Appliance(MultiService):
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)
+        self.endpoint_sync = EndpointSync(
+            self.ami, self.pbx, self.directory, self.settings, reactor, language=config.language
+        )
+        self.endpoint_sync.setServiceParent(self)
         self.forwarding = Forwarding(
             Forwards(store), self.settings, self.directory, self.pbx, language=config.language
         )

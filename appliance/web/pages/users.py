@@ -1,16 +1,21 @@
-"""Admin: the user directory (list, add, edit, delete) and each user's web password.
+"""Admin: the user directory (list in pages, add, edit, delete, CSV export and
+import) and each user's web password.
 
 `appliance.directory` validates the records; its message is shown above the
 form and nothing is stored.  Deleting a user also removes their password and
-ends their sessions.
+ends their sessions.  A CSV import is shown as a preview first (every bad line
+with its reason); confirming stores all its users in one transaction, or none.
+Users created from Asterisk endpoints that are gone are flagged, not deleted.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from appliance.directory import Directory, DirectoryError, User
 from appliance.settings import Text
+from appliance.usercsv import parse_users_csv, users_csv
 from appliance.web import i18n
 from appliance.web.app import Body, NavEntry, Page, Router
 from appliance.web.auth import MIN_PASSWORD_LENGTH, Credentials, Sessions
@@ -38,10 +43,45 @@ i18n.add(
         "no": Text("no", "nein"),
         "delete_user": Text("Delete this user", "Diesen Benutzer löschen"),
         "user_deleted": Text("User deleted.", "Benutzer gelöscht."),
+        "devices": Text("Further devices (PJSIP endpoints)", "Weitere Geräte (PJSIP-Endpunkte)"),
+        "asterisk": Text("Asterisk", "Asterisk"),
+        "from_pbx": Text("from Asterisk", "aus Asterisk"),
+        "vanished": Text("endpoint gone", "Endpunkt entfernt"),
+        "export_csv": Text("Export CSV", "CSV exportieren"),
+        "import_csv": Text("Import CSV", "CSV importieren"),
+        "csv_file": Text("CSV file", "CSV-Datei"),
+        "check_import": Text("Check", "Prüfen"),
+        "csv_columns": Text(
+            "Columns: extension, name, email, language, groups, devices, numbers "
+            "(lists separated by spaces).",
+            "Spalten: extension, name, email, language, groups, devices, numbers "
+            "(Listen durch Leerzeichen getrennt).",
+        ),
+        "csv_preview": Text("Import preview", "Import-Vorschau"),
+        "csv_bad_lines": Text(
+            "Nothing can be imported; correct these lines:",
+            "Nichts kann importiert werden; bitte diese Zeilen korrigieren:",
+        ),
+        "csv_line": Text("Line", "Zeile"),
+        "csv_reason": Text("Problem", "Problem"),
+        "csv_ready": Text("users will be stored:", "Benutzer werden gespeichert:"),
+        "csv_new": Text("new", "neu"),
+        "csv_changed": Text("changed", "geändert"),
+        "csv_confirm": Text("Import all", "Alle importieren"),
+        "csv_imported": Text("users imported.", "Benutzer importiert."),
+        "next_page": Text("Next page", "Nächste Seite"),
+        "first_page": Text("First page", "Erste Seite"),
     }
 )
 
 _SEPARATORS = re.compile(r"[,\s]+")
+PAGE_SIZE = 100
+MAX_CSV = 2 * 1024 * 1024
+
+
+_Problems = list[tuple[int, str]]
+_Users = list[User]
+_FORM_FIELDS = ("name", "email", "language", "groups", "numbers", "devices")
 
 
 def _items(text: str) -> tuple[str, ...]:
@@ -57,6 +97,9 @@ class UserPages:
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/users", "nav_users", "admin", order=20)
         router.route("/admin/users", self.list, access="admin", nav=nav)
+        router.route("/admin/users/export.csv", self.export, access="admin")
+        router.route("/admin/users/import", self.check_import, access="admin", methods=["POST"])
+        router.route("/admin/users/import/confirm", self.confirm_import, access="admin", methods=["POST"])
         router.route("/admin/users/new", self.new, access="admin")
         router.route("/admin/users/new", self.create, access="admin", methods=["POST"])
         router.route("/admin/users/<extension>", self.edit, access="admin")
@@ -64,9 +107,72 @@ class UserPages:
         router.route("/admin/users/<extension>/delete", self.delete, access="admin", methods=["POST"])
 
     def list(self, page: Page) -> bytes:
-        users = self.directory.users()
+        after = page.arg("after")
+        users = self.directory.users_page(after, PAGE_SIZE + 1)
+        more = len(users) > PAGE_SIZE
+        users = users[:PAGE_SIZE]
         logins = {user.extension: self.credentials.has_password(user.extension) for user in users}
-        return page.render("users.html", users=users, logins=logins, deleted=page.arg("deleted") == "1")
+        imported = page.arg("imported")
+        return page.render(
+            "users.html",
+            users=users,
+            logins=logins,
+            deleted=page.arg("deleted") == "1",
+            imported=int(imported) if imported.isdigit() else None,
+            after=after,
+            next_after=users[-1].extension if more and users else "",
+        )
+
+    def export(self, page: Page) -> bytes:
+        page.request.setHeader(b"Content-Type", b"text/csv; charset=utf-8")
+        page.request.setHeader(b"Content-Disposition", b'attachment; filename="users.csv"')
+        return users_csv(self.directory.users()).encode("utf-8")
+
+    def check_import(self, page: Page) -> bytes:
+        values = (page.request.args or {}).get(b"file") or [b""]
+        return self._preview(page, values[0])
+
+    def confirm_import(self, page: Page) -> bytes:
+        return self._preview(page, page.arg("content").encode("utf-8"), confirmed=True)
+
+    def _preview(self, page: Page, raw: bytes, confirmed: bool = False) -> bytes:
+        if len(raw) > MAX_CSV:
+            return self._preview_page(page, 400, "", problems=[(1, "the file is larger than 2 MB")])
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return self._preview_page(page, 400, "", problems=[(1, "the file is not UTF-8 text")])
+        existing = {user.extension: user for user in self.directory.users()}
+        parsed = parse_users_csv(text, existing)
+        problems = [(p.line, p.reason) for p in parsed.problems]
+        if not problems and not parsed.users:
+            problems = [(2, "the file names no user")]
+        if problems:
+            return self._preview_page(page, 400, text, problems=problems)
+        if not confirmed:
+            new = [u for u in parsed.users if u.extension not in existing]
+            changed = [u for u in parsed.users if u.extension in existing and existing[u.extension] != u]
+            return self._preview_page(page, 200, text, new=new, changed=changed)
+        self.directory.put_users(list(parsed.users))
+        return page.redirect("/admin/users", {"imported": str(len(parsed.users))})
+
+    def _preview_page(
+        self,
+        page: Page,
+        status: int,
+        text: str,
+        problems: _Problems | None = None,
+        new: _Users | None = None,
+        changed: _Users | None = None,
+    ) -> bytes:
+        return page.render(
+            "users_import.html",
+            status=status,
+            content=text,
+            problems=problems or [],
+            new=new or [],
+            changed=changed or [],
+        )
 
     def new(self, page: Page) -> bytes:
         return self._form(page, 200, User("", "", language=page.language), is_new=True, error="")
@@ -84,9 +190,13 @@ class UserPages:
         return self._store(page, user, is_new=True)
 
     def update(self, page: Page, extension: str) -> Body:
-        if self.directory.user(extension) is None:
+        existing = self.directory.user(extension)
+        if existing is None:
             return page.error(404, "not_found", "not_found")
-        return self._store(page, self._submitted(page, extension), is_new=False)
+        submitted = self._submitted(page, extension)
+        # What the form does not show (Asterisk flags) stays as it is.
+        kept = replace(existing, **{f: getattr(submitted, f) for f in _FORM_FIELDS})
+        return self._store(page, kept, is_new=False)
 
     def delete(self, page: Page, extension: str) -> bytes:
         self.directory.delete_user(extension)
@@ -102,6 +212,7 @@ class UserPages:
             language=page.arg("language"),
             groups=_items(page.arg("groups")),
             numbers=_items(page.arg("numbers")),
+            devices=_items(page.arg("devices")),
         )
 
     def _store(self, page: Page, user: User, is_new: bool) -> Body:
