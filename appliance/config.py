@@ -1,7 +1,8 @@
 """The appliance's start-up configuration (``config.ini``).
 
 Only what must be known before the store opens lives here: where Asterisk,
-the SMTP relay and the store are, and where to listen.  Everything a user or
+the SMTP relay, the store and the company address books (CardDAV, LDAP, with
+their credentials) are, and where to listen.  Everything a user or
 admin changes at run time lives in the store instead.
 """
 
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from appliance.carddav import CardDAVConfig
+from appliance.ldapcontacts import LDAPConfig
 
 
 class ConfigError(Exception):
@@ -84,6 +89,9 @@ class ApplianceConfig:
     store: Path
     language: str
     web_limits: WebLimits = field(default_factory=WebLimits)
+    carddav: CardDAVConfig | None = None
+    ldap: LDAPConfig | None = None
+    contacts_sync_minutes: int = 60
 
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -138,6 +146,12 @@ def load(path: str | Path) -> ApplianceConfig:
             trusted_proxies=read.addresses("web", "trusted_proxies"),
         ),
     )
+    config = replace(
+        config,
+        carddav=_carddav(read) if parser.has_section("carddav") else None,
+        ldap=_ldap(read) if parser.has_section("ldap") else None,
+        contacts_sync_minutes=read.number("contacts", "sync_minutes", 1, 10080, default=60),
+    )
     if config.smtp.username and config.smtp.starttls != "required":
         raise ConfigError(
             f"{path}: [smtp] starttls: must be 'required' when a username is set "
@@ -146,6 +160,40 @@ def load(path: str | Path) -> ApplianceConfig:
     if "@" not in config.smtp.sender:
         raise ConfigError(f"{path}: [smtp] sender: {config.smtp.sender!r} is not an e-mail address")
     return config
+
+
+def _carddav(read: _Reader) -> CardDAVConfig:
+    url = read.text("carddav", "url")
+    if not url.startswith(("http://", "https://")):
+        raise read.fail("carddav", "url", f"{url!r} is not an http:// or https:// URL")
+    username = read.text("carddav", "username", default="")
+    if username and not url.startswith("https://") and not _loopback(url):
+        raise read.fail("carddav", "url", "credentials are only sent over https:// (or to this machine)")
+    return CardDAVConfig(url, username, read.text("carddav", "password", default=""))
+
+
+def _ldap(read: _Reader) -> LDAPConfig:
+    uri = read.text("ldap", "uri")
+    if not uri.startswith(("ldap://", "ldaps://")):
+        raise read.fail("ldap", "uri", f"{uri!r} is not an ldap:// or ldaps:// URI")
+    defaults = LDAPConfig(uri, "")
+    numbers = read.text("ldap", "attr_numbers", default=" ".join(defaults.numbers)).split()
+    return LDAPConfig(
+        uri=uri,
+        base=read.text("ldap", "base"),
+        bind_dn=read.text("ldap", "bind_dn", default=""),
+        password=read.text("ldap", "password", default=""),
+        filter=read.text("ldap", "filter", default=defaults.filter),
+        name=read.text("ldap", "attr_name", default=defaults.name),
+        numbers=tuple(numbers),
+        email=read.text("ldap", "attr_email", default=defaults.email),
+        organization=read.text("ldap", "attr_organization", default=defaults.organization),
+    )
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 class _Reader:
@@ -170,6 +218,17 @@ class _Reader:
         if not value and default is None:
             raise self._fail(section, key, "is empty")
         return value
+
+    def fail(self, section: str, key: str, problem: str) -> ConfigError:
+        return self._fail(section, key, problem)
+
+    def number(self, section: str, key: str, lowest: int, highest: int, default: int) -> int:
+        if not self.parser.has_section(section):
+            return default
+        raw = self.text(section, key, default=str(default))
+        if not raw.isdigit() or not lowest <= int(raw) <= highest:
+            raise self._fail(section, key, f"{raw!r} is not a whole number from {lowest} to {highest}")
+        return int(raw)
 
     def port(self, section: str, key: str, listen: bool = False) -> int:
         """A port; one we listen on may be 0, meaning any free port."""

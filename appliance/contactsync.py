@@ -14,8 +14,9 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Cooperator
+from twisted.internet.task import Cooperator, LoopingCall
 from twisted.logger import Logger
 
 from appliance.contacts import (
@@ -148,3 +149,43 @@ class ContactJobs:
             if gone:
                 self.contacts.store.apply(self.contacts.deletions(gone))
             yield None
+
+
+class ContactSources(Service):
+    """Syncs each configured address book at start, every ``minutes`` and on request."""
+
+    def __init__(self, sources: dict[str, Any], clock: Any, minutes: int) -> None:
+        self.sources = sources
+        self.clock = clock
+        self.minutes = minutes
+        self._loops: list[LoopingCall] = []
+        self._running: dict[str, Deferred[Any]] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for name in self.sources:
+            loop = LoopingCall(self.sync, name)
+            loop.clock = self.clock
+            loop.start(self.minutes * 60, now=True)
+            self._loops.append(loop)
+
+    def stopService(self) -> Any:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        return super().stopService()
+
+    def sync(self, name: str) -> Deferred[Any] | None:
+        """Start a sync of ``name`` unless one is running; failures are in the job status."""
+        if name in self._running:
+            return None
+        done = self.sources[name].sync().addErrback(lambda _failure: None)
+        if not done.called:
+            self._running[name] = done
+            done.addBoth(lambda result: (self._running.pop(name, None), result)[1])
+        return done
+
+    def sync_all(self) -> None:
+        for name in self.sources:
+            self.sync(name)

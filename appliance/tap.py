@@ -10,6 +10,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Cooperator
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -17,13 +18,15 @@ from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
 from appliance.callback.service import CallbackService
+from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
-from appliance.contactsync import ContactJobs
+from appliance.contactsync import ContactJobs, ContactSources
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.service import Forwarding
 from appliance.holding import HoldingStore
+from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.numbers import plan_from
@@ -110,6 +113,16 @@ class Appliance(MultiService):
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
         self.contact_jobs = ContactJobs(self.contacts, _cooperator(reactor), reactor)
         self.settings.subscribe(self._plan_changed, [PHONE_COUNTRY, PHONE_AREA])
+        sources: dict[str, Any] = {}
+        if config.carddav is not None:
+            sources["carddav"] = CardDAVSource(config.carddav, self.contact_jobs, http_client(reactor))
+        if config.ldap is not None:
+            pool = reactor.getThreadPool()
+            sources["ldap"] = LDAPSource(
+                config.ldap, self.contact_jobs, lambda f, *a: deferToThreadPool(reactor, pool, f, *a)
+            )
+        self.contact_sources = ContactSources(sources, reactor, config.contacts_sync_minutes)
+        self.contact_sources.setServiceParent(self)
         self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
         self.outbox.setServiceParent(self)
         self.missed = MissedCallService(
@@ -136,7 +149,7 @@ class Appliance(MultiService):
         self.web.add(CallbackPages(self.callbacks, self.directory))
         self.web.add(JournalPages(self.missed.journal, self.directory))
         self.web.add(NotificationPages(self.missed.journal, self.directory))
-        self.web.add(ContactPages(self.contacts, self.contact_jobs))
+        self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))
         self.web.alerts.append(self._store_alerts)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()

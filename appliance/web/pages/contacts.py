@@ -14,7 +14,7 @@ from typing import Any
 from twisted.python.failure import Failure
 
 from appliance.contacts import ContactDirectory, ContactError
-from appliance.contactsync import ContactJobs
+from appliance.contactsync import ContactJobs, ContactSources
 from appliance.settings import Text
 from appliance.web import i18n
 from appliance.web.app import NavEntry, Page, Router
@@ -50,6 +50,8 @@ i18n.add(
         "first_page": Text("First page", "Erste Seite"),
         "job_running": Text("running", "läuft"),
         "job_done": Text("done", "fertig"),
+        "address_books": Text("Address books", "Adressbücher"),
+        "sync_now": Text("Sync now", "Jetzt abgleichen"),
     }
 )
 
@@ -58,14 +60,24 @@ PAGE_SIZE = 50
 
 
 class ContactPages:
-    def __init__(self, contacts: ContactDirectory, jobs: ContactJobs) -> None:
+    def __init__(
+        self, contacts: ContactDirectory, jobs: ContactJobs, sources: ContactSources | None = None
+    ) -> None:
         self.contacts = contacts
         self.jobs = jobs
+        self.sources = sources
 
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/contacts", "nav_contacts", "admin", order=70)
         router.route("/admin/contacts", self.show, access="admin", nav=nav)
         router.route("/admin/contacts", self.upload, access="admin", methods=["POST"], upload=True)
+        router.route("/admin/contacts/sync", self.sync_now, access="admin", methods=["POST"])
+
+    def sync_now(self, page: Page) -> bytes:
+        """Start a sync of every address book; the page shows its progress and result."""
+        if self.sources is not None:
+            self.sources.sync_all()
+        return page.redirect("/admin/contacts")
 
     def show(self, page: Page) -> bytes:
         imported = page.arg("imported")
@@ -105,6 +117,7 @@ class ContactPages:
             after=page.arg("after"),
             next_after=cursor,
             jobs=sorted(self.jobs.status.values(), key=lambda job: job.name),
+            sources=sorted(self.sources.sources) if self.sources is not None else [],
             imported=imported,
             error=error,
         )
