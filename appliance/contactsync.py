@@ -79,9 +79,13 @@ class ContactJobs:
 
         def failed(failure: Any) -> Any:
             error = failure.value
-            text = str(error) if isinstance(error, ContactError | ValueError | OSError) else repr(error)
+            expected = isinstance(error, ContactError | ValueError | OSError)
+            text = str(error) if expected else repr(error)
             self._set(name, running=False, result=text, ok=False, finished=self.clock.seconds())
-            log.failure("contact job {job} failed", failure, job=name)
+            if expected:
+                log.warn("contact job {job} failed: {why}", job=name, why=text)
+            else:
+                log.failure("contact job {job} failed", failure, job=name)
             return failure
 
         return self.cooperator.coiterate(collect()).addCallbacks(finished, failed)

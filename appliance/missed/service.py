@@ -139,7 +139,7 @@ class MissedCallService(Service):
                 id=call.linkedid,
                 time=call.started,
                 caller_num="" if facts.suppressed else call.caller_num,
-                caller_name=call.caller_name,
+                caller_name=self._caller_name(call, contact),
                 caller_key=facts.caller_key,
                 ring_seconds=round(by_user[u].ring_seconds, 1),
                 answered_by=facts.answered_by,
@@ -170,6 +170,14 @@ class MissedCallService(Service):
             except Exception:
                 log.failure("missed-call observer failed")
         return decision
+
+    def _caller_name(self, call: TrackedCall, contact: Contact | None) -> str:
+        """The journal names the caller as the directory knows them; the caller ID name
+        (which the caller chose) only when neither contacts nor users know the number."""
+        if contact is not None:
+            return contact.name
+        user = self.directory.owner_of(call.caller_num) if call.caller_num else None
+        return user.name if user is not None else call.caller_name
 
     def _mail(
         self, call: TrackedCall, facts: MissedCall, contact: Contact | None, user: str, ring_seconds: float

@@ -254,3 +254,13 @@ def test_tap_wires_notifier_outbox_and_pickup(tmp_path: Path) -> None:
     assert service.outbox.parent is service and service.missed.parent is service
     assert service.feature_codes.lookup("*8200") == ("*8", directed_pickup)
     service.store.close()
+
+
+def test_journal_names_the_caller_from_the_directory(rig: Rig) -> None:
+    """The journal shows the contact's name, not the name the caller sent; an unknown
+    number keeps the caller ID name."""
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8, name="Spoofed Name")
+    rig.script.unanswered("trunk", "+4940999999", ["201"], ring=8, name="Someone")
+    [known] = rig.journal.entries("200")
+    [unknown] = rig.journal.entries("201")
+    assert (known.caller_name, unknown.caller_name) == ("Erika Mustermann", "Someone")
