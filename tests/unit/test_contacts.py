@@ -152,7 +152,7 @@ def test_large_import_runs_in_slices() -> None:
         clock.advance(0.01)
         slices += 1
     assert done.result == 450  # type: ignore[attr-defined]
-    assert slices == 450 + 3 + 1  # a turn after each card, each batch of 200, and the end
+    assert slices == 450 + 9 + 1  # a turn after each card, each batch of 50, and the end
     assert jobs.status["vcf"].result == "450 contacts imported" and not jobs.status["vcf"].running
     assert contacts.lookup("+4930100449").name == "Card 449"  # type: ignore[union-attr]
 
