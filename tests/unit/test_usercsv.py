@@ -118,3 +118,23 @@ def test_users_page_pages() -> None:
     link = re.search(r'<a rel="next" href="([^"]+)"', first).group(1)  # type: ignore[union-attr]
     second = re.findall(r'<tr id="user-(\d+)">', admin.get(html.unescape(link)).text)
     assert second[0] > rows[-1] and len(second) == 100
+
+
+def test_users_page_flags_vanished_endpoints_and_edit_keeps_flags() -> None:
+    """A user whose endpoint is gone is flagged on the list; saving the form (with a new
+    device) keeps the Asterisk flags."""
+    lab, admin = admin_browser()
+    lab.directory.put_user(User("260", "Gone Phone", from_pbx=True, vanished=True))
+    lab.directory.put_user(User("261", "Here Phone", from_pbx=True))
+    page = admin.get("/admin/users").text
+    row = page[page.index('<tr id="user-260">') :]
+    assert "endpoint gone" in row[: row.index("</tr>")]
+    row = page[page.index('<tr id="user-261">') :]
+    assert "from Asterisk" in row[: row.index("</tr>")]
+    token = admin.csrf("/admin/users/260")
+    fields = {"csrf": token, "name": "Gone Phone", "language": "de", "devices": "260-soft"}
+    assert admin.post("/admin/users/260", fields).code == 303
+    assert lab.directory.user("260") == User(
+        "260", "Gone Phone", devices=("260-soft",), from_pbx=True, vanished=True
+    )
+    assert lab.directory.owner_of("260-soft").extension == "260"  # type: ignore[union-attr]
