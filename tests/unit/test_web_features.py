@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import treq
@@ -25,7 +26,7 @@ from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
-from tests.unit.test_web import BASE, Browser, Lab, Reply, _wait, make_lab
+from tests.unit.test_web import BASE, Browser, Lab, Reply, _wait, hidden, make_lab
 
 SCRIPT = "<script>alert(1)</script>"
 VCARDS = """BEGIN:VCARD\r
@@ -511,3 +512,38 @@ def test_navigation_marks_only_the_page_shown(anna: Browser) -> None:
     """On /me/forwards the Forwards link is current, not the /me profile link above it."""
     page = anna.get("/me/forwards").text
     assert re.findall(r'<a href="([^"]+)" aria-current="page">', page) == ["/me/forwards"]
+
+
+def test_sync_now_starts_every_address_book_and_shows_the_result(lab: Lab) -> None:
+    """ "Sync now" runs each source once; the page shows each job's last result."""
+    from appliance.contactsync import ContactSources
+
+    contacts = ContactDirectory(lab.store)
+    jobs = ContactJobs(contacts, synchronous_cooperator(), lab.clock)
+    runs: list[str] = []
+
+    class Book:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def sync(self) -> Any:
+            runs.append(self.name)
+
+            def steps() -> Any:
+                yield from jobs.write_steps(
+                    self.name, [Contact(f"{self.name}:1", f"From {self.name}", ("0301",))]
+                )
+                return 1
+
+            return jobs.run(self.name, steps(), lambda count: f"{count} contacts from {self.name}")
+
+    sources = ContactSources({"carddav": Book("carddav"), "ldap": Book("ldap")}, lab.clock, 60)
+    lab.web.add(ContactPages(contacts, jobs, sources))
+    admin = logged_in(lab, "admin", "admin-secret")
+    page = admin.get("/admin/contacts").text
+    assert "Address books: carddav, ldap" in page
+    reply = admin.post("/admin/contacts/sync", {"csrf": hidden(page, "csrf")})
+    assert (reply.code, reply.header("location")) == (303, "/admin/contacts")
+    assert runs == ["carddav", "ldap"]
+    shown = admin.get("/admin/contacts").text
+    assert "1 contacts from carddav" in shown and "1 contacts from ldap" in shown
