@@ -23,12 +23,14 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
-from appliance.directory import EXTENSION, Directory, User
+from appliance.directory import EXTENSION, USER_BATCH, Directory, User
 from appliance.pbx import Change, EndpointChanged, PBXModel
 from appliance.settings import DIR_PBX_USERS, Settings
+from appliance.slices import SLICE_PAUSE
 
 log = Logger()
 
@@ -161,17 +163,18 @@ class EndpointSync(Service):
                 (str(e.get("Callerid") or "") for e in detail if e.get("Event") == "EndpointDetail"), ""
             )
             created.append(User(name, callerid_name(callerid) or name, language=self.language, from_pbx=True))
-        # The admin may have been quicker while Asterisk answered: their record wins,
-        # and a flag goes onto the record as it is now.
-        created = [user for user in created if self.directory.user(user.extension) is None]
-        flags = [
-            replace(current, vanished=user.vanished)
-            for user in decision.flag
-            if (current := self.directory.user(user.extension)) is not None
-            and current.vanished != user.vanished
-        ]
-        if created or flags:
-            self.directory.put_users([*created, *flags])
+        new = set(decision.create)
+        written: list[User] = []
+        wanted = [*created, *decision.flag]
+        for start in range(0, len(wanted), USER_BATCH):
+            batch = [u for user in wanted[start : start + USER_BATCH] if (u := self._still_wanted(user, new))]
+            if batch:
+                self.directory.put_users(batch)
+                written += batch
+            if start + USER_BATCH < len(wanted):
+                yield deferLater(self.clock, SLICE_PAUSE, lambda: None)
+        created = [u for u in written if u.extension in new]
+        flags = [u for u in written if u.extension not in new]
         self.last = Reconciled(tuple(u.extension for u in created), tuple(flags))
         log.info(
             "PJSIP endpoints: {count}; users created: {created}; vanished: {vanished}; back: {back}",
@@ -180,6 +183,16 @@ class EndpointSync(Service):
             vanished=[u.extension for u in flags if u.vanished],
             back=[u.extension for u in flags if not u.vanished],
         )
+
+    def _still_wanted(self, user: User, new: set[str]) -> User | None:
+        """The record to write now: the admin may have been quicker while Asterisk
+        answered (their record wins; a flag goes onto the record as it is now)."""
+        current = self.directory.user(user.extension)
+        if user.extension in new:
+            return user if current is None else None
+        if current is None or current.vanished == user.vanished:
+            return None
+        return replace(current, vanished=user.vanished)
 
     def _failed(self, failure: Any) -> None:
         if failure.check(AMIConnectionLost, AMINotConnected):

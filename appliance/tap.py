@@ -9,7 +9,6 @@ from twisted.application.internet import StreamServerEndpointService, backoffPol
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -33,6 +32,7 @@ from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.pbxusers import EndpointSync
 from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
+from appliance.slices import reactor_cooperator
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
 from appliance.web.pages.callbacks import CallbackPages
@@ -48,9 +48,6 @@ AMI_MAX_RETRY_SECONDS = 5.0
 
 AMI_KEEPALIVE_SECONDS = 5.0
 """Ping this often and wait this long for Pong: a dead link is noticed within 10 s."""
-
-SLICE_PAUSE = 0.002
-"""Seconds the reactor gets between two slices of a long contact job."""
 
 
 class Options(usage.Options):
@@ -111,7 +108,7 @@ class Appliance(MultiService):
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
-        self.contact_jobs = ContactJobs(self.contacts, _cooperator(reactor), reactor)
+        self.contact_jobs = ContactJobs(self.contacts, reactor_cooperator(reactor), reactor)
         self.settings.subscribe(self._plan_changed, [PHONE_COUNTRY, PHONE_AREA])
         sources: dict[str, Any] = {}
         if config.carddav is not None:
@@ -177,11 +174,6 @@ class Appliance(MultiService):
             return result
 
         return super().stopService().addBoth(close)
-
-
-def _cooperator(reactor: Any) -> Cooperator:
-    """Sliced jobs work ~10 ms, then let the reactor run for a moment."""
-    return Cooperator(scheduler=lambda run: reactor.callLater(SLICE_PAUSE, run))
 
 
 def _retry_policy() -> Any:

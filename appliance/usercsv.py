@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, replace
 
 from appliance.directory import DirectoryError, User
@@ -65,9 +65,23 @@ def users_csv(users: Iterable[User]) -> str:
     return out.getvalue()
 
 
+ROWS_PER_STEP = 200
+"""Rows checked between two turns of the reactor (a 2 MB file has ~25,000)."""
+
+
 def parse_users_csv(text: str, existing: dict[str, User] | None = None) -> Parsed:
     """Every user of ``text``, validated, or the problems; ``existing`` users keep
     what the CSV does not say (Asterisk flags)."""
+    steps = parse_steps(text, existing)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def parse_steps(text: str, existing: dict[str, User] | None = None) -> Generator[None, None, Parsed]:
+    """`parse_users_csv` as steps of `ROWS_PER_STEP` rows, for a `Cooperator`."""
     lines = text.lstrip("\ufeff").splitlines()
     if not lines or not lines[0].strip():
         return Parsed((), (Problem(1, "the file is empty; the first line must name the columns"),))
@@ -92,6 +106,8 @@ def parse_users_csv(text: str, existing: dict[str, User] | None = None) -> Parse
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for number, row in enumerate(rows[1:], start=2):
+        if number % ROWS_PER_STEP == 0:
+            yield None
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):

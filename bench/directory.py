@@ -188,8 +188,8 @@ def import_slices(cards: int) -> dict[str, float]:
 
     from appliance.contacts import ContactDirectory
     from appliance.contactsync import ContactJobs
+    from appliance.slices import SLICE_PAUSE
     from appliance.store import SQLiteStore
-    from appliance.tap import SLICE_PAUSE
 
     store = SQLiteStore(Path(tempfile.mkdtemp(prefix="bench-import-")) / "store.sqlite3")
     held: list[float] = []

@@ -63,3 +63,21 @@ def test_csv_round_trip(admin: Page, running: Running, tmp_path: Path) -> None:
         admin.click("text=Export CSV")
     round_trip = parse_users_csv(Path(again.value.path()).read_text(encoding="utf-8")).users
     assert round_trip == tuple(running.call(directory.users))
+
+
+def test_large_csv_import_in_slices(admin: Page, running: Running, tmp_path: Path) -> None:
+    """1,000 users (checked and stored in slices by the running appliance) arrive whole."""
+    lines = ["extension,name,email,language,groups"]
+    lines += [f"{5000 + i},Massen Nutzer {i},m{i}@example.com,de,bulk" for i in range(1000)]
+    (tmp_path / "many.csv").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    admin.goto(running.url + "/admin/users")
+    admin.set_input_files("#csv-file", str(tmp_path / "many.csv"))
+    admin.click("text=Check")
+    expect(admin.get_by_role("status")).to_contain_text("1000 new, 0 changed")
+    admin.click("#confirm-import")
+    expect(admin.get_by_role("status")).to_contain_text("1000 users imported.")
+    directory = running.appliance.directory
+    members = running.call(directory.members_of, "bulk")
+    assert len(members) == 1000 and members[0] == User(
+        "5000", "Massen Nutzer 0", "m0@example.com", "de", ("bulk",)
+    )

@@ -116,3 +116,26 @@ def test_put_users_is_all_or_nothing() -> None:
     with pytest.raises(DirectoryError):
         directory.put_users([User("200", "Good"), User("2", "Bad")])
     assert directory.users() == []
+
+
+def test_put_users_in_slices() -> None:
+    """Thousands of users are written 200 to a transaction, the clock turning in between;
+    a bad one among them stores none."""
+    from twisted.internet.task import Clock
+
+    from appliance.slices import SLICE_PAUSE, reactor_cooperator
+
+    store = MemoryStore()
+    directory = Directory(store)
+    transactions: list[int] = []
+    original = store.apply
+    store.apply = lambda changes: (transactions.append(len(list(changes))), original(changes))[1]  # type: ignore[method-assign]
+    clock = Clock()
+    users = [User(str(1000 + i), f"U {i}") for i in range(450)]
+    done = directory.put_users_in_slices(users, reactor_cooperator(clock))
+    while not done.called:
+        clock.advance(SLICE_PAUSE)
+    assert len(directory) == 450 and len(transactions) == 3
+    with pytest.raises(DirectoryError):
+        directory.put_users_in_slices([User("3000", "ok"), User("3", "bad")], reactor_cooperator(clock))
+    assert directory.user("3000") is None

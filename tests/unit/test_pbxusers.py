@@ -14,6 +14,7 @@ from appliance.directory import Directory, User
 from appliance.pbx import PBXModel
 from appliance.pbxusers import EndpointSync, callerid_name, reconcile
 from appliance.settings import Settings
+from appliance.slices import SLICE_PAUSE
 from appliance.testing import MemoryStore
 
 
@@ -149,3 +150,17 @@ def test_a_burst_of_reasons_makes_one_sync() -> None:
     rig.ami.event("Reload", Module="app_queue.so")
     rig.clock.advance(1)
     assert [action for action, _ in rig.ami.asked].count("PJSIPShowEndpoints") == 1
+
+
+def test_many_new_endpoints_are_written_in_batches() -> None:
+    """450 new endpoints: all become users, 200 to a transaction with the clock turning between."""
+    rig = Rig({str(1000 + i): f'"Phone {i}" <{1000 + i}>' for i in range(450)})
+    transactions: list[int] = []
+    original = rig.store.apply
+    rig.store.apply = lambda changes: (transactions.append(1), original(changes))[1]  # type: ignore[method-assign]
+    rig.ami.login()
+    rig.clock.advance(1)
+    assert len(rig.directory) == 200  # the first batch; the rest after the reactor's turn
+    rig.clock.pump([SLICE_PAUSE, SLICE_PAUSE])
+    assert len(rig.directory) == 450 and rig.directory.user("1449").name == "Phone 449"  # type: ignore[union-attr]
+    assert len(transactions) == 3

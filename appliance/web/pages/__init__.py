@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 
 def core_pages(web: WebApp) -> list[PageGroup]:
     """The groups every appliance has, built from the web app's own dependencies."""
+    from appliance.slices import reactor_cooperator
     from appliance.web.pages.profile import ProfilePages
     from appliance.web.pages.settings import SettingsPages
     from appliance.web.pages.users import UserPages
 
     return [
         SettingsPages(web.settings),
-        UserPages(web.directory, web.credentials, web.sessions),
+        UserPages(web.directory, web.credentials, web.sessions, reactor_cooperator(web.clock)),
         ProfilePages(web.directory, web.credentials),
     ]
