@@ -75,3 +75,44 @@ def test_not_ini(tmp_path: Path) -> None:
     """A file that is not INI at all is refused in one line."""
     with pytest.raises(ConfigError, match="not a valid INI file"):
         load(write(tmp_path, "port = 1\n"))
+
+
+def test_address_books(tmp_path: Path) -> None:
+    """[carddav] and [ldap] are read with their defaults; without them there are none."""
+    assert load(write(tmp_path, shipped())).carddav is None
+    text = shipped() + (
+        "[carddav]\nurl = https://dav.example.org/book/\nusername = office\npassword = s3cret\n"
+        "[ldap]\nuri = ldaps://ldap.example.org\nbase = ou=people,dc=example,dc=org\n"
+        "attr_numbers = telephoneNumber ipPhone\n"
+    )
+    config = load(write(tmp_path, text))
+    assert config.carddav is not None and config.carddav.username == "office"
+    assert config.ldap is not None and config.ldap.numbers == ("telephoneNumber", "ipPhone")
+    assert config.ldap.filter == "(objectClass=inetOrgPerson)" and config.contacts_sync_minutes == 60
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("[carddav]\nurl = ftp://x/\n", r"\[carddav\] url: 'ftp://x/' is not an http:// or https:// URL"),
+        (
+            "[carddav]\nurl = http://dav.example.org/\nusername = u\n",
+            r"\[carddav\] url: credentials are only sent over https://",
+        ),
+        ("[ldap]\nuri = ldaps://x\n", r"\[ldap\] base: is missing"),
+        (
+            "[ldap]\nuri = http://x\nbase = dc=x\n",
+            r"\[ldap\] uri: 'http://x' is not an ldap:// or ldaps:// URI",
+        ),
+    ],
+)
+def test_bad_address_book_is_one_clear_line(tmp_path: Path, section: str, message: str) -> None:
+    """A bad address-book setting stops start-up with file, section, key and problem."""
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, shipped() + section))
+
+
+def test_bad_sync_interval(tmp_path: Path) -> None:
+    """[contacts] sync_minutes must be a whole number of minutes."""
+    with pytest.raises(ConfigError, match=r"\[contacts\] sync_minutes: '0' is not a whole number from 1"):
+        load(write(tmp_path, shipped(sync_minutes="0")))
