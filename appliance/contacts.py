@@ -169,17 +169,19 @@ class ContactDirectory:
         """The store changes that put ``contacts`` (replacing same UIDs) with their index."""
         plan = plan or self.plan
         writes: dict[tuple[str, str], Any] = {}
+        batch: dict[str, Contact] = {}
         added = 0
         for contact in contacts:
             contact = replace(contact, keys=tuple(dict.fromkeys(plan.normalize(n) for n in contact.numbers)))
-            old = self.get(contact.uid)
-            if old is None and (CONTACTS, contact.uid) not in writes:
+            old = batch.get(contact.uid) or self.get(contact.uid)
+            if old is None:
                 added += 1
             for key in _index_keys(old) if old else ():
                 writes[INDEX, key] = DELETE
             for key in _index_keys(contact):
                 writes[INDEX, key] = contact.uid
             writes[CONTACTS, contact.uid] = asdict(contact)
+            batch[contact.uid] = contact
         if added:
             writes[INDEX, COUNT] = self.count() + added
         return [(namespace, key, value) for (namespace, key), value in writes.items()]

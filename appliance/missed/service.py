@@ -122,7 +122,7 @@ class MissedCallService(Service):
     def finish(self, call: TrackedCall) -> Decision:
         facts, contact = self.facts(call)
         users = [p.user for p in facts.participants]
-        rules = Rules.from_settings(self.settings.get, self.contacts.normalize)
+        rules = Rules.from_settings(self.settings.get, self.contacts.plan.normalize)
         subscribers = [
             u for u in users if (user := self.directory.user(u)) and user.email and self.journal.opted_in(u)
         ]

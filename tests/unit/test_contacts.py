@@ -171,3 +171,12 @@ def test_garbage_is_refused() -> None:
     """A file that is not vCard raises ContactError."""
     with pytest.raises(ContactError):
         ContactDirectory(MemoryStore()).import_vcf("BEGIN:VCARD\nthis is : not\n::\n")
+
+
+def test_same_uid_twice_in_one_file() -> None:
+    """The later card of a UID wins and the earlier one's numbers leave the index."""
+    contacts = ContactDirectory(MemoryStore())
+    contacts.put([Contact("a", "First", ("030 1111",)), Contact("a", "Second", ("030 2222",))])
+    assert contacts.lookup("+49301111") is None
+    assert contacts.lookup("+49302222").name == "Second"  # type: ignore[union-attr]
+    assert contacts.count() == 1

@@ -264,3 +264,13 @@ def test_journal_names_the_caller_from_the_directory(rig: Rig) -> None:
     [known] = rig.journal.entries("200")
     [unknown] = rig.journal.entries("201")
     assert (known.caller_name, unknown.caller_name) == ("Erika Mustermann", "Someone")
+
+
+def test_exclusion_list_in_another_spelling(rig: Rig) -> None:
+    """MC_EXCLUDE_NUMBERS "030 123456" (as the admin typed it) stops the mail for +4930123456;
+    the journal entry is written all the same."""
+    rig.settings.set("MC_EXCLUDE_NUMBERS", "0171 555\n030 123456")
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.deliver()
+    assert rig.sent == []
+    assert len(rig.journal.entries("200")) == 1
