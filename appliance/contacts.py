@@ -220,6 +220,10 @@ class ContactDirectory:
         stored = self.store.get(INDEX, COUNT, 0)
         return stored if isinstance(stored, int) else 0
 
+    def needs_index(self) -> bool:
+        """Contacts stored by a version without the index (its count is missing)."""
+        return self.store.get(INDEX, COUNT) is None and bool(self.store.page(CONTACTS, limit=1))
+
     def get(self, uid: str) -> Contact | None:
         return _contact(self.store.get(CONTACTS, uid))
 

@@ -21,6 +21,8 @@ from twisted.logger import Logger
 
 from appliance.contacts import (
     CONTACTS,
+    COUNT,
+    INDEX,
     WRITE_BATCH,
     Contact,
     ContactDirectory,
@@ -131,6 +133,7 @@ class ContactJobs:
                 after, count = rows[-1][0], count + len(rows)
                 self.progress(name, count, 0)
                 yield None
+            self.contacts.store.put(INDEX, COUNT, count)
             return count
 
         return self.run(name, steps(), lambda count: f"{count} contacts indexed")

@@ -110,6 +110,8 @@ class Appliance(MultiService):
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
         self.contact_jobs = ContactJobs(self.contacts, reactor_cooperator(reactor), reactor)
         self.settings.subscribe(self._plan_changed, [PHONE_COUNTRY, PHONE_AREA])
+        if self.contacts.needs_index():  # contacts stored before the index existed
+            reactor.callWhenRunning(self._plan_changed, "", None)
         sources: dict[str, Any] = {}
         if config.carddav is not None:
             sources["carddav"] = CardDAVSource(config.carddav, self.contact_jobs, http_client(reactor))
@@ -165,7 +167,7 @@ class Appliance(MultiService):
 
     def _plan_changed(self, name: str, value: object) -> None:
         """Contacts are indexed by their E.164 numbers: a new country or area code
-        re-indexes them (in slices)."""
+        re-indexes them (in slices), as do contacts from before the index."""
         self.contact_jobs.reindex().addErrback(lambda failure: None)
 
     def stopService(self) -> Any:

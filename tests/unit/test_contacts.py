@@ -180,3 +180,14 @@ def test_same_uid_twice_in_one_file() -> None:
     assert contacts.lookup("+49301111") is None
     assert contacts.lookup("+49302222").name == "Second"  # type: ignore[union-attr]
     assert contacts.count() == 1
+
+
+def test_contacts_from_before_the_index_are_indexed() -> None:
+    """Records an older version stored (no index, no count) are found after a re-index."""
+    store = MemoryStore()
+    store.put("contacts", "old-1", {"uid": "old-1", "name": "Alt Kontakt", "numbers": ["030 777"]})
+    contacts = ContactDirectory(store)
+    assert contacts.needs_index() and contacts.lookup("+4930777") is None
+    ContactJobs(contacts, synchronous_cooperator(), Clock()).reindex()
+    assert contacts.lookup("030777").name == "Alt Kontakt"  # type: ignore[union-attr]
+    assert contacts.count() == 1 and not contacts.needs_index()
