@@ -128,12 +128,14 @@ class Slapd:
             f"directory {self.dir / 'db'}\nmaxsize 10485760\n"
         )
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        # Debug level 8 logs the daemon loop: "listen=" is written once the socket
+        # accepts ("slapd starting" comes before listen()).
         self.process = subprocess.Popen(
-            [binary, "-f", str(self.dir / "slapd.conf"), "-h", self.uri + "/", "-d", "256"],
+            [binary, "-f", str(self.dir / "slapd.conf"), "-h", self.uri + "/", "-d", "264"],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
-        self._drain = _wait_for_line(self.process, "slapd starting", "slapd")
+        self._drain = _wait_for_line(self.process, "daemon: epoll: listen=", "slapd")
         self.add(self.base, ["dcObject", "organization"], {"dc": "example", "o": "Example"})
         self.add(f"ou=people,{self.base}", ["organizationalUnit"], {"ou": "people"})
 
