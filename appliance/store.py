@@ -328,6 +328,10 @@ class SQLiteStore:
         try:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
+            # 16 MB of page cache (SQLite's default is 2 MB): with 100,000 contacts the
+            # pages a call reads (settings, forwards, index nodes) stay in memory, so the
+            # cost per call does not grow with the address book (bench/directory.py).
+            db.execute("PRAGMA cache_size = -16000")
             # A write at start: a store that cannot be written stops start-up
             # instead of failing every login later.
             db.execute("BEGIN IMMEDIATE")
