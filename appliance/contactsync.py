@@ -190,7 +190,12 @@ class ContactSources(Service):
         done = self.sources[name].sync().addErrback(lambda _failure: None)
         if not done.called:
             self._running[name] = done
-            done.addBoth(lambda result: (self._running.pop(name, None), result)[1])
+
+            def finished(result: object) -> object:
+                del self._running[name]
+                return result
+
+            done.addBoth(finished)
         return done
 
     def sync_all(self) -> None:

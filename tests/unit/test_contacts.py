@@ -191,3 +191,34 @@ def test_contacts_from_before_the_index_are_indexed() -> None:
     ContactJobs(contacts, synchronous_cooperator(), Clock()).reindex()
     assert contacts.lookup("030777").name == "Alt Kontakt"  # type: ignore[union-attr]
     assert contacts.count() == 1 and not contacts.needs_index()
+
+
+def test_sources_sync_at_start_periodically_and_never_twice_at_once() -> None:
+    """Each address book syncs when the service starts and every interval; "sync now"
+    while one runs starts no second one."""
+    from twisted.internet.defer import Deferred
+
+    from appliance.contactsync import ContactSources
+
+    started: list[Deferred[None]] = []
+
+    class Book:
+        def sync(self) -> Deferred[None]:
+            started.append(Deferred())
+            return started[-1]
+
+    clock = Clock()
+    sources = ContactSources({"carddav": Book()}, clock, minutes=60)
+    sources.startService()
+    assert len(started) == 1
+    sources.sync_all()
+    assert len(started) == 1  # still running
+    started[0].callback(None)
+    sources.sync_all()
+    assert len(started) == 2
+    started[1].callback(None)
+    clock.advance(3600)
+    assert len(started) == 3
+    sources.stopService()
+    clock.advance(3600)
+    assert len(started) == 3
