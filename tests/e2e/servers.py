@@ -1,13 +1,13 @@
 """Real address-book servers on loopback for the contact tests: Radicale (CardDAV,
-from PyPI) and OpenLDAP's slapd (Debian).  Each runs in a temporary directory,
-is ready when it says so on its log, and is stopped by process id."""
+from PyPI) and OpenLDAP's slapd (Debian).  Each runs in a temporary directory on
+a port of the lab instance's reserved range (`tests.e2e.portblocks`), is ready
+when it says so on its log, and is stopped by process id."""
 
 from __future__ import annotations
 
 import os
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,13 +15,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from appliance.lab import LabPorts
+from tests.e2e.portblocks import PortBlocks
+
 READY_SECONDS = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def port_blocks() -> PortBlocks:
+    """The reserved test ports of this run's lab instance (``APPLIANCE_TEST_LAB``)."""
+    return PortBlocks.for_lab(LabPorts.for_instance(os.environ.get("APPLIANCE_TEST_LAB", "test")))
 
 
 def _wait_for_line(process: subprocess.Popen[bytes], marker: str, what: str) -> subprocess.Popen[bytes]:
@@ -53,7 +55,8 @@ class Radicale:
 
     def __init__(self, user: str = "office", password: str = "dav-secret") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="radicale-"))
-        self.port = free_port()
+        self.block = port_blocks().take()
+        self.port = self.block.tcp[0]
         self.user, self.password = user, password
         (self.dir / "users").write_text(f"{user}:{password}\n")
         (self.dir / "config").write_text(
@@ -95,6 +98,7 @@ class Radicale:
         self.process.terminate()
         self.process.wait(10)
         self._drain.wait(10)
+        port_blocks().release(self.block)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -120,7 +124,8 @@ class Slapd:
             raise RuntimeError("slapd is not installed (./dev setup installs Debian's slapd)")
         self.dir = Path(tempfile.mkdtemp(prefix="slapd-"))
         (self.dir / "db").mkdir()
-        self.port = free_port()
+        self.block = port_blocks().take()
+        self.port = self.block.tcp[0]
         includes = "".join(f"include /etc/ldap/schema/{name}.schema\n" for name in SCHEMAS)
         (self.dir / "slapd.conf").write_text(
             f"{includes}pidfile {self.dir / 'slapd.pid'}\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n"
@@ -160,4 +165,5 @@ class Slapd:
         self.process.terminate()
         self.process.wait(10)
         self._drain.wait(10)
+        port_blocks().release(self.block)
         shutil.rmtree(self.dir, ignore_errors=True)

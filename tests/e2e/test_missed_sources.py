@@ -14,10 +14,10 @@ from twisted.internet.defer import DeferredList
 
 from appliance.lab import Lab
 from tests.e2e.servers import Radicale, Slapd
-from tests.e2e.test_missed import Inbox, Rig, call_and_cancel, inbox, ringing_phones
+from tests.e2e.test_missed import Inbox, Rig, call_and_cancel, inbox, relay_port, ringing_phones
 from tests.e2e.waiting import wait_until
 
-__all__ = ["inbox"]  # the fixture, imported for pytest
+__all__ = ["inbox", "relay_port"]  # the fixtures, imported for pytest
 
 RADICALE_CALLER = "+4930555111"
 LDAP_CALLER = "+4940123456"
