@@ -13,7 +13,15 @@ from twisted.internet.defer import DeferredList
 
 from appliance.directory import User
 from appliance.lab import Lab
-from tests.e2e.test_forwarding import channels_seen, forward, logged, no_calls_left, registered, run
+from tests.e2e.test_forwarding import (
+    call_from_trunk,
+    channels_seen,
+    forward,
+    logged,
+    no_calls_left,
+    registered,
+    run,
+)
 from tests.e2e.waiting import wait_until
 
 __all__ = ["no_calls_left"]  # the autouse fixture ends calls left up by killed phones
@@ -84,15 +92,7 @@ def test_external_caller_id_in_another_spelling_breaks_through(appliance, phones
     diverted = channels_seen(appliance, "300")
     yield registered(appliance, reactor, line)
     answering = run(line, "fwd_answer")
-    calling = run(
-        phones("trunk"),
-        "fwd_call",
-        listen=False,
-        target="200",
-        hold_ms=300,
-        name="Outside",
-        extra="P-Asserted-Identity: <sip:+4930123456@127.0.0.1>\r\n",
-    )
+    calling = call_from_trunk(phones, "200", "+4930123456")
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
     [seen] = logged(line, answering, "INVITE-FROM")

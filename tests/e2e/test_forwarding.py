@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -54,6 +55,19 @@ def run(phone: Phone, scenario: str, listen: bool = True, timeout: int = 60, **v
         "-aa",
         local_port=phone.port if listen else None,
         timeout=timeout,
+    )
+
+
+def call_from_trunk(phones: Any, target: str, number: str) -> SippRun:
+    """An outside caller with caller ID ``number`` (P-Asserted-Identity) calls ``target``."""
+    return run(
+        phones("trunk"),
+        "fwd_call",
+        listen=False,
+        target=target,
+        hold_ms=300,
+        name="Outside",
+        extra=f"P-Asserted-Identity: <sip:{number}@127.0.0.1>\r\n",
     )
 
 
@@ -147,15 +161,7 @@ def test_internal_only_forward_ignores_external_call(appliance, phones, reactor)
     diverted = channels_seen(appliance, "300")
     yield registered(appliance, reactor, line)
     answering = run(line, "fwd_answer")
-    calling = run(
-        phones("trunk"),
-        "fwd_call",
-        listen=False,
-        target="200",
-        hold_ms=300,
-        name="Outside",
-        extra="P-Asserted-Identity: <sip:+4930123456@127.0.0.1>\r\n",
-    )
+    calling = call_from_trunk(phones, "200", "+4930123456")
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
     [seen] = logged(line, answering, "INVITE-FROM")
