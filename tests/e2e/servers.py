@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from appliance.lab import LabPorts
-from tests.e2e.portblocks import PortBlocks
+from tests.e2e.portblocks import PortBlock, PortBlocks
 
 READY_SECONDS = 30.0
 
@@ -50,7 +50,23 @@ def _wait_for_line(process: subprocess.Popen[bytes], marker: str, what: str) -> 
     return subprocess.Popen(["cat"], stdin=process.stderr, stdout=subprocess.DEVNULL)
 
 
-class Radicale:
+class _Server:
+    """A server process in a temporary directory on a port block of its own."""
+
+    dir: Path
+    block: PortBlock
+    process: subprocess.Popen[bytes]
+    _drain: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self._drain.wait(10)
+        port_blocks().release(self.block)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Radicale(_Server):
     """A CardDAV server with one user and one address book."""
 
     def __init__(self, user: str = "office", password: str = "dav-secret") -> None:
@@ -94,13 +110,6 @@ class Radicale:
     def delete(self, name: str) -> None:
         self._request("DELETE", self.url + name)
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self._drain.wait(10)
-        port_blocks().release(self.block)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 def _basic(user: str, password: str) -> str:
     import base64
@@ -111,7 +120,7 @@ def _basic(user: str, password: str) -> str:
 SCHEMAS = ("core", "cosine", "inetorgperson")
 
 
-class Slapd:
+class Slapd(_Server):
     """OpenLDAP with one database ``dc=example,dc=org`` and an admin who may write."""
 
     base = "dc=example,dc=org"
@@ -160,10 +169,3 @@ class Slapd:
             ["inetOrgPerson"],
             {"cn": name, "sn": name.split()[-1], "uid": uid, **attributes},
         )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self._drain.wait(10)
-        port_blocks().release(self.block)
-        shutil.rmtree(self.dir, ignore_errors=True)
