@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -191,7 +192,8 @@ def import_slices(cards: int) -> dict[str, float]:
     from appliance.slices import SLICE_PAUSE
     from appliance.store import SQLiteStore
 
-    store = SQLiteStore(Path(tempfile.mkdtemp(prefix="bench-import-")) / "store.sqlite3")
+    work = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    store = SQLiteStore(work / "store.sqlite3")
     held: list[float] = []
     busy: list[float] = []
 
@@ -219,6 +221,8 @@ def import_slices(cards: int) -> dict[str, float]:
     reactor.callWhenRunning(run)
     reactor.run()
     assert outcome and outcome[0] == cards, outcome
+    store.close()
+    shutil.rmtree(work, ignore_errors=True)
     total = time.perf_counter() - started
     held.sort()
     over = sum(1 for seconds in held if seconds > 0.050)
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         results[size] = json.loads(output.strip().splitlines()[-1])
+        shutil.rmtree(work, ignore_errors=True)
     labels = (("routed", "routed call"), ("resolved", "missed resolution"), ("finished", "missed finish"))
     header = ["operation", "p50 small", "p50 large", "p99 small", "p99 large", "ratio p50", "ratio p99"]
     for prefix, title in (
