@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 
@@ -72,3 +73,27 @@ def _normalize(raw: str, region: str, area: str, internal_max: int) -> str:
 def plan_from(get: Callable[[str], object]) -> NumberPlan:
     """The plan the admin set (settings PHONE_COUNTRY and PHONE_AREA), read on use."""
     return NumberPlan(region=str(get("PHONE_COUNTRY") or "DE"), area=str(get("PHONE_AREA") or ""))
+
+
+OLD_PLAN = ("contacts_config", "plan")
+"""Where an earlier version kept the plan, hidden: ``{"country": "49", "area": "30"}``."""
+
+
+def migrate_old_plan(store: Any, settings: Any) -> None:
+    """Move a plan an earlier version kept in the store into the visible settings (unless
+    the admin set those already) and delete the old key."""
+    old = store.get(*OLD_PLAN)
+    if old is None:
+        return
+    changes: dict[str, str] = {}
+    if isinstance(old, dict):
+        country = str(old.get("country", "")).lstrip("+")
+        region = phonenumbers.region_code_for_country_code(int(country)) if country.isdigit() else "ZZ"
+        if region != "ZZ" and store.get("settings", "PHONE_COUNTRY") is None:
+            changes["PHONE_COUNTRY"] = region
+        area = str(old.get("area", "")).lstrip("0")
+        if area.isdigit() and store.get("settings", "PHONE_AREA") is None:
+            changes["PHONE_AREA"] = area
+    if changes:
+        settings.set_many(changes)
+    store.delete(*OLD_PLAN)

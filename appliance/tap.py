@@ -28,7 +28,7 @@ from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
 from appliance.missed.service import MissedCallService, directed_pickup
-from appliance.numbers import plan_from
+from appliance.numbers import migrate_old_plan, plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.pbxusers import EndpointSync
 from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
@@ -107,6 +107,7 @@ class Appliance(MultiService):
         self.router = CallRouter(self.pbx, forwarding=self.forwarding)
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
+        migrate_old_plan(store, self.settings)
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
         self.contact_jobs = ContactJobs(self.contacts, reactor_cooperator(reactor), reactor)
         self.settings.subscribe(self._plan_changed, [PHONE_COUNTRY, PHONE_AREA])

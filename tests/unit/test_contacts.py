@@ -222,3 +222,19 @@ def test_sources_sync_at_start_periodically_and_never_twice_at_once() -> None:
     sources.stopService()
     clock.advance(3600)
     assert len(started) == 3
+
+
+def test_old_hidden_plan_becomes_the_visible_settings() -> None:
+    """A plan in contacts_config/plan (earlier versions) moves into PHONE_COUNTRY and
+    PHONE_AREA; the old key is gone; settings the admin set are kept."""
+    from appliance.numbers import migrate_old_plan
+
+    store = MemoryStore()
+    settings = Settings(store)
+    store.put("contacts_config", "plan", {"country": "43", "area": "01"})
+    migrate_old_plan(store, settings)
+    assert (settings.get("PHONE_COUNTRY"), settings.get("PHONE_AREA")) == ("AT", "1")
+    assert store.get("contacts_config", "plan") is None
+    store.put("contacts_config", "plan", {"country": "49", "area": "30"})
+    migrate_old_plan(store, settings)
+    assert (settings.get("PHONE_COUNTRY"), settings.get("PHONE_AREA")) == ("AT", "1")
