@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.carddav import CardDAVConfig
+from appliance.carddav import SYNC_MODES, CardDAVConfig
 from appliance.ldapcontacts import LDAPConfig
 
 
@@ -169,7 +169,8 @@ def _carddav(read: _Reader) -> CardDAVConfig:
     username = read.text("carddav", "username", default="")
     if username and not url.startswith("https://") and not _loopback(url):
         raise read.fail("carddav", "url", "credentials are only sent over https:// (or to this machine)")
-    return CardDAVConfig(url, username, read.text("carddav", "password", default=""))
+    sync = read.choice("carddav", "sync", SYNC_MODES, default="auto")
+    return CardDAVConfig(url, username, read.text("carddav", "password", default=""), sync)
 
 
 def _ldap(read: _Reader) -> LDAPConfig:

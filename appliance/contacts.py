@@ -55,6 +55,8 @@ class Contact:
     """Where it came from: ``vcf``, ``carddav`` or ``ldap``."""
     keys: tuple[str, ...] = field(default=(), repr=False)
     """The numbers in canonical form when it was stored (what the index holds)."""
+    etag: str = ""
+    """The version the address book gave the card (CardDAV ETag), to fetch only changes."""
 
 
 def clean(text: object) -> str:
@@ -133,6 +135,7 @@ def _contact(record: object) -> Contact | None:
             vcard=record.get("vcard", ""),
             source=record.get("source", "vcf"),
             keys=tuple(record.get("keys", ())),
+            etag=record.get("etag", ""),
         )
     except (KeyError, TypeError):
         return None

@@ -78,6 +78,28 @@ def test_carddav_incremental_sync(radicale: Radicale, jobs: ContactJobs, reactor
 
 
 @pytest_twisted.inlineCallbacks
+def test_carddav_by_etags(radicale: Radicale, jobs: ContactJobs, reactor: Any) -> Any:
+    """With ETags instead of sync tokens: only cards whose ETag changed are fetched, and a
+    card the server no longer lists is deleted."""
+    radicale.put("erika.vcf", card("erika", "Erika Radicale", "030 555111"))
+    radicale.put("max.vcf", card("max", "Max Radicale", "+49 171 2223334"))
+    config = CardDAVConfig(radicale.url, radicale.user, radicale.password, sync="etag")
+    source = CardDAVSource(config, jobs, http_client(reactor))
+    yield source.sync()
+    assert jobs.status["carddav"].result == "2 contacts updated, 0 removed"
+    assert jobs.contacts.lookup("+4930555111").name == "Erika Radicale"
+    yield source.sync()
+    assert jobs.status["carddav"].result == "0 contacts updated, 0 removed"
+
+    radicale.put("erika.vcf", card("erika", "Erika Etag", "030 555111"))
+    radicale.delete("max.vcf")
+    yield source.sync()
+    assert jobs.status["carddav"].result == "1 contacts updated, 1 removed"
+    assert jobs.contacts.lookup("030555111").name == "Erika Etag"
+    assert jobs.contacts.lookup("+491712223334") is None and jobs.contacts.count() == 1
+
+
+@pytest_twisted.inlineCallbacks
 def test_carddav_wrong_password_keeps_contacts(radicale: Radicale, jobs: ContactJobs, reactor: Any) -> Any:
     """A refused login is a clear failure in the status; stored contacts stay."""
     radicale.put("erika.vcf", card("erika", "Erika Radicale", "030 555111"))
@@ -86,7 +108,7 @@ def test_carddav_wrong_password_keeps_contacts(radicale: Radicale, jobs: Contact
     )
     yield good.sync()
     bad = CardDAVSource(CardDAVConfig(radicale.url, radicale.user, "wrong"), jobs, http_client(reactor))
-    with pytest.raises(CardDAVError, match="HTTP 401"):
+    with pytest.raises(CardDAVError, match="HTTP 401 to REPORT"):
         yield bad.sync()
     assert not jobs.status["carddav"].ok and "HTTP 401" in jobs.status["carddav"].result
     assert jobs.contacts.lookup("+4930555111").name == "Erika Radicale"
