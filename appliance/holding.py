@@ -153,6 +153,17 @@ class HoldingStore:
                 found[key] = decode_value(text)
         return sorted(found.items())
 
+    def page(self, namespace: str, after: str = "", limit: int = 100) -> list[tuple[str, JSONValue]]:
+        held = {key: text for (ns, key), text in self._held.items() if ns == namespace and key > after}
+        deleted = sum(1 for text in held.values() if text is None)
+        found = dict(self.store.page(namespace, after, limit + deleted))
+        for key, text in held.items():
+            if text is None:
+                found.pop(key, None)
+            else:
+                found[key] = decode_value(text)
+        return sorted(found.items())[: max(0, int(limit))]
+
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         return self.store.subscribe(observer)
 

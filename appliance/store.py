@@ -400,7 +400,8 @@ class SQLiteStore:
             "SELECT key, value FROM kv WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?",
             (namespace, after, max(0, int(limit))),
         )
-        return [(key, decode_value(text)) for key, text in rows]
+        decoded = [(key, self.unreadable.decode(namespace, key, text)) for key, text in rows]
+        return [(key, value) for key, (ok, value) in decoded if ok]
 
     def apply(self, changes: Iterable[tuple[str, str, JSONValue]]) -> None:
         new = normalize_changes(changes)

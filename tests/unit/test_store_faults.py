@@ -137,11 +137,10 @@ def test_value_that_is_not_json_is_reported_and_skipped(tmp_path: Path) -> None:
     once with its namespace and key."""
     path = store_file(tmp_path)
     store = SQLiteStore(path)
-    directory = Directory(store)
-    directory.put_user(User("100", "Anna"))
-    directory.put_user(User("200", "Ben"))
+    Directory(store).put_users([User("100", "Anna"), User("200", "Ben")])
     put_raw(path, "users", "100", "{not json")
     put_raw(path, "settings", "CC_TIMEOUT", "sixty")
+    directory = Directory(store)  # the directory reads the users once, at start
     try:
         assert [user.extension for user in directory.users()] == ["200"]
         assert directory.user("100") is None
@@ -210,6 +209,18 @@ def test_full_disk_holds_writes_and_writes_them_later() -> None:
     assert disk.get("journal", "100") == ["first", "second"]
     assert disk.get("outbox", "m1") == {"state": "pending"}
     assert heard == ["100", "100", "m1"]
+
+
+def test_pages_see_held_writes() -> None:
+    """A page read while the disk is full shows held puts and hides held deletes."""
+    disk, clock = FullDisk(), Clock()
+    store = HoldingStore(disk, clock, retry=5.0)
+    store.apply([("contact_index", f"t:{i}", i) for i in range(5)])
+    disk.full = True
+    store.delete("contact_index", "t:1")
+    store.put("contact_index", "t:25", 25)
+    assert store.page("contact_index", limit=3) == [("t:0", 0), ("t:2", 2), ("t:25", 25)]
+    assert store.page("contact_index", after="t:25") == [("t:3", 3), ("t:4", 4)]
 
 
 def test_writes_while_holding_stay_in_order() -> None:
