@@ -25,7 +25,12 @@ LDAP_CALLER = "+4940123456"
 
 @pytest.fixture
 def books() -> Iterator[tuple[Radicale, Slapd]]:
-    radicale, slapd = Radicale(), Slapd()
+    radicale = Radicale()
+    try:
+        slapd = Slapd()
+    except Exception:
+        radicale.stop()
+        raise
     radicale.put(
         "erika.vcf",
         "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:erika\r\nFN:Erika Radicale\r\nORG:Dav GmbH\r\n"
