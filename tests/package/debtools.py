@@ -29,14 +29,18 @@ BASE_PACKAGES = ()
 """Extra packages in the cached base chroot; none: the .deb must pull its own."""
 BASE_STAMP = "bookworm minbase " + " ".join(BASE_PACKAGES)
 
-BUILD_TOOLS = ("build-essential", "dpkg-dev", "debhelper", "lintian", "debootstrap", "python3.11-venv")
-"""Debian packages the test needs on the build machine (the build-deps among them)."""
-
-# Ports of the appliance in the chroot, clear of the demo and the test labs.
-FASTAGI_PORT = 16573
-WEB_PORT = 18080
-AMI_PORT = 16538
-"""Nothing listens here: the appliance keeps retrying AMI, which is fine."""
+BUILD_TOOLS = (
+    "build-essential",
+    "dpkg-dev",
+    "debhelper",
+    "strip-nondeterminism",
+    "lintian",
+    "debootstrap",
+    "python3.11-venv",
+    "systemd-container",
+)
+"""Debian packages the test needs on the build machine (the build-deps among them);
+./dev installs them (its DEBIAN_PACKAGES)."""
 
 
 def run(command: list[str], *, log: Path | None = None, timeout: float = 600, **kwargs: object) -> str:
@@ -53,7 +57,7 @@ def run(command: list[str], *, log: Path | None = None, timeout: float = 600, **
     return str(result.stdout)
 
 
-def install_build_tools() -> None:
+def check_build_tools() -> None:
     missing = [
         package
         for package in BUILD_TOOLS
@@ -62,10 +66,7 @@ def install_build_tools() -> None:
             ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
         ).stdout
     ]
-    if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run(["apt-get", "update", "-qq"], env=env)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    assert not missing, f"not installed: {' '.join(missing)} (./dev installs them)"
 
 
 # -- building the .deb ---------------------------------------------------------
@@ -264,19 +265,6 @@ class Chroot:
             timeout=900,
         )
 
-    def spawn(self, user: str, workdir: str, command: list[str], output: Path) -> subprocess.Popen[bytes]:
-        """Start ``command`` in the chroot as ``user``, in its own process group."""
-        script = f"cd {shlex.quote(workdir)} && exec {shlex.join(command)}"
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
-        with open(output, "ab") as handle:
-            return subprocess.Popen(
-                ["chroot", f"--userspec={user}:{user}", str(self.root), "/bin/sh", "-c", script],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-
     def kill_all(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGKILL):
             pids = processes_in(self.root)
@@ -287,28 +275,21 @@ class Chroot:
                     pass
             wait_gone(pids, timeout=10)
 
-    def destroy(self) -> None:
-        """Kill what runs in it, unmount, and delete it only when nothing is mounted."""
+    def release(self) -> None:
+        """Kill what runs in it and unmount; keep the tree."""
         self.kill_all()
         unmount_below(self.root)
         left = mounts_below(self.root)
         if left:
-            raise AssertionError(f"still mounted, {self.root} kept: {left}")
+            raise AssertionError(f"still mounted below {self.root}: {left}")
+
+    def destroy(self) -> None:
+        """Release it, and delete it only when nothing is mounted."""
+        self.release()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def unit_command(unit_text: str) -> tuple[str, str, list[str]]:
-    """User, working directory and ExecStart of a systemd unit."""
-    values: dict[str, str] = {}
-    for line in unit_text.splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", ";")):
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    exec_start = shlex.split(values["ExecStart"].lstrip("-@:+!"))
-    return values["User"], values.get("WorkingDirectory", "/"), exec_start
-
-
-def set_ports(config_text: str, ports: dict[tuple[str, str], int]) -> str:
+def set_ports(config_text: str, ports: dict[tuple[str, str], int | str]) -> str:
     """``config.ini`` with ``[section] key`` set, comments kept."""
     section = ""
     lines = []
