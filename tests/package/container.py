@@ -110,9 +110,14 @@ class Container:
         return self.root / inside.lstrip("/")
 
     def download(self, *debs: str) -> None:
-        """Fetch what installing ``debs`` needs into the shared apt cache (network here)."""
+        """Fetch what installing ``debs`` needs (network here, in the chroot, through the
+        shared apt cache) into the container's own apt cache."""
         assert self.chroot is not None, "download before boot"
         self.chroot.apt("install", "--download-only", *debs)
+        self.chroot.release()
+        # All of the shared cache (bookworm packages of the package test only: small).
+        for deb in (CACHE / "bookworm-apt-archives").glob("*.deb"):
+            shutil.copy(deb, self.path("/var/cache/apt/archives") / deb.name)
 
     def boot(self, timeout: float = 120) -> str:
         """Boot systemd; return its state once it settled ('running' or 'degraded')."""
@@ -120,13 +125,12 @@ class Container:
         self.chroot.release()
         self.chroot = None
         self.path("/usr/sbin/policy-rc.d").unlink()
-        archives = CACHE / "bookworm-apt-archives"
         self.cgroup.mkdir()
         procs = self.cgroup / "cgroup.procs"
         env = {**INSIDE_ENV, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
         command = ["systemd-nspawn", "--quiet", "--boot", f"--directory={self.root}",
                    f"--machine={self.name}", "--register=no", "--keep-unit", "--private-network",
-                   "--console=pipe", f"--bind={archives}:/var/cache/apt/archives"]  # fmt: skip
+                   "--console=pipe"]  # fmt: skip
         with open(self.log.with_name("console.log"), "ab") as console:
             self.nspawn = subprocess.Popen(
                 command,
@@ -202,7 +206,7 @@ class Container:
         return output
 
     def apt(self, *args: str) -> str:
-        return self.run("apt-get", "-y", "--no-download", "-o", "Dpkg::Options::=--force-confdef",
+        return self.run("apt-get", "-y", "-o", "Dpkg::Options::=--force-confdef",
                         "-o", "Dpkg::Options::=--force-confold", *args, timeout=900)  # fmt: skip
 
     def popen_in_network(self, command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:

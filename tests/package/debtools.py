@@ -254,16 +254,18 @@ class Chroot:
         return run(["chroot", str(self.root), *command], log=self.log, timeout=timeout, env=env)
 
     def apt(self, *args: str) -> str:
-        return self.run(
-            "apt-get",
-            "-y",
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-            *args,
-            timeout=900,
-        )
+        # The apt cache is shared by every chroot of every run on this machine.
+        with locked(CACHE / "bookworm-apt-archives.lock"):
+            return self.run(
+                "apt-get",
+                "-y",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+                *args,
+                timeout=900,
+            )
 
     def kill_all(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGKILL):
