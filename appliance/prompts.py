@@ -78,7 +78,20 @@ def build(sounds: Path, wanted: Texts | None = None) -> list[Path]:
             subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(raw), text], check=True)
             converted = Path(tmp) / "converted.wav"
             subprocess.run(
-                [sox, str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(converted)],
+                [
+                    sox,
+                    "-R",
+                    str(raw),
+                    "-r",
+                    "8000",
+                    "-c",
+                    "1",
+                    "-b",
+                    "16",
+                    "-e",
+                    "signed-integer",
+                    str(converted),
+                ],
                 check=True,
             )
             partial = target.with_suffix(f".{os.getpid()}.tmp")

@@ -7,6 +7,8 @@ drives dpkg-buildpackage, debootstrap, apt and twistd from outside.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import io
 import os
 import re
 import select
@@ -14,6 +16,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,8 +121,13 @@ def bump_version(source: Path, suffix: str) -> str:
 CHANGELOG_DATE = "%a, %d %b %Y %H:%M:%S +0000"
 
 
+WHEELHOUSE = CACHE / "wheelhouse"
+"""The wheels ./dev fetched (./dev wheelhouse); the build installs from here only."""
+
+
 class Build:
-    """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background."""
+    """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background,
+    offline: in a network namespace of its own, with nothing but the wheelhouse."""
 
     def __init__(self, workdir: Path, version_suffix: str = "") -> None:
         self.workdir = workdir
@@ -129,10 +137,13 @@ class Build:
         )
         self.log = workdir / "build.log"
         self.started = time.monotonic()
+        assert (WHEELHOUSE / ".stamp").is_file(), f"no wheelhouse in {WHEELHOUSE} (./dev wheelhouse)"
+        env = {**os.environ, "APPLIANCE_WHEELHOUSE": str(WHEELHOUSE)}
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
-                ["dpkg-buildpackage", "-us", "-uc", "-b"],
+                ["unshare", "--net", "dpkg-buildpackage", "-us", "-uc", "-b"],
                 cwd=self.source,
+                env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -151,6 +162,34 @@ class Build:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def deb_members(deb: Path) -> dict[str, str]:
+    """Every member of the .deb's control and data archives: metadata and content hash."""
+    members = {}
+    for part in ("--ctrl-tarfile", "--fsys-tarfile"):
+        stream = subprocess.run(["dpkg-deb", part, str(deb)], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+            for member in archive:
+                content = archive.extractfile(member) if member.isfile() else None
+                digest = hashlib.sha256(content.read()).hexdigest()[:16] if content else member.linkname
+                members[f"{part[2:6]}:{member.name}"] = (
+                    f"{member.mode:o} {member.uname}:{member.gname} {member.mtime} {member.size} {digest}"
+                )
+    return members
+
+
+def deb_differences(first: Path, second: Path) -> list[str]:
+    """How two .debs differ, member by member (empty when they are the same bytes)."""
+    if first.read_bytes() == second.read_bytes():
+        return []
+    one, other = deb_members(first), deb_members(second)
+    found = [
+        f"{name}: {one.get(name, 'missing')} | {other.get(name, 'missing')}"
+        for name in sorted(one.keys() | other.keys())
+        if one.get(name) != other.get(name)
+    ]
+    return found or ["the members are the same; the ar or tar framing differs"]
 
 
 # -- the bookworm chroot ---------------------------------------------------------

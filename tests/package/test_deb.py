@@ -28,7 +28,7 @@ import pytest
 
 from appliance.lab import Lab
 from tests.package.container import Container, systemd_base
-from tests.package.debtools import PACKAGE, Build, check_build_tools, set_ports
+from tests.package.debtools import PACKAGE, Build, check_build_tools, deb_differences, set_ports
 from tests.package.inside import SMTP_PORT, Sipp, SmtpSink, container_lab
 
 VENV = f"/usr/lib/{PACKAGE}/venv"
@@ -120,6 +120,7 @@ class Scenario:
     first: Path
     second: Path
     second_version: str
+    again: Build
     container: Container
     lintian: subprocess.Popen[str]
     lintian_log: Path
@@ -196,6 +197,9 @@ def scenario() -> Iterator[Scenario]:
             f"in {builds[1].seconds:.0f}s (in parallel)",
             flush=True,
         )
+        # The same source again, in another directory, while the container runs.
+        again = Build(workdir / "again")
+        builds.append(again)
         lintian_log = workdir / "lintian.log"
         with open(lintian_log, "w") as output:
             lintian = subprocess.Popen(
@@ -213,7 +217,7 @@ def scenario() -> Iterator[Scenario]:
         print(
             f"package test: systemd {state} in the container after {container.boot_seconds:.1f}s", flush=True
         )
-        scene = Scenario(workdir, first, second, builds[1].version, container, lintian, lintian_log)
+        scene = Scenario(workdir, first, second, builds[1].version, again, container, lintian, lintian_log)
         yield scene
     finally:
         for build in builds:
@@ -232,7 +236,7 @@ def scenario() -> Iterator[Scenario]:
             container.destroy()
         print(f"\npackage test: {time.monotonic() - began:.0f}s in all; logs in {workdir}", flush=True)
         # Keep the logs, not the sources, packages and container (some 500 MB a run).
-        for build_dir in (workdir / "first", workdir / "second"):
+        for build_dir in (workdir / "first", workdir / "second", workdir / "again"):
             shutil.rmtree(build_dir / "src", ignore_errors=True)
             for built in build_dir.glob(f"{PACKAGE}_*"):
                 built.unlink()
@@ -411,6 +415,15 @@ def test_remove_keeps_state_and_purge_removes_it(scenario: Scenario) -> None:
     assert not container.path(STATE).exists(), "purge left the state"
     assert not container.path(f"/etc/{PACKAGE}").exists(), "purge left the config"
     assert not container.path(UNIT).exists()
+
+
+def test_two_builds_are_identical(scenario: Scenario) -> None:
+    """The same source built twice, in two directories, offline: the same bytes."""
+    again = scenario.again.wait()
+    print(f"package test: built {again.name} again in {scenario.again.seconds:.0f}s")
+    differences = deb_differences(scenario.first, again)
+    assert not differences, "the two builds differ:\n" + "\n".join(differences[:40])
+    print(f"package test: the two builds are byte-identical ({scenario.first.stat().st_size} bytes)")
 
 
 def test_lintian_has_no_errors(scenario: Scenario) -> None:
