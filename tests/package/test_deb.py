@@ -1,7 +1,8 @@
-"""The Debian package, built and run as an admin would (issues 7 and 20).
+"""The Debian package, built and run as an admin would (issues 7, 16 and 20).
 
-One scenario, in order: build the .deb (and a second one with a higher
-version, in parallel), install it into a bookworm container booted with a real
+One scenario, in order: build the .deb offline from ./dev's wheelhouse (and a
+second one with a higher version, in parallel; a third, of the same source in
+another directory, must come out byte-identical to the first), install it into a bookworm container booted with a real
 systemd (systemd-nspawn, loopback-only network), and let systemd run it under
 the unit's full hardening: enabled and active, listening on loopback only, the
 page served, one real call through the lab's Asterisk (started in the
