@@ -2,8 +2,9 @@
 
 One scenario, in order: build the .deb offline from ./dev's wheelhouse (and a
 second one with a higher version, in parallel; a third, of the same source in
-another directory, must come out byte-identical to the first), install it into a bookworm container booted with a real
-systemd (systemd-nspawn, loopback-only network), and let systemd run it under
+another directory, must come out byte-identical to the first), install it into
+a bookworm container booted with a real systemd (systemd-nspawn, loopback-only
+network), and let systemd run it under
 the unit's full hardening: enabled and active, listening on loopback only, the
 page served, one real call through the lab's Asterisk (started in the
 container's network) with its missed-call mail to an SMTP sink and the AMI
@@ -259,7 +260,7 @@ def test_install_enabled_and_active(scenario: Scenario) -> None:
     site = container.path(f"{VENV}/lib/python3.11/site-packages/appliance")
     for shipped in ("web/templates/login.html", "web/static/style.css", "missed/xsl/missed_call.de.xsl"):
         assert (site / shipped).is_file(), f"{shipped} not shipped"
-    for left_out in ("lab", "demo.py", "web/demo.py", "testing.py"):
+    for left_out in ("lab", "demo", "web/demo.py", "testing.py"):
         assert not (site / left_out).exists(), f"appliance/{left_out} is in the package"
     copyright_file = container.path(f"/usr/share/doc/{PACKAGE}/copyright").read_text()
     assert "License: Expat" in copyright_file and "proprietary" not in copyright_file

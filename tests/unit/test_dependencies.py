@@ -5,13 +5,17 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_SHIPPED = ("appliance/lab", "appliance/demo.py", "appliance/web/demo.py", "appliance/testing.py")
+NOT_SHIPPED = tuple(
+    Path(left)
+    for left in re.search(r"^NOT_SHIPPED\s*:=(.*)$", (REPO / "debian/rules").read_text(), re.M)[1].split()  # type: ignore[index]
+)
 """debian/rules' NOT_SHIPPED: development tools, which may use the test tools."""
 
 
@@ -24,12 +28,12 @@ def shipped_sources() -> list[Path]:
     return [
         path
         for path in sources
-        if not any(path.relative_to(REPO).as_posix().startswith(left) for left in NOT_SHIPPED)
+        if not any(left in (relative := path.relative_to(REPO), *relative.parents) for left in NOT_SHIPPED)
     ]
 
 
 def imported_modules(path: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -38,7 +42,7 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def distribution_of(module: str, owners: dict[str, list[str]]) -> str | None:
+def distribution_of(module: str, owners: Mapping[str, list[str]]) -> str | None:
     """The distribution that provides ``module`` (None: the standard library or the appliance)."""
     top = module.split(".")[0]
     if top in sys.stdlib_module_names or top == "appliance":
