@@ -131,6 +131,7 @@ class Container:
         command = ["systemd-nspawn", "--quiet", "--boot", f"--directory={self.root}",
                    f"--machine={self.name}", "--register=no", "--keep-unit", "--private-network",
                    "--console=pipe"]  # fmt: skip
+        started = time.monotonic()
         with open(self.log.with_name("console.log"), "ab") as console:
             self.nspawn = subprocess.Popen(
                 command,
@@ -142,7 +143,6 @@ class Container:
                 preexec_fn=lambda: procs.write_text(str(os.getpid())),
             )
         self.leader = self._find_leader(timeout=30)
-        started = time.monotonic()
         state = self.run_status("systemctl", "is-system-running", "--wait", timeout=timeout)[1].strip()
         self.boot_seconds = time.monotonic() - started
         assert state in ("running", "degraded"), f"systemd in the container is {state!r}"
@@ -231,5 +231,9 @@ class Container:
                     os.killpg(self.nspawn.pid, signal.SIGKILL)
                     self.nspawn.wait()
             remove_cgroup(self.cgroup)
+            # nspawn leaves this (empty) directory on the host: "we can't allow that".
+            propagate = Path("/run/systemd/nspawn/propagate") / self.name
+            if propagate.is_dir():
+                propagate.rmdir()
         unmount_below(self.root)
         shutil.rmtree(self.root, ignore_errors=True)

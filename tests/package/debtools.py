@@ -129,16 +129,22 @@ class Build:
     """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background,
     offline: in a network namespace of its own, with nothing but the wheelhouse."""
 
-    def __init__(self, workdir: Path, version_suffix: str = "") -> None:
+    def __init__(self, workdir: Path, version_suffix: str = "", *, start: bool = True) -> None:
+        """Copy the source now; build now, or on `start` (the copy stays as it was)."""
         self.workdir = workdir
         self.source = copy_source(workdir / "src")
         self.version = (
             bump_version(self.source, version_suffix) if version_suffix else changelog_version(self.source)
         )
         self.log = workdir / "build.log"
-        self.started = time.monotonic()
+        self.process: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
         assert (WHEELHOUSE / ".stamp").is_file(), f"no wheelhouse in {WHEELHOUSE} (./dev wheelhouse)"
         env = {**os.environ, "APPLIANCE_WHEELHOUSE": str(WHEELHOUSE)}
+        self.started = time.monotonic()
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
                 ["unshare", "--net", "dpkg-buildpackage", "-us", "-uc", "-b"],
@@ -150,6 +156,7 @@ class Build:
             )
 
     def wait(self, timeout: float = 900) -> Path:
+        assert self.process is not None, "the build was never started"
         code = self.process.wait(timeout=timeout)
         tail = "\n".join(self.log.read_text().splitlines()[-40:])
         assert code == 0, f"dpkg-buildpackage failed ({code}) in {self.source}:\n{tail}"
@@ -159,7 +166,7 @@ class Build:
         return debs[0]
 
     def kill(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 

@@ -75,8 +75,14 @@ store.close()
 LISTENING = """
 import os, sys
 pid = sys.argv[1]
-inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-          if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+inodes = set()
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:  # closed meanwhile
+        continue
+    if target.startswith("socket:["):
+        inodes.add(target[8:-1])
 for table in ("tcp", "tcp6"):
     for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
         fields = line.split()
@@ -186,7 +192,9 @@ def scenario() -> Iterator[Scenario]:
     lintian = None
     scene = None
     try:
-        builds = [Build(workdir / "first"), Build(workdir / "second", version_suffix="+upgradetest1")]
+        # The same source a third time, copied now, built later while the container runs.
+        again = Build(workdir / "again", start=False)
+        builds = [Build(workdir / "first"), Build(workdir / "second", version_suffix="+upgradetest1"), again]
         base = systemd_base()
         print(
             f"\npackage test: bookworm + systemd base ready after {time.monotonic() - began:.0f}s", flush=True
@@ -199,9 +207,7 @@ def scenario() -> Iterator[Scenario]:
             f"in {builds[1].seconds:.0f}s (in parallel)",
             flush=True,
         )
-        # The same source again, in another directory, while the container runs.
-        again = Build(workdir / "again")
-        builds.append(again)
+        again.start()
         lintian_log = workdir / "lintian.log"
         with open(lintian_log, "w") as output:
             lintian = subprocess.Popen(
