@@ -160,15 +160,8 @@ class Lab:
     # -- running ------------------------------------------------------------
 
     def _asterisk(self, *args: str) -> list[str]:
-        return [
-            *self.command_prefix,
-            "chroot",
-            str(self.root),
-            "/usr/sbin/asterisk",
-            "-C",
-            f"{self.confdir}/asterisk.conf",
-            *args,
-        ]
+        asterisk = ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", f"{self.confdir}/asterisk.conf"]
+        return [*self.command_prefix, *asterisk, *args]
 
     def is_running(self) -> bool:
         pid = self.pid()
