@@ -6,21 +6,34 @@ setup(
     description="Telephony appliance beside Asterisk: callback, missed-call mail, forwarding",
     # Every subpackage, also new ones (even before they get an __init__.py).
     packages=[
-        *find_namespace_packages(include=["appliance", "appliance.*"], exclude=["*__pycache__"]),
+        *find_namespace_packages(
+            include=["appliance", "appliance.*"],
+            exclude=[
+                "*__pycache__",
+                "appliance.web.templates",
+                "appliance.web.static",
+                "appliance.missed.xsl",
+            ],
+        ),
         "twisted.plugins",
     ],
-    package_data={"appliance.lab": ["templates/*"]},
+    # Read at run time with importlib.resources (appliance/shipped.py).
+    package_data={
+        "appliance.web": ["templates/*.html", "static/*"],
+        "appliance.missed": ["xsl/*.xsl"],
+    },
+    license="MIT",
     python_requires=">=3.11",
+    # What the code imports (twisted[tls]: STARTTLS to the mail relay).
     install_requires=[
-        "twisted>=24.7",
+        "twisted[tls]>=24.7",
         "klein>=24.8",
+        "werkzeug>=3",
         "jinja2>=3.1",
         "lxml>=5",
         "vobject>=0.9.7",
-        "treq>=24.9",
         "zope.interface>=6",
         "automat>=24.8",
-        "attrs>=23",
         "argon2-cffi>=23.1",
         "phonenumbers>=8.13",
         "ldap3>=2.9",
@@ -28,6 +41,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            "treq>=24.9",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "aiosmtpd>=1.4",

@@ -77,10 +77,9 @@ def build(sounds: Path, wanted: Texts | None = None) -> list[Path]:
             raw = Path(tmp) / "raw.wav"
             subprocess.run([espeak, "-v", VOICES[language], "-s", "150", "-w", str(raw), text], check=True)
             converted = Path(tmp) / "converted.wav"
-            subprocess.run(
-                [sox, str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(converted)],
-                check=True,
-            )
+            # -R: sox's repeatable mode (fixed dither seed): two package builds, same bytes.
+            convert = [sox, "-R", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"]
+            subprocess.run([*convert, str(converted)], check=True)
             partial = target.with_suffix(f".{os.getpid()}.tmp")
             shutil.copyfile(converted, partial)
             os.replace(partial, target)  # labs configured side by side never see half a file

@@ -79,6 +79,9 @@ class Lab:
     ami_secret: str = "lab-secret"
     desk: asteriskconf.DeskPhones | None = None
     """Real SIP phones on another address (``./dev demo --listen``), or none."""
+    command_prefix: Sequence[str] = ()
+    """Put before every Asterisk command, e.g. ``nsenter -t PID -n --`` to run the
+    lab in another network namespace (the package test's container)."""
 
     @property
     def root(self) -> Path:
@@ -157,7 +160,8 @@ class Lab:
     # -- running ------------------------------------------------------------
 
     def _asterisk(self, *args: str) -> list[str]:
-        return ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", f"{self.confdir}/asterisk.conf", *args]
+        asterisk = ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", f"{self.confdir}/asterisk.conf"]
+        return [*self.command_prefix, *asterisk, *args]
 
     def is_running(self) -> bool:
         pid = self.pid()

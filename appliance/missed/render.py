@@ -1,5 +1,5 @@
 """The missed-call mail's content: an XML document of the facts, turned into HTML
-by the language's XSL template (``xsl/missed_call.<lang>.xsl``), plus a subject
+by the language's XSL template (``appliance/missed/xsl/missed_call.<lang>.xsl``), plus a subject
 and a plain-text part.
 
 The input document is built with lxml, never by string concatenation, and the
@@ -23,9 +23,10 @@ from pathlib import Path
 from lxml import etree
 
 from appliance.config import ConfigError
+from appliance.shipped import xsl_directory
 
 LANGUAGES = ("de", "en")
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "xsl"
+DEFAULT_DIRECTORY = xsl_directory()
 _DIALABLE = re.compile(r"\+?[0-9*#]{1,32}")
 
 

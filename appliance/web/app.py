@@ -35,6 +35,7 @@ from werkzeug.routing import Map, Rule
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
 from appliance.settings import Language, Settings
+from appliance.shipped import web_root
 from appliance.store import IKeyValueStore, InvalidName
 from appliance.web import i18n
 from appliance.web.auth import (
@@ -54,8 +55,8 @@ from appliance.web.guard import GuardedSite, set_security_headers
 
 log = Logger()
 
-WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
-"""Templates in ``web/templates``, the stylesheet in ``web/static``."""
+WEB_ROOT = web_root()
+"""Templates in ``templates/``, the stylesheet in ``static/`` (package data)."""
 
 SESSION_COOKIE = b"appliance_session"
 LOGIN_COOKIE = b"appliance_login"

@@ -7,6 +7,8 @@ drives dpkg-buildpackage, debootstrap, apt and twistd from outside.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import io
 import os
 import re
 import select
@@ -14,6 +16,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,14 +32,18 @@ BASE_PACKAGES = ()
 """Extra packages in the cached base chroot; none: the .deb must pull its own."""
 BASE_STAMP = "bookworm minbase " + " ".join(BASE_PACKAGES)
 
-BUILD_TOOLS = ("build-essential", "dpkg-dev", "debhelper", "lintian", "debootstrap", "python3.11-venv")
-"""Debian packages the test needs on the build machine (the build-deps among them)."""
-
-# Ports of the appliance in the chroot, clear of the demo and the test labs.
-FASTAGI_PORT = 16573
-WEB_PORT = 18080
-AMI_PORT = 16538
-"""Nothing listens here: the appliance keeps retrying AMI, which is fine."""
+BUILD_TOOLS = (
+    "build-essential",
+    "dpkg-dev",
+    "debhelper",
+    "strip-nondeterminism",
+    "lintian",
+    "debootstrap",
+    "python3.11-venv",
+    "systemd-container",
+)
+"""Debian packages the test needs on the build machine (the build-deps among them);
+./dev installs them (its DEBIAN_PACKAGES)."""
 
 
 def run(command: list[str], *, log: Path | None = None, timeout: float = 600, **kwargs: object) -> str:
@@ -53,7 +60,7 @@ def run(command: list[str], *, log: Path | None = None, timeout: float = 600, **
     return str(result.stdout)
 
 
-def install_build_tools() -> None:
+def check_build_tools() -> None:
     missing = [
         package
         for package in BUILD_TOOLS
@@ -62,10 +69,7 @@ def install_build_tools() -> None:
             ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
         ).stdout
     ]
-    if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run(["apt-get", "update", "-qq"], env=env)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    assert not missing, f"not installed: {' '.join(missing)} (./dev installs them)"
 
 
 # -- building the .deb ---------------------------------------------------------
@@ -117,27 +121,42 @@ def bump_version(source: Path, suffix: str) -> str:
 CHANGELOG_DATE = "%a, %d %b %Y %H:%M:%S +0000"
 
 
-class Build:
-    """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background."""
+WHEELHOUSE = CACHE / "wheelhouse"
+"""The wheels ./dev fetched (./dev wheelhouse); the build installs from here only."""
 
-    def __init__(self, workdir: Path, version_suffix: str = "") -> None:
+
+class Build:
+    """``dpkg-buildpackage -us -uc -b`` of a source copy, running in the background,
+    offline: in a network namespace of its own, with nothing but the wheelhouse."""
+
+    def __init__(self, workdir: Path, version_suffix: str = "", *, start: bool = True) -> None:
+        """Copy the source now; build now, or on `start` (the copy stays as it was)."""
         self.workdir = workdir
         self.source = copy_source(workdir / "src")
         self.version = (
             bump_version(self.source, version_suffix) if version_suffix else changelog_version(self.source)
         )
         self.log = workdir / "build.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        assert (WHEELHOUSE / ".stamp").is_file(), f"no wheelhouse in {WHEELHOUSE} (./dev wheelhouse)"
+        env = {**os.environ, "APPLIANCE_WHEELHOUSE": str(WHEELHOUSE)}
         self.started = time.monotonic()
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
-                ["dpkg-buildpackage", "-us", "-uc", "-b"],
+                ["unshare", "--net", "dpkg-buildpackage", "-us", "-uc", "-b"],
                 cwd=self.source,
+                env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
     def wait(self, timeout: float = 900) -> Path:
+        assert self.process is not None, "the build was never started"
         code = self.process.wait(timeout=timeout)
         tail = "\n".join(self.log.read_text().splitlines()[-40:])
         assert code == 0, f"dpkg-buildpackage failed ({code}) in {self.source}:\n{tail}"
@@ -147,9 +166,37 @@ class Build:
         return debs[0]
 
     def kill(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def deb_members(deb: Path) -> dict[str, str]:
+    """Every member of the .deb's control and data archives: metadata and content hash."""
+    members = {}
+    for part in ("--ctrl-tarfile", "--fsys-tarfile"):
+        stream = subprocess.run(["dpkg-deb", part, str(deb)], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+            for member in archive:
+                content = archive.extractfile(member) if member.isfile() else None
+                digest = hashlib.sha256(content.read()).hexdigest()[:16] if content else member.linkname
+                members[f"{part[2:6]}:{member.name}"] = (
+                    f"{member.mode:o} {member.uname}:{member.gname} {member.mtime} {member.size} {digest}"
+                )
+    return members
+
+
+def deb_differences(first: Path, second: Path) -> list[str]:
+    """How two .debs differ, member by member (empty when they are the same bytes)."""
+    if first.read_bytes() == second.read_bytes():
+        return []
+    one, other = deb_members(first), deb_members(second)
+    found = [
+        f"{name}: {one.get(name, 'missing')} | {other.get(name, 'missing')}"
+        for name in sorted(one.keys() | other.keys())
+        if one.get(name) != other.get(name)
+    ]
+    return found or ["the members are the same; the ar or tar framing differs"]
 
 
 # -- the bookworm chroot ---------------------------------------------------------
@@ -253,28 +300,17 @@ class Chroot:
         return run(["chroot", str(self.root), *command], log=self.log, timeout=timeout, env=env)
 
     def apt(self, *args: str) -> str:
-        return self.run(
-            "apt-get",
-            "-y",
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-            *args,
-            timeout=900,
-        )
-
-    def spawn(self, user: str, workdir: str, command: list[str], output: Path) -> subprocess.Popen[bytes]:
-        """Start ``command`` in the chroot as ``user``, in its own process group."""
-        script = f"cd {shlex.quote(workdir)} && exec {shlex.join(command)}"
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
-        with open(output, "ab") as handle:
-            return subprocess.Popen(
-                ["chroot", f"--userspec={user}:{user}", str(self.root), "/bin/sh", "-c", script],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
+        # The apt cache is shared by every chroot of every run on this machine.
+        with locked(CACHE / "bookworm-apt-archives.lock"):
+            return self.run(
+                "apt-get",
+                "-y",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+                *args,
+                timeout=900,
             )
 
     def kill_all(self) -> None:
@@ -287,28 +323,21 @@ class Chroot:
                     pass
             wait_gone(pids, timeout=10)
 
-    def destroy(self) -> None:
-        """Kill what runs in it, unmount, and delete it only when nothing is mounted."""
+    def release(self) -> None:
+        """Kill what runs in it and unmount; keep the tree."""
         self.kill_all()
         unmount_below(self.root)
         left = mounts_below(self.root)
         if left:
-            raise AssertionError(f"still mounted, {self.root} kept: {left}")
+            raise AssertionError(f"still mounted below {self.root}: {left}")
+
+    def destroy(self) -> None:
+        """Release it, and delete it only when nothing is mounted."""
+        self.release()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def unit_command(unit_text: str) -> tuple[str, str, list[str]]:
-    """User, working directory and ExecStart of a systemd unit."""
-    values: dict[str, str] = {}
-    for line in unit_text.splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", ";")):
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    exec_start = shlex.split(values["ExecStart"].lstrip("-@:+!"))
-    return values["User"], values.get("WorkingDirectory", "/"), exec_start
-
-
-def set_ports(config_text: str, ports: dict[tuple[str, str], int]) -> str:
+def set_ports(config_text: str, ports: dict[tuple[str, str], int | str]) -> str:
     """``config.ini`` with ``[section] key`` set, comments kept."""
     section = ""
     lines = []

@@ -3,7 +3,7 @@
 A group is a class that receives the feature objects it shows and has an
 ``install(router)`` method; it adds its routes with ``router.route(path,
 handler, access=..., methods=..., nav=NavEntry(...))``, its phrases with
-`appliance.web.i18n.add`, and its templates under ``web/templates``.  The
+`appliance.web.i18n.add`, and its templates under ``appliance/web/templates``.  The
 router checks login, role and the CSRF token before a handler runs; a user's
 page takes the account from ``page.login``, never from the URL, so a user
 can only ever reach their own data.  A navigation entry appears only once a
