@@ -37,11 +37,11 @@ setup(
         "argon2-cffi>=23.1",
         "phonenumbers>=8.13",
         "ldap3>=2.9",
+        "treq>=24.9",  # CardDAV address books
     ],
     extras_require={
         "test": [
             "pytest>=8",
-            "treq>=24.9",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "aiosmtpd>=1.4",

@@ -97,7 +97,8 @@ def test_forward_set_in_the_browser_is_followed_by_a_real_call(page: Page, on_la
                 "fwd_answer", {"ring_ms": 200}, "-trace_logs", local_port=target.port
             )
             runs["call"] = caller.call("200", hold_ms=500)
-            return DeferredList([runs["answer"].done, runs["call"].done], consumeErrors=True)
+            both = DeferredList([runs["answer"].done, runs["call"].done], consumeErrors=True)
+            return both.addTimeout(120, reactor)  # sipp's own -timeout is 60 s: never hang the suite
 
         results = on_lab.call(call)
         assert [ok for ok, _ in results] == [True, True], results

@@ -77,4 +77,4 @@ class RuntimeDependencyTests(SynchronousTestCase):
         self.assertEqual(sorted(declared()), sorted(imported))
 
     def test_no_test_tool_is_a_runtime_dependency(self) -> None:
-        self.assertFalse(declared() & {"treq", "attrs", "pytest", "aiosmtpd", "hypothesis"})
+        self.assertFalse(declared() & {"attrs", "pytest", "aiosmtpd", "hypothesis", "radicale"})
