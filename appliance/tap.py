@@ -15,6 +15,7 @@ from twisted.python import usage
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
+from appliance.blf import BLFService
 from appliance.callback.service import CallbackService
 from appliance.contacts import ContactDirectory
 from appliance.dialplan import CallRouter, FeatureCodes
@@ -109,6 +110,14 @@ class Appliance(MultiService):
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
+        self.blf = BLFService(
+            self.ami,
+            self.pbx,
+            store,
+            self.forwarding.forwards,
+            lambda: [u.extension for u in self.directory.users()],
+        )
+        self.blf.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
         self.fastagi = ListenOrStop(
             "[fastagi]",
