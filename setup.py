@@ -22,6 +22,7 @@ setup(
         "automat>=24.8",
         "attrs>=23",
         "argon2-cffi>=23.1",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [

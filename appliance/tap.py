@@ -24,6 +24,7 @@ from appliance.forwarding.records import Forwards
 from appliance.forwarding.service import Forwarding
 from appliance.holding import HoldingStore
 from appliance.mail import Outbox, SMTPRelay
+from appliance.metrics import Metrics, instrument
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
@@ -33,6 +34,8 @@ from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
+from appliance.web.pages.metrics import MetricsPage
+from appliance.web.tokens import ApiTokens
 
 log = Logger()
 
@@ -134,6 +137,10 @@ class Appliance(MultiService):
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts))
         self.web.alerts.append(self._store_alerts)
+        self.api_tokens = ApiTokens(store, reactor)
+        self.metrics = Metrics(reactor)
+        self.web.add(MetricsPage(self.metrics, self.api_tokens))
+        instrument(self, self.metrics)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
         )
