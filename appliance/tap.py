@@ -30,12 +30,14 @@ from appliance.pbx import PBXModel, PBXService
 from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
+from appliance.web.api import ApiPages
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
 from appliance.web.pages.metrics import MetricsPage
-from appliance.web.tokens import ApiTokens
+from appliance.web.pages.tokens import TokenPages
+from appliance.web.tokens import ApiTokens, RateLimit
 
 log = Logger()
 
@@ -140,6 +142,21 @@ class Appliance(MultiService):
         self.api_tokens = ApiTokens(store, reactor)
         self.metrics = Metrics(reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
+        self.web.add(TokenPages(self.api_tokens))
+        api_limits = RateLimit(reactor)
+        self.web.add(
+            ApiPages(
+                self.api_tokens,
+                api_limits,
+                self.web.throttle,
+                self.directory,
+                self.forwarding.forwards,
+                self.callbacks,
+                self.missed.journal,
+                self.pbx,
+                self.ami,
+            )
+        )
         instrument(self, self.metrics)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
