@@ -23,6 +23,7 @@ setup(
         "attrs>=23",
         "argon2-cffi>=23.1",
         "prometheus_client>=0.20",
+        "icalendar>=6",
     ],
     extras_require={
         "test": [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,8 @@ class ApplianceConfig:
     store: Path
     language: str
     web_limits: WebLimits = field(default_factory=WebLimits)
+    timezone: str = ""
+    """IANA zone of office hours (forward schedules); empty: the system's."""
 
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -137,6 +140,7 @@ def load(path: str | Path) -> ApplianceConfig:
             upload_body=read.size_mb("web", "max_upload_mb", default=5) + UPLOAD_OVERHEAD,
             trusted_proxies=read.addresses("web", "trusted_proxies"),
         ),
+        timezone=read.zone("appliance", "timezone"),
     )
     if config.smtp.username and config.smtp.starttls != "required":
         raise ConfigError(
@@ -204,6 +208,16 @@ class _Reader:
         except ValueError:
             if raw != "localhost" and not _is_hostname(raw):
                 raise self._fail(section, key, f"{raw!r} is not an IP address or host name") from None
+        return raw
+
+    def zone(self, section: str, key: str) -> str:
+        """An IANA time zone name such as Europe/Berlin, or empty for the system's."""
+        raw = self.text(section, key, default="")
+        if raw:
+            try:
+                zoneinfo.ZoneInfo(raw)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                raise self._fail(section, key, f"{raw!r} is not a time zone (e.g. Europe/Berlin)") from None
         return raw
 
     def choice(self, section: str, key: str, allowed: tuple[str, ...], default: str) -> str:

@@ -3,6 +3,7 @@ service tree, handing every feature its dependencies."""
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService, backoffPolicy
@@ -21,7 +22,7 @@ from appliance.contacts import ContactDirectory
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
-from appliance.forwarding.service import Forwarding
+from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
 from appliance.holding import HoldingStore
 from appliance.mail import Outbox, SMTPRelay
 from appliance.metrics import Metrics, instrument
@@ -96,8 +97,16 @@ class Appliance(MultiService):
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)
-        self.forwarding = Forwarding(
-            Forwards(store), self.settings, self.directory, self.pbx, language=config.language
+        self.schedules = Schedules(store)
+        self.forwarding = ScheduledForwarding(
+            Forwards(store),
+            self.settings,
+            self.directory,
+            self.pbx,
+            language=config.language,
+            schedules=self.schedules,
+            clock=reactor,
+            zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
         )
         self.router = CallRouter(self.pbx, forwarding=self.forwarding)
         self.feature_codes = FeatureCodes()
@@ -155,6 +164,7 @@ class Appliance(MultiService):
                 self.missed.journal,
                 self.pbx,
                 self.ami,
+                self.schedules,
             )
         )
         instrument(self, self.metrics)

@@ -1,6 +1,6 @@
 """A small JSON API beside the web page, for tools: the same user actions
-(forwards, do-not-disturb, callback requests, missed-call journal) through
-the same validation and store as the pages.
+(forwards and their schedules, do-not-disturb, callback requests, missed-call
+journal) through the same validation and store as the pages.
 
 Every request carries ``Authorization: Bearer apl_...`` (a token made on the
 page ``/me/tokens`` or ``/admin/tokens``).  A user's token reaches only that
@@ -23,6 +23,8 @@ from twisted.logger import Logger
 from appliance.callback.engine import Request
 from appliance.directory import Directory
 from appliance.forwarding.records import KINDS, SCOPES, Forward, ForwardError, Forwards
+from appliance.forwarding.schedule import ScheduleError
+from appliance.forwarding.scheduled import Schedules
 from appliance.missed.journal import Journal
 from appliance.pbx import PBXModel
 from appliance.web.app import Body, Page, Router
@@ -71,6 +73,7 @@ class ApiPages:
         journal: Journal,
         pbx: PBXModel,
         ami: AMI,
+        schedules: Schedules,
     ) -> None:
         self.tokens = tokens
         self.limits = limits
@@ -81,6 +84,7 @@ class ApiPages:
         self.journal = journal
         self.pbx = pbx
         self.ami = ami
+        self.schedules = schedules
 
     def install(self, router: Router) -> None:
         def route(path: str, method: str, handler: Callable[..., Body]) -> None:
@@ -89,6 +93,9 @@ class ApiPages:
         route("/forwards", "GET", self.get_forwards)
         route("/forwards", "PUT", self.put_forward)
         route("/forwards", "DELETE", self.delete_forwards)
+        route("/schedules", "GET", self.get_schedules)
+        route("/schedules/<kind>/<scope>", "PUT", self.put_schedule)
+        route("/schedules/<kind>/<scope>", "DELETE", self.delete_schedule)
         route("/dnd", "GET", self.get_dnd)
         route("/dnd", "PUT", self.put_dnd)
         route("/callbacks", "GET", self.get_callbacks)
@@ -192,6 +199,26 @@ class ApiPages:
             raise ApiError(400, "scope: one of " + ", ".join(SCOPES))
         left = self.forwards.clear(extension, kind, scope)
         return respond(page, 200, {"forwards": [asdict(f) for f in left]})
+
+    # -- schedules of forwards ---------------------------------------------------
+
+    def get_schedules(self, page: Page, extension: str) -> bytes:
+        found = self.schedules.of(extension)
+        return respond(page, 200, {"schedules": {key: s.to_json() for key, s in found.items()}})
+
+    def put_schedule(self, page: Page, extension: str, kind: str, scope: str) -> bytes:
+        try:
+            schedule = self.schedules.set(extension, kind, scope, self._json(page))
+        except ScheduleError as error:
+            raise ApiError(400, str(error)) from None
+        log.info("API: schedule of {ext} {kind}/{scope} set", ext=extension, kind=kind, scope=scope)
+        return respond(page, 200, {"schedule": schedule.to_json()})
+
+    def delete_schedule(self, page: Page, extension: str, kind: str, scope: str) -> bytes:
+        self.schedules.clear(extension, kind, scope)
+        return respond(
+            page, 200, {"schedules": {k: s.to_json() for k, s in self.schedules.of(extension).items()}}
+        )
 
     # -- do-not-disturb (Asterisk presence, as the *78/#78 codes set it) ---------
 

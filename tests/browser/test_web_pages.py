@@ -108,6 +108,7 @@ def test_user_cannot_open_admin_pages(page: Page, running: Running) -> None:
         "Rückrufe",
         "Verpasste Anrufe",
         "Benachrichtigung",
+        "API-Tokens",
     ]
 
 

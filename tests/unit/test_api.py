@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from appliance.callback.engine import Request
 from appliance.forwarding.records import Forwards
+from appliance.forwarding.scheduled import Schedules
 from appliance.missed.journal import Journal
 from appliance.pbx import PBXModel
 from appliance.web.api import ApiPages
@@ -62,6 +63,7 @@ class Api:
                 Journal(self.lab.store),
                 PBXModel(clock=self.lab.clock),
                 self.ami,
+                Schedules(self.lab.store),
             )
         )
 

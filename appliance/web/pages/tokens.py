@@ -42,7 +42,7 @@ class TokenPages:
         self.tokens = tokens
 
     def install(self, router: Router) -> None:
-        user_nav = NavEntry("/me/tokens", "nav_tokens", "user", order=15)
+        user_nav = NavEntry("/me/tokens", "nav_tokens", "user", order=60)
         router.route("/me/tokens", self.show, access="user", nav=user_nav)
         router.route("/me/tokens", self.create, access="user", methods=["POST"])
         router.route("/me/tokens/revoke", self.revoke, access="user", methods=["POST"])
