@@ -145,20 +145,7 @@ class Metrics:
     def count_routes(self, routes: MutableMapping[str, Callable[[Any], Any]]) -> None:
         """Count each FastAGI session and each handler failure, by script."""
         for script, handler in list(routes.items()):
-            routes[script] = self._counted(script, handler)
-
-    def _counted(self, script: str, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def run(agi: Any) -> Any:
-            self.fastagi_sessions.labels(script).inc()
-
-            def failed(failure: Failure) -> Failure:
-                if not failure.check(AGIConnectionLost, CancelledError):
-                    self.fastagi_errors.labels(script).inc()
-                return failure
-
-            return maybeDeferred(handler, agi).addErrback(failed)
-
-        return run
+            routes[script] = CountedRoute(script, handler, self)
 
     def timed(
         self, write: Callable[..., Any], timer: Callable[[], float] = time.perf_counter
@@ -187,6 +174,27 @@ class Metrics:
             return unreachable(session, call, reason)
 
         return offer
+
+
+class CountedRoute:
+    """A FastAGI route handler, counted; its other attributes are the handler's."""
+
+    def __init__(self, script: str, handler: Callable[[Any], Any], metrics: Metrics) -> None:
+        self.script = script
+        self.handler = handler
+        self.metrics = metrics
+
+    def __call__(self, agi: Any) -> Any:
+        self.metrics.fastagi_sessions.labels(self.script).inc()
+        return maybeDeferred(self.handler, agi).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> Failure:
+        if not failure.check(AGIConnectionLost, CancelledError):
+            self.metrics.fastagi_errors.labels(self.script).inc()
+        return failure
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handler, name)
 
 
 @implementer(IRecallOutputs)

@@ -52,9 +52,10 @@ def restart_without_custom_states(lab: Lab) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_dnd_lamp_follows_feature_codes_and_asterisk_restart(appliance, phones, lab, reactor):
-    """104's key on *78104 shows idle, in use after *78, idle after #78; after *78
-    and a forward set in the store, an Asterisk restart that lost every custom
-    device state still shows both *78104 and *21104 in use once resynced."""
+    """104's key on *78104 shows idle, in use after *78, idle after #78.  Then the
+    key is pressed (DND toggles on) and a forward is set in the store: after an
+    Asterisk restart that lost every custom device state, both *78104 and
+    *21104 show in use once resynced."""
     reports = Reports()
     listening = reactor.listenUDP(0, reports, interface="127.0.0.1")
     report_port = listening.getHost().port
@@ -75,7 +76,7 @@ def test_dnd_lamp_follows_feature_codes_and_asterisk_restart(appliance, phones, 
         assert reports.states[2] == ("104", "terminated")
         yield watch.done
 
-        yield p104.call("*78", hold_ms=20000).done
+        yield p104.call("*78104", hold_ms=20000).done  # the key pressed: DND toggles on
         yield wait_model(reactor, pbx, lambda: pbx.endpoint("104").dnd, "104 on DND")
         appliance.forwarding.forwards.set("104", Forward(UNCONDITIONAL, "204"))
         resyncs: list[object] = []

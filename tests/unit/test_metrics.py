@@ -81,6 +81,19 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value(self.metrics, "appliance_fastagi_sessions_total", script="call"), 3)
         self.assertEqual(value(self.metrics, "appliance_fastagi_errors_total", script="call"), 1)
 
+    def test_counted_route_keeps_the_handler_reachable(self) -> None:
+        """Tools and tests reach the route's object (e.g. the call router) through the wrapper."""
+
+        class Router:
+            recent = ["last call"]
+
+            def __call__(self, agi: Any) -> None:
+                return None
+
+        routes: dict[str, Any] = {"call": Router()}
+        self.metrics.count_routes(routes)
+        self.assertEqual(routes["call"].recent, ["last call"])
+
     def test_store_write_timed(self) -> None:
         """The timer is injected; the write's result and errors pass through."""
         ticks = iter([1.0, 1.25])
