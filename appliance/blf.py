@@ -1,7 +1,8 @@
 """BLF keys: each user's do-not-disturb, unconditional forward and pending
 callback requests as Asterisk custom device states, so a phone's busy lamp
 field key subscribed to ``*78<ext>``, ``*21<ext>`` or ``*39<ext>`` lights
-while the state is on (hints in ``asterisk/appliance.conf``).
+while the state is on (hints in ``asterisk/appliance.conf``); a scheduled
+forward lights the key only inside its schedule.
 
 The lamps follow the appliance's own records (the forward and callback store
 namespaces, the DND presence in the PBX model), so a change by feature code,
@@ -12,15 +13,18 @@ web page or API lights the key alike.  After every PBX resync (each AMI
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from appliance.forwarding.records import NAMESPACE as FORWARDS
-from appliance.forwarding.records import UNCONDITIONAL, Forwards
+from appliance.forwarding.records import UNCONDITIONAL, Forward
+from appliance.forwarding.scheduled import NAMESPACE as SCHEDULES
 from appliance.pbx import Change as PBXChange
 from appliance.pbx import EndpointChanged, PBXModel, Resynced
 from appliance.store import Change, IKeyValueStore
@@ -39,6 +43,8 @@ ON = "INUSE"
 OFF = "NOT_INUSE"
 
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
+RECHECK_SECONDS = 60.0
+"""How soon a lamp follows a forward's schedule opening or closing."""
 
 
 def device(lamp: str, extension: str) -> str:
@@ -87,31 +93,42 @@ class BLFService(Service):
         ami: AMI,
         pbx: PBXModel,
         store: IKeyValueStore,
-        forwards: Forwards,
+        forwards: Callable[[str], Sequence[Forward]],
         users: Callable[[], Iterable[str]],
+        clock: IReactorTime,
+        recheck_seconds: float = RECHECK_SECONDS,
     ) -> None:
+        """``forwards(ext)``: the forwards that apply now (schedules honoured)."""
         self.ami = ami
         self.pbx = pbx
         self.store = store
         self.forwards = forwards
         self.users = users
+        self.clock = clock
+        self.recheck_seconds = recheck_seconds
         self.lamps = Lamps()
         self._undo: list[Callable[[], None]] = []
+        self._recheck: LoopingCall | None = None
 
     def startService(self) -> None:
         super().startService()
         self._undo = [self.pbx.subscribe(self._pbx_changed), self.store.subscribe(self._store_changed)]
+        self._recheck = LoopingCall(self.recheck)
+        self._recheck.clock = self.clock
+        self._recheck.start(self.recheck_seconds, now=False)
 
     def stopService(self) -> Any:
         for undo in self._undo:
             undo()
         self._undo = []
+        if self._recheck is not None and self._recheck.running:
+            self._recheck.stop()
         return super().stopService()
 
     # -- the records behind the lamps ------------------------------------------
 
     def states(self, extension: str) -> dict[str, str]:
-        forward = any(f.kind == UNCONDITIONAL and f.enabled for f in self.forwards.of(extension))
+        forward = any(f.kind == UNCONDITIONAL and f.enabled for f in self.forwards(extension))
         callback = any(key.split(":", 1)[0] == extension for key, _ in self.store.items(CALLBACKS))
         return lamp_states(self.pbx.endpoint(extension).dnd, forward, callback)
 
@@ -131,7 +148,7 @@ class BLFService(Service):
             self.update(change.new.name)
 
     def _store_changed(self, change: Change) -> None:
-        if change.namespace == FORWARDS:
+        if change.namespace in (FORWARDS, SCHEDULES):
             self.update(change.key)
         elif change.namespace == CALLBACKS:
             self.update(change.key.split(":", 1)[0])
@@ -143,6 +160,12 @@ class BLFService(Service):
         self.lamps.forget()
         for extension in sorted(self.known()):
             self.update(extension)
+
+    def recheck(self) -> None:
+        """A schedule's window may have opened or closed: send what changed since."""
+        if self.pbx.synced:
+            for extension in sorted(self.known()):
+                self.update(extension)
 
     def update(self, extension: str) -> None:
         if not _EXTENSION.match(extension):

@@ -128,8 +128,9 @@ class Appliance(MultiService):
             self.ami,
             self.pbx,
             store,
-            self.forwarding.forwards,
+            self.forwarding.active_forwards,
             lambda: [u.extension for u in self.directory.users()],
+            reactor,
         )
         self.blf.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}

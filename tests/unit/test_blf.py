@@ -43,9 +43,30 @@ class BLFTests(SynchronousTestCase):
         self.pbx = PBXModel(clock=Clock())
         self.forwards = Forwards(self.store)
         self.users = ["100", "200"]
-        self.service = BLFService(self.ami, self.pbx, self.store, self.forwards, lambda: self.users)
+        self.clock = Clock()
+        self.active = True
+        self.service = BLFService(
+            self.ami, self.pbx, self.store, self.scheduled, lambda: self.users, self.clock
+        )
         self.service.startService()
         self.addCleanup(self.service.stopService)
+
+    def scheduled(self, extension: str) -> list[Forward]:
+        """The forwards that apply now: all of them while ``self.active``."""
+        return self.forwards.of(extension) if self.active else []
+
+    def test_lamp_follows_a_schedule_within_a_minute(self) -> None:
+        """When a forward's schedule closes, the next recheck turns the lamp off."""
+        self.pbx.resync([], [], [])
+        self.forwards.set("100", Forward(UNCONDITIONAL, "300"))
+        del self.ami.sent[:]
+        self.active = False
+        self.clock.advance(59)
+        self.assertEqual(self.ami.sent, [])
+        self.clock.advance(1)
+        self.assertEqual(self.ami.sent, [("Custom:APPLIANCE_CFU_100", "NOT_INUSE")])
+        self.clock.advance(60)
+        self.assertEqual(len(self.ami.sent), 1)
 
     def test_device_names(self) -> None:
         """The hints of the shipped dialplan watch these custom devices."""
