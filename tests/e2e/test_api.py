@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest_twisted
 import treq
-from twisted.internet.defer import DeferredList
 
 from appliance.directory import User
-from appliance.pbx import ChannelChanged
+from tests.e2e.calls import answered_call, lines_rung
 from tests.e2e.waiting import wait_model
 
 
@@ -46,22 +45,8 @@ def test_forward_set_by_token_is_followed_by_a_lab_call(appliance, phones, react
     assert code == 200, body
     assert [(f.kind, f.target) for f in appliance.forwarding.forwards.of("202")] == [("unconditional", "302")]
 
-    rang: list[str] = []
-    appliance.pbx.subscribe(
-        lambda change: (
-            rang.append(change.channel.endpoint or "")
-            if isinstance(change, ChannelChanged) and not change.hungup
-            else None
-        )
-    )
-    target, caller = phones("302"), phones("102")
-    yield target.register().done
-    pbx = appliance.pbx
-    yield wait_model(reactor, pbx, lambda: pbx.endpoint("302").registered, "302 registered")
-    answering = target.answer(ring_ms=200)
-    calling = caller.call("202", hold_ms=300)
-    results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True, True], results
+    rang = lines_rung(appliance)
+    yield answered_call(reactor, appliance, phones("102"), "202", phones("302"))
     assert "302" in rang and "202" not in rang
 
     code, body = yield call_api(base, "DELETE", "/api/v1/users/me/forwards", own)

@@ -8,11 +8,10 @@ from typing import Any
 import pytest_twisted
 import treq
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet.defer import DeferredList
 
 from appliance.directory import User
 from appliance.forwarding.records import UNCONDITIONAL, Forward
-from tests.e2e.waiting import wait_model
+from tests.e2e.calls import answered_call, call_finished
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -45,17 +44,8 @@ def test_counters_move_with_a_forwarded_lab_call(appliance, phones, reactor):
         appliance.directory.put_user(User(ext, f"User {ext}"))
     appliance.forwarding.forwards.set("201", Forward(UNCONDITIONAL, "301"))
 
-    target, caller = phones("301"), phones("101")
-    yield target.register().done
-    pbx = appliance.pbx
-    yield wait_model(reactor, pbx, lambda: pbx.endpoint("301").registered, "301 registered")
-    answering = target.answer(ring_ms=200)
-    calling = caller.call("201", hold_ms=300)
-    results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True, True], results
-    yield wait_model(
-        reactor, pbx, lambda: appliance.router.recent and not pbx.channels_of("101"), "the call finished"
-    )
+    yield answered_call(reactor, appliance, phones("101"), "201", phones("301"))
+    yield call_finished(reactor, appliance, "101")
 
     code, after_text = yield scrape(base)
     assert code == 200

@@ -6,12 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest_twisted
-from twisted.internet.defer import DeferredList
 
 from appliance.directory import User
-from appliance.pbx import ChannelChanged
+from tests.e2e.calls import answered_call, call_finished, lines_rung
 from tests.e2e.test_api import call_api
-from tests.e2e.waiting import wait_model
 
 
 def window(now: datetime, start: timedelta, end: timedelta) -> dict[str, object]:
@@ -44,35 +42,17 @@ def test_scheduled_forward_applies_inside_its_window_only(appliance, phones, rea
     )
     assert code == 200, body
 
-    rang: list[str] = []
-    appliance.pbx.subscribe(
-        lambda change: (
-            rang.append(change.channel.endpoint or "")
-            if isinstance(change, ChannelChanged)
-            and not change.hungup
-            and change.channel.endpoint not in rang
-            else None
-        )
-    )
+    rang = lines_rung(appliance)
     p103, p203, p303 = phones("103"), phones("203"), phones("303")
-    pbx = appliance.pbx
-    yield DeferredList([p203.register().done, p303.register().done], fireOnOneErrback=True)
-    yield wait_model(
-        reactor, pbx, lambda: pbx.endpoint("203").registered and pbx.endpoint("303").registered, "registered"
-    )
-
-    answering = p303.answer(ring_ms=200)
-    results = yield DeferredList([answering.done, p103.call("203", hold_ms=300).done], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True, True], results
+    yield p203.register().done
+    yield answered_call(reactor, appliance, p103, "203", p303)
     assert "303" in rang and "203" not in rang, rang
     answering_303 = p303.answer(ring_ms=200)  # would take a wrongly forwarded call
-    yield wait_model(reactor, pbx, lambda: not pbx.channels, "the first call ended")
+    yield call_finished(reactor, appliance, "103")
 
     del rang[:]
     code, body = yield call_api(base, "PUT", path, token, window(now, timedelta(hours=2), timedelta(hours=3)))
     assert code == 200, body
-    answering = p203.answer(ring_ms=200)
-    results = yield DeferredList([answering.done, p103.call("203", hold_ms=300).done], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True, True], results
+    yield answered_call(reactor, appliance, p103, "203", p203)
     assert "203" in rang and "303" not in rang, rang
     answering_303.kill()
