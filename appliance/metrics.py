@@ -161,10 +161,13 @@ class Metrics:
 
         return timed_write
 
-    def counting_failures(self, failed: Callable[..., None]) -> Callable[..., None]:
-        def count(*args: Any, **kwargs: Any) -> None:
-            self.login_failures.inc()
-            failed(*args, **kwargs)
+    def counting_failures(self, finish: Callable[..., None]) -> Callable[..., None]:
+        """The login throttle's ``finish(login, address, succeeded)``, counting failures."""
+
+        def count(login: str, address: str, succeeded: bool) -> None:
+            if not succeeded:
+                self.login_failures.inc()
+            finish(login, address, succeeded=succeeded)
 
         return count
 
@@ -248,7 +251,8 @@ def instrument(appliance: Any, metrics: Metrics) -> None:
         router.unreachable = metrics.counting_offers(router.unreachable)
     engine = appliance.callbacks.engine
     engine.outputs = CountedRecallOutputs(engine.outputs, metrics)
-    appliance.web.throttle.failed = metrics.counting_failures(appliance.web.throttle.failed)
+    # Web logins and API tokens end each checked attempt here.
+    appliance.web.throttle.finish = metrics.counting_failures(appliance.web.throttle.finish)
 
 
 def is_loopback_request(request: Any) -> bool:

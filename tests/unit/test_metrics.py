@@ -15,6 +15,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from appliance.asterisk.agi import AGIConnectionLost
 from appliance.metrics import CountedLegs, CountedRecallOutputs, Metrics, is_loopback_request
 from appliance.store import DELETE, Change
+from appliance.web.auth import LoginThrottle
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -134,6 +135,15 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value(self.metrics, "appliance_callback_recalls_total"), 1)
         self.assertEqual(value(self.metrics, "appliance_callback_expiries_total"), 1)
         self.assertEqual(value(self.metrics, "appliance_callback_removed_total", why="done"), 1)
+
+    def test_failed_logins_counted_at_the_throttle(self) -> None:
+        """A failed check (web login or API token) counts; a successful one does not."""
+        throttle = LoginThrottle(self.clock)
+        throttle.finish = self.metrics.counting_failures(throttle.finish)  # type: ignore[method-assign]
+        throttle.failed("anna", "192.0.2.1")
+        self.assertTrue(throttle.begin("ben", "192.0.2.2"))
+        throttle.finish("ben", "192.0.2.2", succeeded=True)
+        self.assertEqual(value(self.metrics, "appliance_login_failures_total"), 1)
 
     def test_loopback_only_when_not_relayed(self) -> None:
         request = DummyRequest([b"metrics"])
