@@ -37,6 +37,7 @@ from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
 from appliance.web.pages.metrics import MetricsPage
+from appliance.web.pages.schedules import SchedulePages
 from appliance.web.pages.tokens import TokenPages
 from appliance.web.tokens import ApiTokens, RateLimit
 
@@ -153,6 +154,7 @@ class Appliance(MultiService):
         self.metrics = Metrics(reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
         self.web.add(TokenPages(self.api_tokens))
+        self.web.add(SchedulePages(self.forwarding.forwards, self.schedules))
         api_limits = RateLimit(reactor)
         self.web.add(
             ApiPages(

@@ -6,7 +6,8 @@ holiday as ``on_holidays`` says (``active``: e.g. "office closed" forwards;
 ``inactive``: e.g. "forward to my mobile during office hours"; ``ignore``),
 otherwise inside any of its windows (no windows: every day, all day).  A
 window whose end is not after its start runs over midnight into the next day.
-The caller passes the moment already in the appliance's time zone.
+An end of ``24:00`` is the end of the day.  The caller passes the moment
+already in the appliance's time zone.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Window:
         return {
             "days": [DAYS[d] for d in sorted(self.days)],
             "start": self.start.strftime("%H:%M"),
-            "end": self.end.strftime("%H:%M"),
+            "end": "24:00" if self.end == time.max else self.end.strftime("%H:%M"),
         }
 
 
@@ -161,7 +162,8 @@ def _window(raw: Any, number: int) -> Window:
     days = raw.get("days", list(DAYS))
     if not isinstance(days, list) or not days or any(d not in DAYS for d in days):
         raise ScheduleError(f"{where}: days: a non-empty list of " + ", ".join(DAYS))
-    start, end = _clock(raw.get("start"), f"{where}: start"), _clock(raw.get("end"), f"{where}: end")
+    start = _clock(raw.get("start"), f"{where}: start")
+    end = time.max if raw.get("end") == "24:00" else _clock(raw.get("end"), f"{where}: end")
     if start == end:
         raise ScheduleError(f"{where}: start and end must differ (no windows: all day)")
     return Window(frozenset(DAYS.index(d) for d in days), start, end)

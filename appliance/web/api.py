@@ -125,7 +125,7 @@ class ApiPages:
         return respond(page, 502, {"error": "the PBX did not take the change; try again"})
 
     def _authorize(self, page: Page, who: str) -> str:
-        address = str(getattr(page.request.getClientAddress(), "host", "unknown"))
+        address = page.web._client(page.request)  # X-Forwarded-For only from trusted proxies
         if self.throttle.locked(THROTTLE_KEY, address):
             raise ApiError(429, "too many failed attempts; wait and try again")
         secret = bearer(page.request)

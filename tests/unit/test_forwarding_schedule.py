@@ -83,6 +83,17 @@ class ScheduleTests(SynchronousTestCase):
         self.assertFalse(closed.active(at("2026-12-30T10:00")))
         self.assertTrue(closed.active(at("2026-12-05T10:00")))
 
+    def test_end_of_day(self) -> None:
+        """An end of 24:00 runs to midnight and survives a round trip."""
+        weekend = Schedule.from_json(
+            {"windows": [{"days": ["sat", "sun"], "start": "00:00", "end": "24:00"}]}
+        )
+        self.assertTrue(weekend.active(at("2026-12-05T23:59:59")))
+        self.assertTrue(weekend.active(at("2026-12-05T00:00")))
+        self.assertFalse(weekend.active(at("2026-12-07T00:00")))
+        self.assertEqual(weekend.to_json()["windows"][0]["end"], "24:00")
+        self.assertEqual(Schedule.from_json(weekend.to_json()), weekend)
+
     def test_bad_schedules_name_the_field(self) -> None:
         cases = {
             "window 1: start": {"windows": [{"start": "8:00", "end": "17:00"}]},
