@@ -26,17 +26,23 @@ def lines_rung(appliance: Any) -> list[str]:
 
 
 @inlineCallbacks
-def answered_call(reactor: Any, appliance: Any, caller: Phone, number: str, answerer: Phone) -> Any:
-    """``answerer`` logs in and answers; ``caller`` calls ``number``; both must succeed."""
+def registered_here(reactor: Any, appliance: Any, phone: Phone) -> Any:
+    """Register ``phone`` and wait until the model shows its contact at this phone's
+    port (an earlier test's phone for the same line may have left another)."""
     pbx = appliance.pbx
-    if not pbx.endpoint(answerer.extension).registered:
-        yield answerer.register().done
-        yield wait_model(
-            reactor,
-            pbx,
-            lambda: pbx.endpoint(answerer.extension).registered,
-            f"{answerer.extension} registered",
-        )
+    yield phone.register().done
+    yield wait_model(
+        reactor,
+        pbx,
+        lambda: any(f":{phone.port}" in uri for uri in pbx.endpoint(phone.extension).contacts),
+        f"{phone.extension} registered at its port",
+    )
+
+
+@inlineCallbacks
+def answered_call(reactor: Any, appliance: Any, caller: Phone, number: str, answerer: Phone) -> Any:
+    """``answerer`` logs in here and answers; ``caller`` calls ``number``; both must succeed."""
+    yield registered_here(reactor, appliance, answerer)
     answering = answerer.answer(ring_ms=200)
     calling = caller.call(number, hold_ms=300)
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)

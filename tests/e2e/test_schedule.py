@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest_twisted
 
 from appliance.directory import User
-from tests.e2e.calls import answered_call, call_finished, lines_rung
+from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here
 from tests.e2e.test_api import call_api
 
 
@@ -44,7 +44,7 @@ def test_scheduled_forward_applies_inside_its_window_only(appliance, phones, rea
 
     rang = lines_rung(appliance)
     p103, p203, p303 = phones("103"), phones("203"), phones("303")
-    yield p203.register().done
+    yield registered_here(reactor, appliance, p203)
     yield answered_call(reactor, appliance, p103, "203", p303)
     assert "303" in rang and "203" not in rang, rang
     answering_303 = p303.answer(ring_ms=200)  # would take a wrongly forwarded call
