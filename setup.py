@@ -38,6 +38,9 @@ setup(
         "phonenumbers>=8.13",
         "ldap3>=2.9",
         "treq>=24.9",  # CardDAV address books
+        "prometheus_client>=0.20",
+        "icalendar>=6",
+        "python-dateutil>=2.8",  # recurring holidays (RRULE)
     ],
     extras_require={
         "test": [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import zoneinfo
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,6 +93,8 @@ class ApplianceConfig:
     carddav: CardDAVConfig | None = None
     ldap: LDAPConfig | None = None
     contacts_sync_minutes: int = 60
+    timezone: str = ""
+    """IANA zone of office hours (forward schedules); empty: the system's."""
 
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -145,6 +148,7 @@ def load(path: str | Path) -> ApplianceConfig:
             upload_body=read.size_mb("web", "max_upload_mb", default=5) + UPLOAD_OVERHEAD,
             trusted_proxies=read.addresses("web", "trusted_proxies"),
         ),
+        timezone=read.zone("appliance", "timezone"),
     )
     config = replace(
         config,
@@ -264,6 +268,16 @@ class _Reader:
         except ValueError:
             if raw != "localhost" and not _is_hostname(raw):
                 raise self._fail(section, key, f"{raw!r} is not an IP address or host name") from None
+        return raw
+
+    def zone(self, section: str, key: str) -> str:
+        """An IANA time zone name such as Europe/Berlin, or empty for the system's."""
+        raw = self.text(section, key, default="")
+        if raw:
+            try:
+                zoneinfo.ZoneInfo(raw)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                raise self._fail(section, key, f"{raw!r} is not a time zone (e.g. Europe/Berlin)") from None
         return raw
 
     def choice(self, section: str, key: str, allowed: tuple[str, ...], default: str) -> str:

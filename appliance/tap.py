@@ -3,6 +3,7 @@ service tree, handing every feature its dependencies."""
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService, backoffPolicy
@@ -16,6 +17,7 @@ from twisted.python import usage
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
+from appliance.blf import BLFService
 from appliance.callback.service import CallbackService
 from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
@@ -23,10 +25,11 @@ from appliance.contactsync import ContactJobs, ContactSources
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
-from appliance.forwarding.service import Forwarding
+from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
 from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
+from appliance.metrics import Metrics, instrument
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.numbers import migrate_old_plan, plan_from
 from appliance.pbx import PBXModel, PBXService
@@ -35,10 +38,15 @@ from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
 from appliance.slices import reactor_cooperator
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
+from appliance.web.api import ApiPages
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
+from appliance.web.pages.metrics import MetricsPage
+from appliance.web.pages.schedules import SchedulePages
+from appliance.web.pages.tokens import TokenPages
+from appliance.web.tokens import ApiTokens, RateLimit
 
 log = Logger()
 
@@ -101,8 +109,16 @@ class Appliance(MultiService):
             self.ami, self.pbx, self.directory, self.settings, reactor, language=config.language
         )
         self.endpoint_sync.setServiceParent(self)
-        self.forwarding = Forwarding(
-            Forwards(store), self.settings, self.directory, self.pbx, language=config.language
+        self.schedules = Schedules(store)
+        self.forwarding = ScheduledForwarding(
+            Forwards(store),
+            self.settings,
+            self.directory,
+            self.pbx,
+            language=config.language,
+            schedules=self.schedules,
+            clock=reactor,
+            zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
         )
         self.router = CallRouter(self.pbx, forwarding=self.forwarding)
         self.feature_codes = FeatureCodes()
@@ -135,6 +151,15 @@ class Appliance(MultiService):
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
+        self.blf = BLFService(
+            self.ami,
+            self.pbx,
+            store,
+            self.forwarding.active_forwards,
+            lambda: [u.extension for u in self.directory.users()],
+            reactor,
+        )
+        self.blf.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
         self.fastagi = ListenOrStop(
             "[fastagi]",
@@ -151,6 +176,27 @@ class Appliance(MultiService):
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))
         self.web.alerts.append(self._store_alerts)
+        self.api_tokens = ApiTokens(store, reactor)
+        self.metrics = Metrics(reactor)
+        self.web.add(MetricsPage(self.metrics, self.api_tokens))
+        self.web.add(TokenPages(self.api_tokens))
+        self.web.add(SchedulePages(self.forwarding.forwards, self.schedules))
+        api_limits = RateLimit(reactor)
+        self.web.add(
+            ApiPages(
+                self.api_tokens,
+                api_limits,
+                self.web.throttle,
+                self.directory,
+                self.forwarding.forwards,
+                self.callbacks,
+                self.missed.journal,
+                self.pbx,
+                self.ami,
+                self.schedules,
+            )
+        )
+        instrument(self, self.metrics)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
         )

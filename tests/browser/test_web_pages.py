@@ -105,9 +105,11 @@ def test_user_cannot_open_admin_pages(page: Page, running: Running) -> None:
     assert page.locator("nav a").all_inner_texts() == [
         "Mein Profil",
         "Umleitungen",
+        "Zeitsteuerung",
         "Rückrufe",
         "Verpasste Anrufe",
         "Benachrichtigung",
+        "API-Tokens",
     ]
 
 

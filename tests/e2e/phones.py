@@ -184,6 +184,21 @@ class Phone:
         name = caller_name or f"Phone {self.extension}"
         return self._run("call", {"target": target, "hold_ms": hold_ms, "name": name})
 
+    def watch(self, target: str, notifies: int, report_port: int) -> SippRun:
+        """A BLF key on ``target``: SUBSCRIBE (Event: dialog), send the dialog
+        ``<state>`` of each of ``notifies`` NOTIFYs as a UDP datagram to
+        127.0.0.1:``report_port``, then unsubscribe."""
+        one = (
+            '  <recv request="NOTIFY"><action>\n'
+            '    <ereg regexp="confirmed|early|terminated" search_in="body" check_it="true" assign_to="s"/>\n'
+            f"    <exec command=\"bash -c 'echo {self.extension} [$s]"
+            f" >/dev/udp/127.0.0.1/{report_port}'\"/>\n"
+            "  </action></recv>\n"
+            "  <send><![CDATA[\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n"
+            "[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
+        )
+        return self._run("blf_watch", {"target": target, "notifies": one * notifies}, timeout=90)
+
     def kill_all(self) -> None:
         for run in self.runs:
             run.kill()

@@ -1,0 +1,72 @@
+"""Metrics end to end: a real call through the lab moves the counters, scraped
+over HTTP from ``/metrics`` and read with Prometheus' own text parser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+import treq
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.directory import User
+from appliance.forwarding.records import UNCONDITIONAL, Forward
+from tests.e2e.calls import answered_call, call_finished
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape by (name, sorted labels)."""
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+@pytest_twisted.inlineCallbacks
+def scrape(base: str, **headers: str) -> Any:
+    response = yield treq.get(base + "/metrics", headers={k: [v] for k, v in headers.items()})
+    body = yield response.text()
+    return response.code, body
+
+
+@pytest_twisted.inlineCallbacks
+def test_counters_move_with_a_forwarded_lab_call(appliance, phones, reactor):
+    """101 calls 201, who forwards to 301: afterwards the scrape shows one more
+    routed internal call, forward applied and FastAGI call session, the four store
+    writes timed, and the AMI login; a user's token and a relayed request are refused."""
+    port = yield appliance.web_service._waitingForPort
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    code, before_text = yield scrape(base)
+    assert code == 200
+    before = samples(before_text)
+    for ext in ("101", "201", "301"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    appliance.forwarding.forwards.set("201", Forward(UNCONDITIONAL, "301"))
+
+    yield answered_call(reactor, appliance, phones("101"), "201", phones("301"))
+    yield call_finished(reactor, appliance, "101")
+
+    code, after_text = yield scrape(base)
+    assert code == 200
+    after = samples(after_text)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert moved("appliance_calls_routed_total", origin="internal") == 1
+    assert moved("appliance_forwards_applied_total") == 1
+    assert moved("appliance_fastagi_sessions_total", script="call") == 1
+    assert moved("appliance_store_write_seconds_count") >= 4  # three users and the forward
+    assert after[("appliance_ami_connections_total", ())] >= 1
+
+    user_secret, _ = appliance.api_tokens.create("101", "tool")
+    admin_secret, _ = appliance.api_tokens.create("admin", "prometheus")
+    code, _ = yield scrape(base, Authorization=f"Bearer {user_secret}")
+    assert code == 403
+    code, _ = yield scrape(base, **{"X-Forwarded-For": "192.0.2.7"})
+    assert code == 403
+    code, text = yield scrape(base, Authorization=f"Bearer {admin_secret}")
+    assert code == 200
+    assert samples(text)[("appliance_login_failures_total", ())] >= 1

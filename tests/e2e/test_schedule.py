@@ -1,0 +1,58 @@
+"""Forward schedules end to end: a schedule edited over the API to include
+"now" lets a lab call follow the forward; edited to exclude "now" it does not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest_twisted
+
+from appliance.directory import User
+from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here
+from tests.e2e.test_api import call_api
+
+
+def window(now: datetime, start: timedelta, end: timedelta) -> dict[str, object]:
+    """A window on every day, from now+start to now+end (over midnight if it wraps)."""
+    return {
+        "windows": [
+            {"start": (now + start).strftime("%H:%M"), "end": (now + end).strftime("%H:%M")},
+        ]
+    }
+
+
+@pytest_twisted.inlineCallbacks
+def test_scheduled_forward_applies_inside_its_window_only(appliance, phones, reactor):
+    """203 forwards to 303 on a schedule: inside the window 103's call rings 303;
+    with the window moved away from now, the same call rings 203 itself."""
+    port = yield appliance.web_service._waitingForPort
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    for ext in ("103", "203", "303"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    token, _ = appliance.api_tokens.create("203", "")
+    now = appliance.forwarding.now()
+
+    code, body = yield call_api(
+        base, "PUT", "/api/v1/users/me/forwards", token, {"kind": "unconditional", "target": "303"}
+    )
+    assert code == 200, body
+    path = "/api/v1/users/me/schedules/unconditional/all"
+    code, body = yield call_api(
+        base, "PUT", path, token, window(now, timedelta(minutes=-5), timedelta(minutes=30))
+    )
+    assert code == 200, body
+
+    rang = lines_rung(appliance)
+    p103, p203, p303 = phones("103"), phones("203"), phones("303")
+    yield registered_here(reactor, appliance, p203)
+    yield answered_call(reactor, appliance, p103, "203", p303)
+    assert "303" in rang and "203" not in rang, rang
+    answering_303 = p303.answer(ring_ms=200)  # would take a wrongly forwarded call
+    yield call_finished(reactor, appliance, "103")
+
+    del rang[:]
+    code, body = yield call_api(base, "PUT", path, token, window(now, timedelta(hours=2), timedelta(hours=3)))
+    assert code == 200, body
+    yield answered_call(reactor, appliance, p103, "203", p203)
+    assert "203" in rang and "303" not in rang, rang
+    answering_303.kill()
