@@ -27,6 +27,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from appliance.asterisk._tcp import sendWithoutDelay
+
 log = Logger()
 
 GREETING_PREFIX = "Asterisk Call Manager/"
@@ -235,6 +237,11 @@ class AMIProtocol(LineReceiver):
         self._discarding = False
         """Skipping the rest of an oversized message, up to its blank line."""
         self._resetMessage()
+
+    def connectionMade(self) -> None:
+        # Asterisk's manager sends with TCP_NODELAY; our actions should not
+        # wait for the ACK of the previous one either.
+        sendWithoutDelay(self.transport)
 
     # -- actions ---------------------------------------------------------
 

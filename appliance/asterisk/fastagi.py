@@ -48,6 +48,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from appliance.asterisk._tcp import acknowledgeNow, sendWithoutDelay
 from appliance.asterisk.agi import (
     _STATUS_LINE,
     _USAGE_END,
@@ -223,6 +224,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     # Connection lifecycle.
 
     def connectionMade(self) -> None:
+        sendWithoutDelay(self.transport)
         deadline = min(self.requestTimeout, self.environmentDeadline)
         self._timeoutCall = self.clock.callLater(deadline, self._timedOut)
         factory = getattr(self, "factory", None)
@@ -298,6 +300,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     # Input.
 
     def dataReceived(self, data: bytes) -> None:
+        # Ack before handling: Asterisk (Nagle on) holds its next reply until then.
+        acknowledgeNow(self.transport)
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return
         super().dataReceived(data)
