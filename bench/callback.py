@@ -19,20 +19,26 @@ arrives and answers 486 Busy Here, which ends that request.
   takes the offer.  Asterisk recalls by itself.
 
 Printed: hangup -> 200 free in the PBX model, and hangup -> INVITE at 100
-(the recall latency), median and p99 in milliseconds for each, and the ratio
-appliance / CCSS.  The issue's goal: median within 1.5x of CCSS.
+(the recall latency; the INVITE's arrival is the kernel's receive time at
+100's socket), median and p99 in milliseconds for each, and the ratio
+appliance / CCSS; then the load average and the CPU stall over the run
+(bench/README.md: with a high stall, wall-time figures are noise).  The
+issue's goal: median within 1.5x of CCSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from typing import Any
 
 from twisted.internet import defer, task
 
 from bench._lab import RefusingPhone, lab_and_appliance
 from bench._report import fmt, percentile, ratio, table
+from bench.fastagi import cpuStallSeconds
 
 KINDS = ("appliance", "ccss")
 
@@ -154,8 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
 
     def run(reactor: Any) -> Any:
-        d = measure(reactor, options.instance, options.rounds)
-        return d.addCallback(lambda result: print(report(*result)))
+        started, stall = time.monotonic(), cpuStallSeconds()
+
+        def show(result: Any) -> None:
+            busy = 100 * (cpuStallSeconds() - stall) / (time.monotonic() - started)
+            print(report(*result))
+            print(f"load average {os.getloadavg()[0]:.2f}; CPU stall {fmt(busy, 0)}% of the run (Linux PSI)")
+
+        return measure(reactor, options.instance, options.rounds).addCallback(show)
 
     task.react(run)
 

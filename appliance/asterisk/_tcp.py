@@ -7,6 +7,8 @@ unacknowledged; Linux, seeing an interactive exchange, delays that ACK by
 40 ms or more.  We therefore acknowledge at once after every read
 (C{TCP_QUICKACK}, which Linux drops again by itself, hence after every read)
 and send our own small writes without waiting for an ACK (C{TCP_NODELAY}).
+A command or action also leaves at once (L{writeNow}) instead of when the
+reactor next polls, after whatever else arrived in the meantime.
 Transports without a TCP socket (tests' C{StringTransport}) are left alone.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import socket
 from typing import Any
+
+from twisted.internet.interfaces import IWriteDescriptor
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
@@ -48,3 +52,17 @@ def sendWithoutDelay(transport: Any) -> None:
 def acknowledgeNow(transport: Any) -> None:
     """Send the ACK for what was just read now, not after the delayed-ACK timer."""
     _setOption(transport, _QUICKACK)
+
+
+def writeNow(transport: Any) -> None:
+    """Hand what C{transport} buffered to the kernel now, not on the reactor's
+    next turn.  Only while no producer is attached and no close is pending, where
+    L{IWriteDescriptor.doWrite} just sends; an error it returns is left for
+    the reactor, which meets it again on its own next write."""
+    if (
+        IWriteDescriptor.providedBy(transport)
+        and _tcpSocket(transport) is not None
+        and not getattr(transport, "disconnecting", True)
+        and getattr(transport, "producer", None) is None
+    ):
+        transport.doWrite()

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from appliance.asterisk._tcp import sendWithoutDelay
+from appliance.asterisk._tcp import sendWithoutDelay, writeNow
 
 log = Logger()
 
@@ -330,6 +330,7 @@ class AMIProtocol(LineReceiver):
         self._pending[action_id] = pending
         lines.insert(1, f"ActionID: {action_id}")
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        writeNow(self.transport)
         log.debug("Sent AMI {action} ({action_id})", action=action, action_id=action_id)
         return d
 
