@@ -105,6 +105,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
             for channel in pbx.channels_of("300"):
                 yield ami.sendAction("Hangup", Channel=channel.name)
             arrived = yield catcher.waiting
+            yield wait_model(reactor, pbx, lambda: pbx.presence("200") is Presence.IDLE, "200 free")
             unsubscribe()
             to_invite[kind].append(arrived - hangup)
             if freed:
