@@ -109,9 +109,9 @@ class CallbackService(Service):
         self.engine = CallbackEngine(clock, _Outputs(self), pbx.presence, self._engine_settings)
         self.offers = Offers(self.engine, settings, store, self._language_of, pbx.presence)
         self._actions: dict[str, tuple[str, int]] = {}
+        """AMI ActionID of an Originate → (request id, attempt)."""
         self._held: dict[str, list[Request | None]] = {}
         """Request id → its latest record (None: removed) while its Originate is on the way."""
-        """AMI ActionID of an Originate → (request id, attempt)."""
         self.originated: list[tuple[float, Recall]] = []
         """(when, recall) of the latest recalls started (tests, bench)."""
         self._undo: list[Callable[[], object]] = []
