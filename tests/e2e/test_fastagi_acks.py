@@ -74,7 +74,7 @@ def test_lines_are_acknowledged_before_the_route_sees_them(reactor: Any) -> None
         seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         for _ in range(3):  # an interactive exchange: Linux now delays its ACKs
             yield agi.noop()
-        before = acks_and_bytes(sock)  # our EXEC is still in the send buffer
+        before = acks_and_bytes(sock)  # the EXEC below will carry the ACK for all before it
         dialled = agi.exec_("Dial", "PJSIP/300,60,tT")
         agi.whenHungUp().addCallback(lambda _: seen.setdefault("at_hangup", acks_and_bytes(sock)))
         seen["result"] = yield dialled
@@ -98,7 +98,7 @@ def test_lines_are_acknowledged_before_the_route_sees_them(reactor: Any) -> None
     for moment in ("at_result", "at_hangup"):
         acks, received = seen[moment]
         assert received - received_before == len(b"200 result=-1\nHANGUP\n"), (moment, seen)
-        # Our EXEC carried the ACK for everything before it; this one is for the reply.
+        # Our EXEC carried the ACK for everything before it; a further one is for the reply.
         assert acks > acks_before, (moment, seen)
 
 
@@ -117,7 +117,7 @@ def test_real_asterisk_dial_result_is_acknowledged_at_once(appliance, phones, re
     @inlineCallbacks
     def probe(agi: Any) -> Any:
         sock = agi.transport.getHandle()
-        before = acks_and_bytes(sock)  # the EXEC below still in our send buffer
+        before = acks_and_bytes(sock)  # the EXEC below will carry the ACK for all before it
         dialled = agi.exec_("Dial", "PJSIP/204,20,tT")
         seen["result"] = yield dialled
         seen["at_result"] = acks_and_bytes(sock)
