@@ -15,6 +15,7 @@ from twisted.python import usage
 
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
+from appliance.asterisk.eventfilter import excludeEvents
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
 from appliance.callback.service import CallbackService
 from appliance.carddav import CardDAVSource, http_client
@@ -94,6 +95,7 @@ class Appliance(MultiService):
             keepalive=AMI_KEEPALIVE_SECONDS,
         )
         self.ami.setServiceParent(self)
+        excludeEvents(self.ami)
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)
