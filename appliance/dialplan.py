@@ -61,6 +61,8 @@ class CallSession(Protocol):
 
     def setVariable(self, name: str, value: str) -> Deferred[None]: ...
 
+    def endAfterNextCommand(self) -> None: ...
+
 
 class BadCallRequest(Exception):
     """The dialplan sent something that is not a number."""
@@ -206,6 +208,7 @@ class CallRouter:
         shown = session.env.get("agi_calleridname", "")
         status: str | None = None
         reason: Unreachable | None = None
+        hung_up = False
         while True:
             reason = None
             if leg.destination.kind == "line":
@@ -233,11 +236,17 @@ class CallRouter:
                     why=leg.reason,
                     chain=" -> ".join(leg.chain) or "-",
                 )
-                yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
+                result = yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
+                hung_up = result < 0
+                if hung_up:
+                    # Dial says hang up: the caller left or the conversation ended.
+                    # Asterisk frees the channel (and the line) when our session
+                    # ends, so the status is asked as our last word, not waited on.
+                    session.endAfterNextCommand()
                 status = yield session.getVariable("DIALSTATUS")
-                reason = DIAL_STATUS_UNREACHABLE.get(status or "")
+                reason = None if hung_up else DIAL_STATUS_UNREACHABLE.get(status or "")
             self.legs.append((call.uniqueid, leg, status))
-            following = after(leg, status, context) if context is not None else None
+            following = after(leg, status, context) if context is not None and not hung_up else None
             if following is None:
                 break
             leg = following

@@ -16,6 +16,7 @@ from twisted.python import usage
 
 from appliance import config as configuration
 from appliance.asterisk.amiservice import AMIService
+from appliance.asterisk.eventfilter import excludeEvents
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
 from appliance.blf import BLFService
 from appliance.callback.service import CallbackService
@@ -102,6 +103,7 @@ class Appliance(MultiService):
             keepalive=AMI_KEEPALIVE_SECONDS,
         )
         self.ami.setServiceParent(self)
+        excludeEvents(self.ami)
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,30 @@ def sip_headers(text: str, *names: str) -> list[str]:
     return [line for line in text.split("\r\n") if line.lower().startswith(wanted)]
 
 
+SIOCGSTAMPNS = 0x8907
+"""Linux ioctl: the kernel's receive time of the last datagram read from a socket."""
+
+
+def kernel_arrival(sock: Any) -> float | None:
+    """When the datagram just read reached ``sock`` (time.time() scale), or None.
+
+    The first call on a socket only switches the kernel's stamping on."""
+    try:
+        seconds, nanoseconds = struct.unpack("@qq", fcntl.ioctl(sock, SIOCGSTAMPNS, bytes(16)))
+    except OSError:
+        return None
+    return seconds + nanoseconds / 1e9
+
+
 class RefusingPhone(DatagramProtocol):
     """A phone that notes when each INVITE arrives and refuses it with ``status``,
-    so a benchmark measures signalling alone."""
+    so a benchmark measures signalling alone.  The arrival is the kernel's
+    receive time, not when this process got round to reading it: the process
+    runs the appliance too, whose work after the Originate must not count."""
+
+    def startProtocol(self) -> None:
+        assert self.transport is not None
+        kernel_arrival(self.transport.getHandle())
 
     def __init__(self, clock: Any, status: str, tag: str) -> None:
         self.clock = clock
@@ -51,7 +74,8 @@ class RefusingPhone(DatagramProtocol):
         text = data.decode(errors="replace")
         if not text.startswith("INVITE "):
             return
-        arrived = self.clock.seconds()
+        assert self.transport is not None
+        arrived = kernel_arrival(self.transport.getHandle()) or self.clock.seconds()
         headers = [
             h + f";tag={self.tag}" if h.lower().startswith("to:") and "tag=" not in h else h
             for h in sip_headers(text, "via", "from", "to", "call-id", "cseq")

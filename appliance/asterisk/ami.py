@@ -27,6 +27,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from appliance.asterisk._tcp import sendWithoutDelay, writeNow
+
 log = Logger()
 
 GREETING_PREFIX = "Asterisk Call Manager/"
@@ -236,6 +238,11 @@ class AMIProtocol(LineReceiver):
         """Skipping the rest of an oversized message, up to its blank line."""
         self._resetMessage()
 
+    def connectionMade(self) -> None:
+        # Asterisk's manager sends with TCP_NODELAY; our actions should not
+        # wait for the ACK of the previous one either.
+        sendWithoutDelay(self.transport)
+
     # -- actions ---------------------------------------------------------
 
     def sendAction(self, action: str, **headers: HeaderValue) -> Deferred[AMIMessage]:
@@ -323,6 +330,7 @@ class AMIProtocol(LineReceiver):
         self._pending[action_id] = pending
         lines.insert(1, f"ActionID: {action_id}")
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        writeNow(self.transport)
         log.debug("Sent AMI {action} ({action_id})", action=action, action_id=action_id)
         return d
 

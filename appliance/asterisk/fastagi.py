@@ -42,12 +42,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITCPTransport, ITransport
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from appliance.asterisk._tcp import acknowledgeNow, sendWithoutDelay, writeNow
 from appliance.asterisk.agi import (
     _STATUS_LINE,
     _USAGE_END,
@@ -198,6 +199,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         self._handlerDeferred: Deferred[Any] | None = None
         self.taken = False
         """A handler runs: from now on no error writes FAILURE (fail closed)."""
+        self._lastQueued = False  # endAfterNextCommand: nothing more may be sent after it
+        self._lastWritten = False
 
     # Convenience views on the environment.
 
@@ -223,6 +226,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     # Connection lifecycle.
 
     def connectionMade(self) -> None:
+        sendWithoutDelay(self.transport)
         deadline = min(self.requestTimeout, self.environmentDeadline)
         self._timeoutCall = self.clock.callLater(deadline, self._timedOut)
         factory = getattr(self, "factory", None)
@@ -298,6 +302,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     # Input.
 
     def dataReceived(self, data: bytes) -> None:
+        # Ack before handling: Asterisk (Nagle on) holds its next reply until then.
+        acknowledgeNow(self.transport)
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return
         super().dataReceived(data)
@@ -474,6 +480,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         wire = _encodeCommand(command)
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return fail(AGIConnectionLost(f"connection closed before {command!r}"))
+        if self._lastWritten or (self._lastQueued and self._queue):
+            return fail(AGIConnectionLost(f"session already ended by its last command before {command!r}"))
         cmd: _Command
 
         def cancel(d: Deferred[AGIResponse]) -> None:
@@ -492,7 +500,20 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         self._pending = cmd = self._queue.popleft()
         if self.trace:
             log.debug("FastAGI {channel} >> {command!r}", command=cmd.text, channel=self.channel)
-        self._transportOrFail().write(cmd.wire)
+        transport = self._transportOrFail()
+        transport.write(cmd.wire)
+        if self._lastQueued:
+            self._lastWritten = True
+            if ITCPTransport.providedBy(transport):
+                transport.loseWriteConnection()
+        writeNow(transport)
+
+    def endAfterNextCommand(self) -> None:
+        """Make the next command the session's last: our side stops writing
+        right after it, so Asterisk ends the AGI (and a hung-up channel) as
+        soon as it has answered, without waiting for us to read the reply,
+        which still arrives."""
+        self._lastQueued = True
 
     def _finishPending(self, result: AGIResponse | Failure) -> None:
         cmd, self._pending = self._pending, None

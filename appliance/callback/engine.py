@@ -380,7 +380,8 @@ class CallbackEngine:
 
     def _start(self, request: Request, now: float, settings: EngineSettings) -> None:
         started = replace(request, state=State.RINGING, state_since=now, attempts=request.attempts + 1)
-        self._update(started)
+        self._requests[started.id] = started
+        # The recall first, then its record: the requester hears it a store write sooner.
         self.outputs.originate(
             Recall(
                 started.id,
@@ -391,6 +392,7 @@ class CallbackEngine:
                 settings.wait_seconds,
             )
         )
+        self.outputs.saved(started)
 
     def _schedule(self, now: float, settings: EngineSettings) -> None:
         """One timer for the next moment something happens without an event."""

@@ -78,10 +78,10 @@ class _Outputs:
         self.service._originate(recall)
 
     def saved(self, request: Request) -> None:
-        self.service.store.put(NAMESPACE, request.id, request.to_json())
+        self.service._write(request.id, request)
 
     def removed(self, request: Request, why: str) -> None:
-        self.service.store.delete(NAMESPACE, request.id)
+        self.service._write(request.id, None)
 
 
 class CallbackService(Service):
@@ -110,6 +110,8 @@ class CallbackService(Service):
         self.offers = Offers(self.engine, settings, store, self._language_of, pbx.presence)
         self._actions: dict[str, tuple[str, int]] = {}
         """AMI ActionID of an Originate → (request id, attempt)."""
+        self._held: dict[str, list[Request | None]] = {}
+        """Request id → its latest record (None: removed) while its Originate is on the way."""
         self.originated: list[tuple[float, Recall]] = []
         """(when, recall) of the latest recalls started (tests, bench)."""
         self._undo: list[Callable[[], object]] = []
@@ -198,6 +200,22 @@ class CallbackService(Service):
 
     # -- outputs -------------------------------------------------------------------
 
+    def _write(self, rid: str, request: Request | None) -> None:
+        """Store a request's record, or hold it while its Originate is on the way:
+        a store write (fdatasync) in the same reactor turn would keep the action
+        in our send buffer.  A crash in that millisecond loses the attempt count
+        of one recall, never the request."""
+        if rid in self._held:
+            self._held[rid][:] = [request]
+        elif request is None:
+            self.store.delete(NAMESPACE, rid)
+        else:
+            self.store.put(NAMESPACE, rid, request.to_json())
+
+    def _release(self, rid: str) -> None:
+        for request in self._held.pop(rid, []):
+            self._write(rid, request)
+
     def _originate(self, recall: Recall) -> None:
         if not EXTENSION.match(recall.target):
             self._fail_later(recall, "bad target")
@@ -214,13 +232,7 @@ class CallbackService(Service):
         shown = _caller_name(target_user.name if target_user else recall.target)
         self.originated.append((self.clock.seconds(), recall))
         del self.originated[:-100]
-        log.info(
-            "recall {rid} #{attempt}: ringing {channel} for {seconds}s",
-            rid=recall.request_id,
-            attempt=recall.attempt,
-            channel=channel,
-            seconds=recall.wait_seconds,
-        )
+        self._held.setdefault(recall.request_id, [])
         d = self.ami.sendAction(
             "Originate",
             Channel=channel,
@@ -239,12 +251,22 @@ class CallbackService(Service):
             ],
         )
 
+        log.info(
+            "recall {rid} #{attempt}: ringing {channel} for {seconds}s",
+            rid=recall.request_id,
+            attempt=recall.attempt,
+            channel=channel,
+            seconds=recall.wait_seconds,
+        )
+
         def queued(reply: Any) -> None:
+            self._release(recall.request_id)
             action_id = getattr(reply, "action_id", None)
             if action_id:
                 self._actions[action_id] = (recall.request_id, recall.attempt)
 
         def failed(failure: Any) -> None:
+            self._release(recall.request_id)
             result = RecallResult.LOST if _link_lost(failure) else RecallResult.FAILED
             self._fail_later(recall, f"Originate failed: {failure.getErrorMessage()}", result)
 

@@ -184,11 +184,15 @@ APPLIANCE_AGI = {host}:{ports.fastagi}
 #include appliance.conf
 
 [phones]
+; Lab only: ccss<number> dials <number> with Asterisk's own call completion
+; (bench/callback.py's baseline); every other number goes to the appliance.
+exten => _ccssX.,1,Goto(lab-ccss,${{EXTEN:4}},1)
 include => appliance-phones
 
 [from-trunk]
 include => appliance-trunk
-""",
+"""
+        + _CCSS_DIALPLAN,
         "features.conf": """\
 [general]
 transferdigittimeout = 3
@@ -229,6 +233,26 @@ atxfer = *2
         "websocket_client.conf": "",
     }
     return files
+
+
+_CCSS_DIALPLAN = """
+; Asterisk's CCSS with the generic agent and monitor, set per call.  chan_pjsip
+; offers no call completion itself, so the callee channel's pre-dial handler
+; checks the device state and fails the call as busy (cause 17); Dial then
+; offers CCBS, which the caller takes at once.
+[lab-ccss]
+exten => _X.,1,Set(CALLCOMPLETION(cc_agent_policy)=generic)
+ same => n,Dial(PJSIP/${EXTEN},20,b(lab-ccss-predial^s^1(${EXTEN})))
+ same => n,Answer()
+ same => n,CallCompletionRequest()
+ same => n,Hangup()
+
+[lab-ccss-predial]
+exten => s,1,Set(CALLCOMPLETION(cc_monitor_policy)=generic)
+ same => n,GotoIf($["${DEVICE_STATE(PJSIP/${ARG1})}" = "NOT_INUSE"]?free)
+ same => n,Hangup(17)
+ same => n(free),Return()
+"""
 
 
 def _pjsip(host: str, port: int, extensions: Sequence[str], desk: DeskPhones | None) -> str:

@@ -64,3 +64,26 @@ def test_concurrent_actions_each_get_their_reply(appliance):
         [appliance.ami.sendAction("Getvar", Variable=f"GLOBAL(APPL_T{i})") for i in range(20)]
     )
     assert [reply.get("Value") for reply in replies] == [f"v{i}" for i in range(20)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_unread_events_filtered_out(appliance, phones, reactor):
+    """After login the appliance's AMI session gets no VarSet/Newexten/TestEvent
+    (issue 19: they were most of the parsing before the events that matter),
+    while a call still brings every event the PBX model reads."""
+    from appliance.pbx import Presence
+    from tests.e2e.waiting import wait_model, wait_until
+
+    names: list[str] = []
+    appliance.ami.subscribe(None, lambda event: names.append(event.get("Event") or ""))
+    pbx = appliance.pbx
+    callee, caller = phones("205"), phones("105")
+    yield callee.register().done
+    yield wait_model(reactor, pbx, lambda: pbx.presence("205") is Presence.IDLE, "205 logged in")
+    callee.answer(ring_ms=50)
+    yield caller.call("205", hold_ms=300).done
+    router = appliance.routes["call"]
+    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
+    yield wait_model(reactor, pbx, lambda: pbx.presence("205") is Presence.IDLE, "205 free again")
+    assert {"Newchannel", "Newstate", "DialBegin", "DialEnd", "Hangup", "DeviceStateChange"} <= set(names)
+    assert not {"VarSet", "Newexten", "TestEvent"} & set(names), sorted(set(names))

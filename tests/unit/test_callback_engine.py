@@ -73,8 +73,13 @@ class RequestTests(SynchronousTestCase):
         h.engine.request("100", "200")
         h.clear()
         h.set("200", I)
-        self.assertEqual(h.outputs.log[-1], ("originate", Recall("100:200", "100", "200", "internal", 1, 20)))
-        self.assertEqual(h.engine.get("100:200").state, State.RINGING)  # type: ignore[union-attr]
+        started = h.engine.get("100:200")
+        assert started is not None
+        self.assertEqual(
+            h.outputs.log,
+            [("originate", Recall("100:200", "100", "200", "internal", 1, 20)), ("saved", started)],
+        )
+        self.assertEqual(started.state, State.RINGING)
 
     def test_free_target_at_request_time_is_recalled_when_requester_hangs_up(self) -> None:
         """A target already free when the request is made is recalled once the

@@ -301,6 +301,35 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(h.service.pending(), [])
         self.assertIsNone(h.store.get(NAMESPACE, "100:200"))
 
+    def test_recall_record_written_after_asterisk_queued_it(self) -> None:
+        """The Originate goes out before the recall's store write (an fdatasync would
+        hold it in our send buffer); the record follows once Asterisk answered, and a
+        cancel in between wins."""
+        h = Harness(**{"100": "idle", "101": "idle", "200": "busy", "300": "busy"})
+        replies: list[Deferred[Any]] = []
+
+        def held(action: str, **headers: Any) -> Deferred[Any]:
+            h.ami.actions.append((action, headers))
+            replies.append(Deferred())
+            return replies[-1]
+
+        h.ami.sendAction = held  # type: ignore[method-assign]
+        self.started(h)
+        h.service.engine.request("100", "200")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        self.assertEqual([action for action, _ in h.ami.actions], ["Originate"])
+        self.assertEqual(h.store.get(NAMESPACE, "100:200")["state"], State.WAITING.value)
+        replies[0].callback(AMIMessage([("Response", "Success"), ("ActionID", "a1")]))
+        stored = h.store.get(NAMESPACE, "100:200")
+        self.assertEqual((stored["state"], stored["attempts"]), (State.RINGING.value, 1))
+
+        h.service.engine.request("101", "300")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/300", "State": "NOT_INUSE"})
+        h.service.cancel("101:300")
+        self.assertIsNotNone(h.store.get(NAMESPACE, "101:300"))
+        replies[1].callback(AMIMessage([("Response", "Success"), ("ActionID", "a2")]))
+        self.assertIsNone(h.store.get(NAMESPACE, "101:300"))
+
     def test_busy_requester_retried(self) -> None:
         """A requester who is busy when rung (Reason 5) is rung again after the retry delay."""
         h = Harness(**{"100": "idle", "200": "busy"})

@@ -16,7 +16,7 @@ from appliance.pbx import PBXModel
 class FakeSession:
     """Records what the route asks Asterisk to do; DIALSTATUS is scripted."""
 
-    def __init__(self, *positional: str, dial_status: str = "ANSWER") -> None:
+    def __init__(self, *positional: str, dial_status: str = "ANSWER", dial_result: int = 0) -> None:
         self.args = AGIArgs(query={}, positional=tuple(positional))
         self.env = {
             "agi_callerid": "100",
@@ -26,13 +26,20 @@ class FakeSession:
         }
         self.executed: list[tuple[str, str]] = []
         self.dial_status = dial_status
+        self.dial_result = dial_result
+        self.asked: list[str] = []
+        """Variables asked for, and LAST where the session was told its next command ends it."""
 
     def exec_(self, application: str, options: str = "") -> Deferred[int]:
         self.executed.append((application, options))
-        return succeed(0)
+        return succeed(self.dial_result)
 
     def getVariable(self, name: str) -> Deferred[str | None]:
+        self.asked.append(name)
         return succeed(self.dial_status if name == "DIALSTATUS" else None)
+
+    def endAfterNextCommand(self) -> None:
+        self.asked.append("LAST")
 
 
 def synced_model(**presence: str) -> PBXModel:
@@ -59,6 +66,26 @@ class CallRouterTests(SynchronousTestCase):
         self.assertEqual(self.route(router, session), "ANSWER")
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
         self.assertEqual(router.recent[-1], ("200", "internal", "ANSWER"))
+
+    def test_call_ended_by_dial_asks_status_as_last_command(self) -> None:
+        """Dial returning -1 (caller left or the conversation ended): DIALSTATUS is
+        the session's last command, so Asterisk can free the line without
+        waiting for us; no offer and no further leg follow, whatever the status."""
+        for status in ("ANSWER", "CANCEL", "CHANUNAVAIL"):
+            offers: list[Unreachable] = []
+            router = CallRouter(synced_model(**{"200": "idle"}))
+            router.unreachable = lambda session, call, why, offers=offers: offers.append(why)
+            session = FakeSession("200", "internal", dial_status=status, dial_result=-1)
+            self.assertEqual(self.route(router, session), status)
+            self.assertEqual(session.asked, ["LAST", "DIALSTATUS"], status)
+            self.assertEqual(offers, [], status)
+            self.assertEqual(router.recent[-1], ("200", "internal", status))
+
+    def test_call_going_on_after_dial_keeps_the_session(self) -> None:
+        """Dial returning 0 (busy, no answer): the session stays open for what follows."""
+        session = FakeSession("200", "internal", dial_status="BUSY")
+        self.route(CallRouter(synced_model(**{"200": "idle"})), session)
+        self.assertEqual(session.asked, ["DIALSTATUS"])
 
     def test_unreachable_handler_gets_reason(self) -> None:
         """Logged out and DND are found before dialling, busy and no answer after."""

@@ -8,11 +8,13 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from appliance.asterisk.fastagi import (
     DEFAULT_REQUEST_TIMEOUT,
@@ -449,6 +451,53 @@ class HangupTests(SynchronousTestCase):
         d = proto.sendCommand("NOOP")
         proto.dataReceived(b"HANGUP\nHANGUP\n200 result=0\n")
         self.assertEqual(self.successResultOf(d).result, 0)
+
+
+@implementer(ITCPTransport)
+class HalfClosingTransport(StringTransport):
+    """A StringTransport that records when our side stops writing."""
+
+    writeClosedAt: int | None = None
+
+    def loseWriteConnection(self) -> None:
+        self.writeClosedAt = len(self.value())
+
+
+class LastCommandTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.handler = Handler()
+        self.proto, _, _ = connect({"callback": self.handler})
+        self.transport = HalfClosingTransport()
+        self.proto.transport = self.transport
+        self.proto.dataReceived(environment())
+
+    def test_writeSideClosedRightAfterLastCommand(self) -> None:
+        """endAfterNextCommand: the next command is written, then our writing half
+        closes at once; its reply still arrives."""
+        self.proto.endAfterNextCommand()
+        d = self.proto.getVariable("DIALSTATUS")
+        wire = b'GET VARIABLE "DIALSTATUS"\n'
+        self.assertEqual((self.transport.value(), self.transport.writeClosedAt), (wire, len(wire)))
+        self.proto.dataReceived(b"HANGUP\n200 result=1 (ANSWER)\n")
+        self.assertEqual(self.successResultOf(d), "ANSWER")
+
+    def test_waitsForThePendingCommand(self) -> None:
+        """Asked while a command is on the wire, the close follows the next one."""
+        first = self.proto.sendCommand("NOOP")
+        self.proto.endAfterNextCommand()
+        last = self.proto.sendCommand("ANSWER")
+        self.assertIsNone(self.transport.writeClosedAt)
+        self.proto.dataReceived(b"200 result=0\n")
+        self.successResultOf(first)
+        self.assertEqual(self.transport.writeClosedAt, len(b"NOOP\nANSWER\n"))
+        self.assertNoResult(last)
+
+    def test_nothingAfterTheLastCommand(self) -> None:
+        """A command after the last one fails at once and is not written."""
+        self.proto.endAfterNextCommand()
+        self.proto.sendCommand("NOOP")
+        self.failureResultOf(self.proto.sendCommand("ANSWER"), AGIConnectionLost)
+        self.assertEqual(self.transport.value(), b"NOOP\n")
 
 
 class QueueTests(SynchronousTestCase):
