@@ -17,8 +17,13 @@ layer; caller names are attacker-controlled and never enter a Dial string).
 Extension points for the features:
 - `CallRouter.unreachable`: called when the *final* target of a call (after
   any forwards) is logged out, on DND, busy, or did not answer (callback
-  offers, CCNR memory); ``call.number`` is that target, ``call.forwarded_from``
+  offers); ``call.number`` is that target, ``call.forwarded_from``
   the numbers the call was forwarded from;
+- `CallRouter.unanswered`: told of the first internal line of a call that rang
+  and was not answered: ring timeout, the caller's CANCEL, or a no-answer
+  forward (CCNR's "last unanswered number"); the caller may be gone already;
+- `CallRouter.waiting`: the one busy rule (`appliance.busy`, per-user call
+  waiting): busy before ringing, or busy once a waiting call rang too long;
 - `FeatureCodes.register`: a feature's codes.
 """
 
@@ -35,6 +40,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from appliance.asterisk.fastagi import AGIArgs
+from appliance.busy import Reach
 from appliance.forwarding.rules import Context, Destination, Leg, Policy, after, plan
 from appliance.pbx import PBXModel, Presence
 
@@ -120,6 +126,17 @@ def call_from(session: CallSession) -> Call:
 UnreachableHandler = Callable[[CallSession, Call, Unreachable], Any]
 """May return a Deferred; the call ends when it fires."""
 
+UnansweredHandler = Callable[[Call], None]
+"""unanswered(the call, with ``number`` the line that rang unanswered)."""
+
+UNANSWERED_STATUSES = frozenset({"NOANSWER", "CANCEL"})
+
+REACH_UNREACHABLE = {
+    Reach.LOGGED_OUT: Unreachable.LOGGED_OUT,
+    Reach.DND: Unreachable.DND,
+    Reach.BUSY: Unreachable.BUSY,
+}
+
 DIAL_STATUS_UNREACHABLE = {
     "BUSY": Unreachable.BUSY,
     "CHANUNAVAIL": Unreachable.LOGGED_OUT,
@@ -135,6 +152,19 @@ class Forwarder(Protocol):
     def display(self, leg: Leg, call: Call, policy: Policy) -> str | None: ...
 
 
+class Watch(Protocol):
+    def stop(self) -> bool:
+        """Dial ended; True when the waiting call was ended as busy."""
+
+
+class BusyRule(Protocol):
+    """What the router needs of `appliance.callwaiting.CallWaiting`."""
+
+    def reach(self, number: str) -> Reach: ...
+
+    def watch(self, caller_uniqueid: str, number: str, ring_seconds: int) -> Watch | None: ...
+
+
 class CallRouter:
     """Route one call to an internal number, following its forwards."""
 
@@ -144,12 +174,15 @@ class CallRouter:
         ring_seconds: int = RING_SECONDS,
         forwarding: Forwarder | None = None,
         trunk: str = "trunk",
+        waiting: BusyRule | None = None,
     ) -> None:
         self.pbx = pbx
+        self.waiting = waiting
         self.ring_seconds = ring_seconds
         self.forwarding = forwarding
         self.trunk = trunk
         self.unreachable: UnreachableHandler | None = None
+        self.unanswered: UnansweredHandler | None = None
         self.recent: deque[tuple[str, str, str | None]] = deque(maxlen=100)
         """(number, origin, dial status) of the last calls, newest last."""
         self.legs: deque[tuple[str, Leg, str | None]] = deque(maxlen=100)
@@ -162,7 +195,9 @@ class CallRouter:
         return lambda: self._observers.remove(observer)
 
     def _before_dial(self, number: str) -> Unreachable | None:
-        """Logged out and DND are known before ringing; busy is left to Dial."""
+        """Logged out, DND and (by the busy rule) busy are known before ringing."""
+        if self.waiting is not None:
+            return REACH_UNREACHABLE.get(self.waiting.reach(number))
         if self.pbx is None or not self.pbx.synced:
             return None
         presence = self.pbx.presence(number)
@@ -209,6 +244,7 @@ class CallRouter:
         status: str | None = None
         reason: Unreachable | None = None
         hung_up = False
+        unanswered = ""
         while True:
             reason = None
             if leg.destination.kind == "line":
@@ -236,6 +272,9 @@ class CallRouter:
                     why=leg.reason,
                     chain=" -> ".join(leg.chain) or "-",
                 )
+                watch = None
+                if self.waiting is not None and leg.destination.kind == "line":
+                    watch = self.waiting.watch(call.uniqueid, leg.destination.number, leg.ring_seconds)
                 result = yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
                 hung_up = result < 0
                 if hung_up:
@@ -244,12 +283,18 @@ class CallRouter:
                     # ends, so the status is asked as our last word, not waited on.
                     session.endAfterNextCommand()
                 status = yield session.getVariable("DIALSTATUS")
+                if watch is not None and watch.stop():
+                    status = "BUSY"  # rang its waiting time while the user was in a call
                 reason = None if hung_up else DIAL_STATUS_UNREACHABLE.get(status or "")
+                if status in UNANSWERED_STATUSES and leg.destination.kind == "line" and not unanswered:
+                    unanswered = leg.destination.number
             self.legs.append((call.uniqueid, leg, status))
             following = after(leg, status, context) if context is not None and not hung_up else None
             if following is None:
                 break
             leg = following
+        if unanswered and self.unanswered is not None:
+            self.unanswered(replace(call, number=unanswered))
         if reason is not None and self.unreachable is not None and leg.destination.kind == "line":
             if shown != call.caller_name:
                 yield session.setVariable("CALLERID(name)", call.caller_name)

@@ -341,6 +341,25 @@ CC_DTMF_KEY = Setting(
     "Key the caller presses to request a callback",
     "Taste, mit der der Anrufer den Rückruf anfordert",
 )  # fmt: skip
+CC_TARGET_RING_TIME = Setting(
+    "CC_TARGET_RING_TIME", Integer(5, 300, _SECONDS), 60,
+    "Seconds the callback rings at the requested user once the requester answered",
+    "Sekunden, die der Rückruf beim Angerufenen klingelt, nachdem der Anfordernde abgenommen hat",
+)  # fmt: skip
+CW_DEFAULT = _bool(
+    "CW_DEFAULT", False,
+    "Call waiting for users who did not choose: on = a second call rings during a call, "
+    "off = a user in a call is busy",
+    "Anklopfen für Benutzer ohne eigene Wahl: an = ein zweiter Anruf klingelt während "
+    "eines Gesprächs, aus = ein Benutzer im Gespräch ist besetzt",
+)  # fmt: skip
+CW_RING_TIME = Setting(
+    "CW_RING_TIME", Integer(3, 120, _SECONDS), 20,
+    "Seconds a waiting call rings while the user is in a call before the caller gets "
+    "the busy treatment (busy forward, callback offer)",
+    "Sekunden, die ein anklopfender Anruf während eines Gesprächs klingelt, bevor der "
+    "Anrufer wie bei Besetzt behandelt wird (Umleitung bei Besetzt, Rückruf-Angebot)",
+)  # fmt: skip
 MC_RECIPIENTS = Setting(
     "MC_RECIPIENTS", Choice(("none", "first", "last", "all")), "all",
     "Who gets the missed-call mail: none, first, last or all unanswered participants",
@@ -451,7 +470,8 @@ FWD_MAX_HOPS = Setting(
 
 _ALL: list[Setting[Any]] = [
     CC_OFFER, CC_BUSY_TONE, CC_CCNR_ENABLED, CC_EXTERNAL, CC_TIMEOUT,
-    CC_WAIT_TIME, CC_DTMF_KEY, MC_RECIPIENTS, MC_MAIL_IF_PICKED_UP,
+    CC_WAIT_TIME, CC_DTMF_KEY, CC_TARGET_RING_TIME, CW_DEFAULT, CW_RING_TIME,
+    MC_RECIPIENTS, MC_MAIL_IF_PICKED_UP,
     MC_CALLER_AS_SENDER, MC_ATTACH_VCARD, MC_LINK_PREFIX,
     MC_EXCLUDE_INTERNAL, MC_EXCLUDE_SUPPRESSED, MC_EXCLUDE_UNRESOLVED,
     MC_EXCLUDE_REPEAT_SAME_DAY, MC_EXCLUDE_REPEAT_UNTIL_LOGIN,

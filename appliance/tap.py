@@ -20,6 +20,7 @@ from appliance.asterisk.eventfilter import excludeEvents
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
 from appliance.blf import BLFService
 from appliance.callback.service import CallbackService
+from appliance.callwaiting import CallWaiting
 from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
 from appliance.contactsync import ContactJobs, ContactSources
@@ -111,6 +112,14 @@ class Appliance(MultiService):
             self.ami, self.pbx, self.directory, self.settings, reactor, language=config.language
         )
         self.endpoint_sync.setServiceParent(self)
+        self.call_waiting = CallWaiting(
+            store,
+            self.settings,
+            self.pbx,
+            reactor,
+            lambda channel, cause: self.ami.sendAction("Hangup", Channel=channel, Cause=cause),
+            language_of=self._language_of,
+        )
         self.schedules = Schedules(store)
         self.forwarding = ScheduledForwarding(
             Forwards(store),
@@ -121,10 +130,12 @@ class Appliance(MultiService):
             schedules=self.schedules,
             clock=reactor,
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
+            busy_rule=self.call_waiting.unavailable,
         )
-        self.router = CallRouter(self.pbx, forwarding=self.forwarding)
+        self.router = CallRouter(self.pbx, forwarding=self.forwarding, waiting=self.call_waiting)
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
+        self.call_waiting.register_codes(self.feature_codes)
         migrate_old_plan(store, self.settings)
         self.contacts = ContactDirectory(store, plan=lambda: plan_from(self.settings.get))
         self.contact_jobs = ContactJobs(self.contacts, reactor_cooperator(reactor), reactor)
@@ -218,6 +229,10 @@ class Appliance(MultiService):
         """Contacts are indexed by their E.164 numbers: a new country or area code
         re-indexes them (in slices), as do contacts from before the index."""
         self.contact_jobs.reindex().addErrback(lambda failure: None)
+
+    def _language_of(self, line: str) -> str:
+        user = self.directory.user(line) if line else None
+        return user.language if user is not None else self.config.language
 
     def stopService(self) -> Any:
         def close(result: object) -> object:

@@ -29,6 +29,8 @@ log = Logger()
 EXTENSION = re.compile(r"^[0-9]{2,8}$")
 EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 DIGIT_WAIT_MS = 5000
+BUSY_TONE_MS = 15000
+"""How long the busy tone plays (and the key is accepted) with CC_BUSY_TONE."""
 ALL_KEYS = prompts.KEYS
 LAST_UNANSWERED = "callbacks_ccnr"
 """Store namespace: requester → the internal number that last did not answer them."""
@@ -82,15 +84,11 @@ class Offers:
     def unreachable(self, session: OfferSession, call: Call, reason: Unreachable) -> Any:
         s = self.settings
         target = call.number
-        requester, origin = self._requester(session, call)
         if reason is Unreachable.NO_ANSWER:
-            if s.get(keys.CC_OFFER) and s.get(keys.CC_CCNR_ENABLED) and origin == "internal" and requester:
-                if EXTENSION.match(target) and requester != target:
-                    self.store.put(LAST_UNANSWERED, requester, target)
-            return None
+            return None  # remembered by `unanswered`; requested later with *39
+        requester, origin = self._requester(session, call)
         offer = (
             s.get(keys.CC_OFFER)
-            and not s.get(keys.CC_BUSY_TONE)
             and requester is not None
             and requester != target
             and EXTENSION.match(target) is not None
@@ -102,9 +100,15 @@ class Offers:
         key = s.get(keys.CC_DTMF_KEY)
         yield session.answer()
         lang = self.language_of(requester if origin == "internal" else "")
-        digit, _ = yield session.streamFile(prompts.offer_prompt(lang, key), ALL_KEYS)
-        if digit is None:
-            digit = yield session.waitForDigit(DIGIT_WAIT_MS)
+        if s.get(keys.CC_BUSY_TONE):
+            # Seed 000: the busy tone replaces the announcement; the key still counts.
+            yield session.exec_("Playtones", "busy")
+            digit = yield session.waitForDigit(BUSY_TONE_MS)
+            yield session.exec_("StopPlaytones")
+        else:
+            digit, _ = yield session.streamFile(prompts.offer_prompt(lang, key), ALL_KEYS)
+            if digit is None:
+                digit = yield session.waitForDigit(DIGIT_WAIT_MS)
         if digit != key:
             log.info(
                 "callback offer to {requester} for {target} not taken", requester=requester, target=target
@@ -121,6 +125,16 @@ class Offers:
         ok = outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE)
         yield session.streamFile(prompts.prompt(lang, "cc-confirm" if ok else "cc-refused"))
         return outcome
+
+    def unanswered(self, call: Call) -> None:
+        """A call to ``call.number`` rang and was not answered (timeout, the
+        caller's CANCEL, a no-answer forward): it is now the caller's "last
+        unanswered number" for a plain ``*39``."""
+        requester = endpoint_of(call.channel) if call.origin == "internal" else None
+        target = call.number
+        if requester and EXTENSION.match(requester) and EXTENSION.match(target) and requester != target:
+            self.store.put(LAST_UNANSWERED, requester, target)
+            log.info("last unanswered number of {requester}: {target}", requester=requester, target=target)
 
     def _requester(self, session: OfferSession, call: Call) -> tuple[str | None, str]:
         if call.origin == "internal":

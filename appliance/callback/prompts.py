@@ -32,6 +32,8 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "cc-dnd-on": {"de": "Nicht stören ist eingeschaltet.", "en": "Do not disturb is on."},
     "cc-dnd-off": {"de": "Nicht stören ist ausgeschaltet.", "en": "Do not disturb is off."},
+    "cw-on": {"de": "Anklopfen ist eingeschaltet.", "en": "Call waiting is on."},
+    "cw-off": {"de": "Anklopfen ist ausgeschaltet.", "en": "Call waiting is off."},
 }
 
 

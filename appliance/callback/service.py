@@ -121,6 +121,7 @@ class CallbackService(Service):
     def attach(self, router: Any, feature_codes: Any) -> None:
         """Plug into the call route and the feature codes."""
         router.unreachable = self.offers.unreachable
+        router.unanswered = self.offers.unanswered
         feature_codes.register("*39", self.offers.request_code)
         feature_codes.register("#39", self.offers.cancel_code)
         feature_codes.register("*78", self.offers.dnd_code)
@@ -246,6 +247,7 @@ class CallbackService(Service):
                 f"APPLIANCE_CALLBACK={recall.request_id}",
                 f"APPLIANCE_CC_ATTEMPT={recall.attempt}",
                 f"APPLIANCE_CC_REQUESTER={recall.requester}",
+                f"APPLIANCE_CC_RING={self.settings.get(keys.CC_TARGET_RING_TIME)}",
                 "APPLIANCE_CC_REQUESTER_NAME="
                 + _caller_name(requester_user.name if requester_user else recall.requester),
             ],

@@ -21,6 +21,7 @@ activated / de-activated", or "invalid".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -102,8 +103,11 @@ class Forwarding:
         directory: Directory,
         pbx: PBXModel | None = None,
         language: str = "de",
+        busy_rule: Callable[[str], bool] | None = None,
     ) -> None:
         self.forwards = forwards
+        self.busy_rule = busy_rule
+        """The one busy rule (`appliance.callwaiting.CallWaiting.unavailable`)."""
         self.settings = settings
         self.directory = directory
         self.pbx = pbx
@@ -147,6 +151,8 @@ class Forwarding:
         )
 
     def unavailable(self, number: str) -> bool:
+        if self.busy_rule is not None:
+            return self.busy_rule(number)
         if self.pbx is None or not self.pbx.synced:
             return False
         presence = self.pbx.presence(number)

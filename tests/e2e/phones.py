@@ -116,6 +116,7 @@ class Phone:
         *args: str,
         local_port: int | None = None,
         timeout: int = 60,
+        calls: int = 1,
     ) -> SippRun:
         template = (SCENARIOS / f"{scenario}.xml").read_text()
         rendered = template.format(**{"ext": self.extension, **values})
@@ -140,7 +141,7 @@ class Phone:
             "-mp",
             str(block.media),
             "-m",
-            "1",
+            str(calls),
             "-nostdin",
             "-timeout",
             str(timeout),
@@ -179,6 +180,24 @@ class Phone:
         scenario = "answer" if hold_ms is None else "answer_hangup"
         return self._run(scenario, {"ring_ms": ring_ms, "hold_ms": hold_ms or 0}, local_port=self.port)
 
+    def answer_waiting(self, ring_ms: int = 300) -> SippRun:
+        """An office phone with call waiting: answer one call after ``ring_ms``; a
+        second call during it rings (180 Ringing, never 486) until it is cancelled.
+        The run ends once both calls are over; `invites` tells what it saw."""
+        return self._run(
+            "answer_waiting", {"ring_ms": ring_ms}, "-trace_logs", local_port=self.port, calls=2, timeout=120
+        )
+
+    def invites(self, run: SippRun, tag: str = "INVITE-FROM") -> list[str]:
+        """The From headers a run logged under ``tag`` (``INVITE-WAITING``: calls
+        that arrived while the phone was in another call)."""
+        lines: list[str] = []
+        for path in sorted(self.workdir.glob(f"{run.name}_*_logs.log")):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith(tag + " "):
+                    lines.append(line[len(tag) + 1 :])
+        return lines
+
     def call(self, target: str, hold_ms: int = 1000, caller_name: str = "") -> SippRun:
         """Call ``target``, stay ``hold_ms`` once answered, then hang up."""
         name = caller_name or f"Phone {self.extension}"
@@ -198,6 +217,13 @@ class Phone:
             "[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n]]></send>\n"
         )
         return self._run("blf_watch", {"target": target, "notifies": one * notifies}, timeout=90)
+
+    def give_up(self, target: str, ring_ms: int = 5000, caller_name: str = "") -> SippRun:
+        """Call ``target``, let it ring ``ring_ms`` after the first 180, then hang up
+        (CANCEL), as a caller does who stops waiting."""
+        name = caller_name or f"Phone {self.extension}"
+        values = {"target": target, "ring_ms": ring_ms, "name": name, "identity_header": "X-Test: gives-up"}
+        return self._run("mc_call_cancel", values, timeout=ring_ms // 1000 + 30)
 
     def kill_all(self) -> None:
         for run in self.runs:

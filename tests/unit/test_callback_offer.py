@@ -151,12 +151,33 @@ class OfferTests(SynchronousTestCase):
         )
 
     def test_busy_tone_instead_of_offer(self) -> None:
-        """With CC_BUSY_TONE the caller hears busy and is offered nothing."""
+        """With CC_BUSY_TONE the caller hears the busy tone instead of the announcement,
+        and the key pressed during the tone still requests the callback."""
         h = Harness(**{"100": "busy", "200": "busy"})
         h.settings.set(keys.CC_BUSY_TONE, "on")
-        session = FakeSession(keys="5")
-        self.successResultOf(h.offers.unreachable(session, h.call("200"), Unreachable.BUSY))
-        self.assertEqual(session.commands, [("exec", "Busy", "5")])
+        session = FakeSession(late="5")
+        result = self.successResultOf(h.offers.unreachable(session, h.call("200"), Unreachable.BUSY))
+        self.assertEqual(result, Outcome.ACCEPTED)
+        self.assertEqual(
+            session.commands,
+            [
+                ("answer",),
+                ("exec", "Playtones", "busy"),
+                ("wait", "15000"),
+                ("exec", "StopPlaytones", ""),
+                ("stream", "appliance/de/cc-confirm"),
+            ],
+        )
+        self.assertEqual([r.id for r in h.service.pending()], ["100:200"])
+
+    def test_busy_tone_without_key_books_nothing(self) -> None:
+        """With CC_BUSY_TONE a caller who presses nothing hears only the tone."""
+        h = Harness(**{"100": "busy", "200": "busy"})
+        h.settings.set(keys.CC_BUSY_TONE, "on")
+        session = FakeSession()
+        self.assertIsNone(self.successResultOf(h.offers.unreachable(session, h.call("200"), Unreachable.BUSY)))
+        self.assertNotIn(("stream", "appliance/de/cc-confirm"), session.commands)
+        self.assertEqual(h.service.pending(), [])
 
     def test_offer_off_plain_busy_and_congestion(self) -> None:
         """With CC_OFFER off a busy line gives busy, a logged-out line congestion."""
@@ -201,11 +222,12 @@ class OfferTests(SynchronousTestCase):
 
 
 class FeatureCodeTests(SynchronousTestCase):
-    def test_no_answer_remembered_and_star39_requests_it(self) -> None:
-        """With CCNR on an unanswered call is remembered and *39 requests a callback to it."""
+    def test_unanswered_remembered_and_star39_requests_it(self) -> None:
+        """An unanswered call (told by the router) is remembered; with CCNR on *39
+        requests a callback to it, as CCNR while the target is idle."""
         h = Harness(**{"100": "busy", "200": "idle"})
         h.settings.set(keys.CC_CCNR_ENABLED, "on")
-        self.successResultOf(h.offers.unreachable(FakeSession(), h.call("200"), Unreachable.NO_ANSWER))
+        h.offers.unanswered(h.call("200"))
         self.assertEqual(h.store.get(LAST_UNANSWERED, "100"), "200")
         session = FakeSession()
         self.assertEqual(self.successResultOf(h.offers.request_code(session, "*39", "")), Outcome.ACCEPTED)
@@ -213,13 +235,29 @@ class FeatureCodeTests(SynchronousTestCase):
         [request] = h.service.pending()
         self.assertEqual((request.target, request.kind.value, request.armed), ("200", "ccnr", False))
 
-    def test_no_answer_not_remembered_without_ccnr(self) -> None:
-        """Without CC_CCNR_ENABLED nothing is remembered and *39 is refused."""
+    def test_star39_for_a_target_in_a_call_waits_for_that_call(self) -> None:
+        """*39 for a last unanswered number that is in a call now asks for a recall
+        when that call ends (kind busy, armed)."""
+        h = Harness(**{"100": "idle", "200": "busy"})
+        h.settings.set(keys.CC_CCNR_ENABLED, "on")
+        h.offers.unanswered(h.call("200"))
+        self.successResultOf(h.offers.request_code(FakeSession(), "*39", ""))
+        [request] = h.service.pending()
+        self.assertEqual((request.target, request.kind.value, request.armed), ("200", "busy", True))
+
+    def test_unanswered_from_outside_or_to_oneself_not_remembered(self) -> None:
+        """Only an internal caller's call to another internal line is remembered."""
+        h = Harness(**{"100": "idle", "200": "idle"})
+        h.offers.unanswered(Call("200", "external", "+4930123", "", "PJSIP/trunk-00000001", "1.1"))
+        h.offers.unanswered(h.call("100"))
+        self.assertEqual(h.store.items(LAST_UNANSWERED), [])
+
+    def test_star39_refused_without_ccnr(self) -> None:
+        """Without CC_CCNR_ENABLED *39 is refused, even with a remembered number."""
         h = Harness(**{"100": "busy", "200": "idle"})
-        self.successResultOf(h.offers.unreachable(FakeSession(), h.call("200"), Unreachable.NO_ANSWER))
-        self.assertIsNone(h.store.get(LAST_UNANSWERED, "100"))
+        h.offers.unanswered(h.call("200"))
         session = FakeSession()
-        self.assertEqual(self.successResultOf(h.offers.request_code(session, "*39", "200")), Outcome.INVALID)
+        self.assertEqual(self.successResultOf(h.offers.request_code(session, "*39", "")), Outcome.INVALID)
         self.assertEqual(session.commands[-1], ("stream", "appliance/de/cc-refused"))
 
     def test_star39_with_target(self) -> None:
@@ -289,6 +327,7 @@ class ServiceTests(SynchronousTestCase):
                     "APPLIANCE_CALLBACK=100:200",
                     "APPLIANCE_CC_ATTEMPT=1",
                     "APPLIANCE_CC_REQUESTER=100",
+                    "APPLIANCE_CC_RING=60",
                     "APPLIANCE_CC_REQUESTER_NAME=100",
                 ],
             },
