@@ -185,18 +185,29 @@ class Phone:
         second call during it rings (180 Ringing, never 486) until it is cancelled.
         The run ends once both calls are over; `invites` tells what it saw."""
         return self._run(
-            "answer_waiting", {"ring_ms": ring_ms}, "-trace_logs", local_port=self.port, calls=2, timeout=120
+            "answer_waiting", {"ring_ms": ring_ms}, "-trace_logs", local_port=self.port, calls=2, timeout=180
         )
 
     def invites(self, run: SippRun, tag: str = "INVITE-FROM") -> list[str]:
-        """The From headers a run logged under ``tag`` (``INVITE-WAITING``: calls
-        that arrived while the phone was in another call)."""
+        """What a run logged under ``tag``: the From of each INVITE, ``INVITE-WAITING``
+        for calls that arrived while the phone was in another call, ``INVITE-AT`` …"""
         lines: list[str] = []
         for path in sorted(self.workdir.glob(f"{run.name}_*_logs.log")):
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 if line.startswith(tag + " "):
                     lines.append(line[len(tag) + 1 :])
         return lines
+
+    def ring_unanswered(self) -> SippRun:
+        """Ring one call without answering until the caller cancels it."""
+        return self._run("ring_timed", {}, "-trace_logs", local_port=self.port, timeout=120)
+
+    def rang_seconds(self, run: SippRun) -> float:
+        """How long the phone rang in a `ring_unanswered` run: from the INVITE's
+        arrival to the CANCEL's, as the phone's own clock saw them."""
+        [invite] = self.invites(run, "INVITE-AT")
+        [cancel] = self.invites(run, "CANCEL-AT")
+        return float(cancel.split()[-1]) - float(invite.split()[-1])
 
     def call(self, target: str, hold_ms: int = 1000, caller_name: str = "") -> SippRun:
         """Call ``target``, stay ``hold_ms`` once answered, then hang up."""

@@ -50,10 +50,10 @@ def offer(phone, target, key="5", pause_ms=1500, extra=""):  # type: ignore[no-u
     return phone._run("cc_offer", values, timeout=30)
 
 
-def take_recall(phone, target, to=None):  # type: ignore[no-untyped-def]
+def take_recall(phone, target, to=None, ring_ms=1000):  # type: ignore[no-untyped-def]
     """The requester's phone answers the recall, which must show ``target`` and be
     addressed to ``to`` (a regular expression; the phone's own extension by default)."""
-    values = {"expect_from": target, "expect_to": to or phone.extension, "ring_ms": 200}
+    values = {"expect_from": target, "expect_to": to or phone.extension, "ring_ms": ring_ms}
     return phone._run("cc_recall", values, local_port=phone.port)
 
 
@@ -66,17 +66,14 @@ def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def
     )
 
 
-def refuse_busy(phone):  # type: ignore[no-untyped-def]
-    """A phone in a call without call waiting: the next INVITE gets 486 Busy Here."""
-    return phone._run("cc_reject", {"ring_ms": 0, "code": 486}, local_port=phone.port)
-
-
 @pytest_twisted.inlineCallbacks
 def busy_with(reactor, appliance, phone, other):  # type: ignore[no-untyped-def]
-    """``phone`` calls ``other`` and stays in the call until the test ends it."""
+    """``other`` calls ``phone``, an office phone with call waiting, which answers;
+    both stay in the call until the test ends it.  Returns (phone's run, other's run)."""
     pbx = appliance.pbx
-    answering = other.answer(ring_ms=100)
-    calling = phone.call(other.extension, hold_ms=60000)
+    answering = phone.answer_waiting(ring_ms=100)
+    values = {"target": phone.extension, "hold_ms": 150000, "name": f"Phone {other.extension}"}
+    calling = other._run("call", values, timeout=180)
     both = (phone.extension, other.extension)
     yield wait_model(
         reactor, pbx, lambda: all(pbx.presence(n) is Presence.BUSY for n in both), f"{both} talking"
@@ -85,32 +82,61 @@ def busy_with(reactor, appliance, phone, other):  # type: ignore[no-untyped-def]
 
 
 @pytest_twisted.inlineCallbacks
-def end_call_of(reactor, appliance, extension):  # type: ignore[no-untyped-def]
-    """Hang up ``extension``'s peer; the phone gets a BYE and its call ends."""
+def end_call_of(reactor, appliance, extension, held=None, waited=False):  # type: ignore[no-untyped-def]
+    """Hang up ``extension``'s call; its phone gets a BYE.  With ``held`` (from
+    `busy_with`) the office phone's run ends: by itself when a waiting call came
+    (``waited``), else it is stopped; either way its port is free afterwards."""
     pbx = appliance.pbx
     for channel in pbx.channels_of(extension):
         yield appliance.ami.sendAction("Hangup", Channel=channel.name)
     yield wait_model(reactor, pbx, lambda: pbx.presence(extension) is Presence.IDLE, f"{extension} free")
+    if held is not None:
+        office, calling = held
+        if waited:
+            yield office.done
+        else:
+            yield calling.done
+            office.kill()
+            yield office.done
+
+
+def channels_created(appliance, extension):  # type: ignore[no-untyped-def]
+    """Names of the channels the PBX creates for ``extension`` from now on."""
+    seen: list[str] = []
+    before = {c.uniqueid for c in appliance.pbx.channels_of(extension)}
+
+    def note(change):  # type: ignore[no-untyped-def]
+        channel = change.channel if isinstance(change, ChannelChanged) else None
+        if channel is not None and channel.endpoint == extension and channel.uniqueid not in before:
+            if channel.name not in seen:
+                seen.append(channel.name)
+
+    appliance.pbx.subscribe(note)
+    return seen
 
 
 @pytest_twisted.inlineCallbacks
 def test_busy_target_recalled_after_its_call(appliance, phones, reactor):
-    """100 calls busy 200, takes the offer with key 5; when 200's call ends, 100
-    is rung within the bound, answers, and 200 rings with caller ID 100 and answers."""
+    """Call waiting off (the default): 200 is in a call on an office phone that could
+    take a second call, yet 100's call to it rings nothing there and gets the offer
+    at once; 100 takes it with key 5; when 200's call ends, 100 is rung within the
+    bound, answers, and 200 rings with caller ID 100 and answers."""
+    assert not appliance.settings.get(keys.CW_DEFAULT)
     p100, p200, p300 = phones("100"), phones("200"), phones("300")
     yield registered(reactor, appliance, p100, p200, p300)
     held = yield busy_with(reactor, appliance, p200, p300)
-    refusing = refuse_busy(p200)
+    at_200 = channels_created(appliance, "200")
 
     yield offer(p100, "200").done
-    yield refusing.done
     assert pending_ids(appliance) == ["100:200"]
     assert appliance.store.get("callbacks", "100:200")["target"] == "200"
+    assert at_200 == []  # busy before anything rang
 
     requester = take_recall(p100, "200")
-    target = answer_expecting(p200, "100")
     freed = reactor.seconds()
-    yield end_call_of(reactor, appliance, "200")
+    yield end_call_of(reactor, appliance, "200", held)
+    assert p200.invites(held[0], "INVITE-WAITING") == []
+    target = answer_expecting(p200, "100")
     yield wait_model(
         reactor,
         appliance.pbx,
@@ -119,11 +145,41 @@ def test_busy_target_recalled_after_its_call(appliance, phones, reactor):
         timeout=RECALL_BOUND,
     )
     assert reactor.seconds() - freed < RECALL_BOUND
-    results = yield DeferredList([requester.done, target.done, *[r.done for r in held]], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True] * 4, results
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
     recall = appliance.callbacks.originated[-1][1]
     assert (recall.requester, recall.target, recall.attempt) == ("100", "200", 1)
+
+
+@pytest_twisted.inlineCallbacks
+def test_busy_with_call_waiting_rings_then_offers(appliance, phones, reactor):
+    """200 switches call waiting on with *43.  In a call, its office phone rings 102's
+    call as a waiting call (180, no 486); after CW_RING_TIME unanswered while 200 is
+    still in its call, 102 gets the offer, takes it, and is recalled when 200's call
+    ends, then 200 rings with caller ID 102."""
+    appliance.settings.set(keys.CW_RING_TIME, "4")
+    p102, p202, p302 = phones("102"), phones("202"), phones("302")
+    yield registered(reactor, appliance, p102, p202, p302)
+    yield p202.call("*43", hold_ms=20000).done
+    assert appliance.call_waiting.choice("202") is True
+    held = yield busy_with(reactor, appliance, p202, p302)
+
+    started = reactor.seconds()
+    yield offer(p102, "202", pause_ms=1500).done
+    assert reactor.seconds() - started >= 4.0  # it rang the waiting time first
+    assert pending_ids(appliance) == ["102:202"]
+    [waiting] = p202.invites(held[0], "INVITE-WAITING")
+    assert "sip:102@" in waiting
+
+    requester = take_recall(p102, "202")
+    yield end_call_of(reactor, appliance, "202", held, waited=True)
+    target = answer_expecting(p202, "102")
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
+    yield p202.call("%2343", hold_ms=20000).done  # "#43"
+    assert appliance.call_waiting.choice("202") is False
 
 
 @pytest_twisted.inlineCallbacks
@@ -167,26 +223,56 @@ def test_dnd_by_feature_code_and_offer(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_ccnr_by_feature_code(appliance, phones, reactor):
-    """With CCNR on, 103 calls 203 who does not answer; 103 dials *39 and is
-    recalled after 203's next call ends."""
+def test_ccnr_after_the_caller_gave_up(appliance, phones, reactor):
+    """With CCNR on, 103 lets idle 203 ring for 5 s and hangs up (CANCEL), as people
+    do; a plain *39 then requests the callback (CCNR: 203 is idle), and 103 is
+    recalled once 203's next call ends, then 203 rings with caller ID 103."""
     appliance.settings.set(keys.CC_CCNR_ENABLED, "on")
     p103, p203, p303 = phones("103"), phones("203"), phones("303")
     yield registered(reactor, appliance, p103, p203, p303)
-    p203._run("cc_reject", {"ring_ms": 500, "code": 480}, local_port=p203.port)
-    # the no-answer ends in busy
-    yield p103._run("cc_busy", {"target": "203", "code": 480, "extra": ""}, timeout=20).done
+    ringing = p203._run("mc_ring", {}, local_port=p203.port)
+    yield p103.give_up("203", ring_ms=5000).done
+    yield ringing.done
+    router = appliance.router
+    yield wait_until(
+        reactor,
+        router.subscribe,
+        lambda: ("203", "internal", "CANCEL") in router.recent,
+        "the route of the call 103 gave up on finished",
+    )
     assert appliance.store.get("callbacks_ccnr", "103") == "203"
     assert pending_ids(appliance) == []
     yield p103.call("*39", hold_ms=20000).done
     assert pending_ids(appliance) == ["103:203"]
+    assert appliance.callbacks.pending()[0].kind.value == "ccnr"
 
     held = yield busy_with(reactor, appliance, p203, p303)
     requester = take_recall(p103, "203")
+    yield end_call_of(reactor, appliance, "203", held)
     target = answer_expecting(p203, "103")
-    yield end_call_of(reactor, appliance, "203")
-    results = yield DeferredList([requester.done, target.done, *[r.done for r in held]], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True] * 4, results
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
+
+
+@pytest_twisted.inlineCallbacks
+def test_busy_tone_then_key_recall(appliance, phones, reactor):
+    """With CC_BUSY_TONE the caller of busy 201 hears the busy tone, not the
+    announcement; key 5 during the tone still requests the callback, and 101 is
+    recalled when 201's call ends."""
+    appliance.settings.set(keys.CC_BUSY_TONE, "on")
+    p101, p201, p301 = phones("101"), phones("201"), phones("301")
+    yield registered(reactor, appliance, p101, p201, p301)
+    held = yield busy_with(reactor, appliance, p201, p301)
+    yield offer(p101, "201", pause_ms=800).done
+    assert pending_ids(appliance) == ["101:201"]
+
+    requester = take_recall(p101, "201")
+    yield end_call_of(reactor, appliance, "201", held)
+    target = answer_expecting(p201, "101")
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
 
 
 @pytest_twisted.inlineCallbacks
@@ -196,12 +282,10 @@ def test_offer_off_gives_plain_busy(appliance, phones, reactor):
     p104, p204, p304 = phones("104"), phones("204"), phones("304")
     yield registered(reactor, appliance, p104, p204, p304)
     held = yield busy_with(reactor, appliance, p204, p304)
-    refusing = refuse_busy(p204)
     yield p104._run("cc_busy", {"target": "204", "code": 486, "extra": ""}, timeout=20).done
-    yield refusing.done
     assert pending_ids(appliance) == []
-    yield end_call_of(reactor, appliance, "204")
-    yield DeferredList([r.done for r in held], consumeErrors=True)
+    yield end_call_of(reactor, appliance, "204", held)
+    assert p204.invites(held[0], "INVITE-WAITING") == []
 
 
 @pytest_twisted.inlineCallbacks
@@ -216,9 +300,7 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
         p105, p205, p305 = phones("105"), phones("205"), phones("305")
         yield registered(reactor, first, p105, p205, p305)
         held = yield busy_with(reactor, first, p205, p305)
-        refusing = refuse_busy(p205)
         yield offer(p105, "205").done
-        yield refusing.done
         assert pending_ids(first) == ["105:205"]
     finally:
         yield first.stopService()
@@ -229,12 +311,10 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
         yield wait_synced(reactor, fresh)
         assert pending_ids(fresh) == ["105:205"]
         requester = take_recall(p105, "205")
+        yield end_call_of(reactor, fresh, "205", held)
         target = answer_expecting(p205, "105")
-        yield end_call_of(reactor, fresh, "205")
-        results = yield DeferredList(
-            [requester.done, target.done, *[r.done for r in held]], consumeErrors=True
-        )
-        assert [ok for ok, _ in results] == [True] * 4, results
+        results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+        assert [ok for ok, _ in results] == [True] * 3, results
         yield wait_pending(reactor, fresh, lambda ids: not ids, "request done after the recall")
     finally:
         yield fresh.stopService()
@@ -249,15 +329,12 @@ def test_request_expires_after_cc_timeout(appliance, phones, reactor):
     p106, p206, p306 = phones("106"), phones("206"), phones("306")
     yield registered(reactor, appliance, p106, p206, p306)
     held = yield busy_with(reactor, appliance, p206, p306)
-    refusing = refuse_busy(p206)
     yield offer(p106, "206").done
-    yield refusing.done
     made = appliance.callbacks.pending()[0].created
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request expired", timeout=75)
     assert 60.0 <= reactor.seconds() - made < 62.0
     started = len(appliance.callbacks.originated)
-    yield end_call_of(reactor, appliance, "206")
-    yield DeferredList([r.done for r in held], consumeErrors=True)
+    yield end_call_of(reactor, appliance, "206", held)
     assert len(appliance.callbacks.originated) == started
     assert not appliance.pbx.channels_of("106")
 
@@ -272,19 +349,15 @@ def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor):
     yield registered(reactor, appliance, p209, p309, outside)  # the trunk's contact: the sipp UAS
     try:
         held = yield busy_with(reactor, appliance, p209, p309)
-        refusing = refuse_busy(p209)
         yield offer(outside, "209", extra=FROM_OUTSIDE).done
-        yield refusing.done
         assert pending_ids(appliance) == [f"{OUTSIDE}:209"]
         assert appliance.store.get("callbacks", f"{OUTSIDE}:209")["origin"] == "external"
 
         requester = take_recall(outside, "209", to=re.escape(OUTSIDE))
+        yield end_call_of(reactor, appliance, "209", held)
         target = answer_expecting(p209, re.escape(OUTSIDE))
-        yield end_call_of(reactor, appliance, "209")
-        results = yield DeferredList(
-            [requester.done, target.done, *[r.done for r in held]], consumeErrors=True
-        )
-        assert [ok for ok, _ in results] == [True] * 4, results
+        results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+        assert [ok for ok, _ in results] == [True] * 3, results
         yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
         recall = appliance.callbacks.originated[-1][1]
         assert (recall.requester, recall.target, recall.origin) == (OUTSIDE, "209", "external")
@@ -300,10 +373,8 @@ def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, re
     p209, p309 = phones("209"), phones("309")
     yield registered(reactor, appliance, p209, p309)
     held = yield busy_with(reactor, appliance, p209, p309)
-    refusing = refuse_busy(p209)
     calling = phones("trunk")._run("cc_busy", {"target": "209", "code": 486, "extra": FROM_OUTSIDE})
     yield calling.done
-    yield refusing.done
     router = appliance.router
     yield wait_until(
         reactor,
@@ -312,8 +383,7 @@ def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, re
         "the external call's route finished",
     )
     assert pending_ids(appliance) == []
-    yield end_call_of(reactor, appliance, "209")
-    yield DeferredList([r.done for r in held], consumeErrors=True)
+    yield end_call_of(reactor, appliance, "209", held)
 
 
 @pytest_twisted.inlineCallbacks
@@ -325,9 +395,7 @@ def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
     p107, p207, p307 = phones("107"), phones("207"), phones("307")
     yield registered(reactor, appliance, p107, p207, p307)
     held = yield busy_with(reactor, appliance, p207, p307)
-    refusing = refuse_busy(p207)
     yield offer(p107, "207").done
-    yield refusing.done
     assert pending_ids(appliance) == ["107:207"]
     started = len(appliance.callbacks.originated)
 
@@ -336,11 +404,12 @@ def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
     resyncs: list[float] = []
     pbx.subscribe(lambda change: resyncs.append(reactor.seconds()) if isinstance(change, Resynced) else None)
     requester = take_recall(p107, "207")
-    target = answer_expecting(p207, "107")
     yield deferToThread(lab.restart)
     yield wait_model(reactor, pbx, lambda: resyncs, "resync after the restart", timeout=30)
     for run in held:
         run.kill()  # their call ended with the old Asterisk
+    yield held[0].done  # the office phone's port is free for the recall
+    target = answer_expecting(p207, "107")
     assert pbx.endpoint("107").registered and pbx.endpoint("207").registered  # kept in astdb
     assert pending_ids(appliance) in (["107:207"], [])  # [] once the recall is already through
 
@@ -365,9 +434,7 @@ def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
     yield registered(reactor, appliance, p108, p109, p208, p308)
     held = yield busy_with(reactor, appliance, p208, p308)
     for requester in (p108, p109):
-        refusing = refuse_busy(p208)
         yield offer(requester, "208").done
-        yield refusing.done
     assert pending_ids(appliance) == ["108:208", "109:208"]
 
     yield p108.call("%2339", hold_ms=20000).done  # "#39"
@@ -384,13 +451,51 @@ def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
     started = len(appliance.callbacks.originated)
 
     requester = take_recall(p109, "208")
-    target = answer_expecting(p208, "109")
     # The engine subscribed to the model first: once the test sees 208 free, the
     # engine has handled that event and made every recall decision it will make.
-    yield end_call_of(reactor, appliance, "208")
+    yield end_call_of(reactor, appliance, "208", held)
+    target = answer_expecting(p208, "109")
     assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
-    results = yield DeferredList([requester.done, target.done, *[r.done for r in held]], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True] * 4, results
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "109's request done after the recall")
     assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
     assert at_108 == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_wait_time_measured_at_the_phones(appliance, phones, reactor):
+    """CC_WAIT_TIME 5: the recall rings at requester 106 for 5 s (its INVITE to the
+    CANCEL, on the phone's clock), then the retry policy keeps the request waiting
+    30 s.  CC_TARGET_RING_TIME 6: once requester 105 answered, target 205 rings 6 s."""
+    appliance.settings.set_many({keys.CC_WAIT_TIME: "5", keys.CC_TARGET_RING_TIME: "6"})
+    p105, p106, p205, p206, p305 = (phones(n) for n in ("105", "106", "205", "206", "305"))
+    yield registered(reactor, appliance, p105, p106, p205, p206, p305)
+
+    appliance.callbacks.engine.request("106", "206")  # 206 is free: recall at once
+    ringing = p106.ring_unanswered()
+    yield ringing.done
+    rang = p106.rang_seconds(ringing)
+    assert 4.5 <= rang < 7.0, rang  # the default would be 20 s
+    yield wait_pending(
+        reactor,
+        appliance,
+        lambda _ids: appliance.callbacks.engine.get("106:206").state.value == "waiting",
+        "the unanswered recall reported",
+    )
+    request = appliance.callbacks.engine.get("106:206")
+    assert request.attempts == 1
+    assert 25.0 <= request.not_before - reactor.seconds() <= 30.0  # retried after 30 s
+    appliance.callbacks.engine.cancel("106")
+
+    held = yield busy_with(reactor, appliance, p205, p305)
+    appliance.callbacks.engine.request("105", "205")
+    requester = take_recall(p105, "205", ring_ms=300)
+    yield end_call_of(reactor, appliance, "205", held)
+    target = p205.ring_unanswered()
+    yield target.done
+    rang = p205.rang_seconds(target)
+    assert 5.5 <= rang < 8.0, rang  # the old fixed ring time was 60 s
+    assert "sip:105@" in p205.invites(target)[0]
+    results = yield DeferredList([requester.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 2, results

@@ -43,15 +43,15 @@ class RuleTests(SynchronousTestCase):
         in_call = {DeviceState.INUSE, DeviceState.ONHOLD, DeviceState.RINGINUSE, DeviceState.BUSY}
         pbx = PBXModel(clock=Clock())
         for state in DeviceState:
-            pbx.resync([{"Device": "PJSIP/200", "State": state.value}], [{"ObjectName": "200", "Uri": "u"}], [])
+            pbx.resync(
+                [{"Device": "PJSIP/200", "State": state.value}], [{"ObjectName": "200", "Uri": "u"}], []
+            )
             found = busy.reach(pbx.presence("200"), call_waiting=False)
             self.assertIs(found is Reach.BUSY, state in in_call, state)
 
     def test_unavailable_before_ringing(self) -> None:
         """Busy forwards apply at once to logged out, DND and busy, never to a waiting line."""
-        self.assertEqual(
-            {r for r in Reach if busy.unavailable(r)}, {Reach.LOGGED_OUT, Reach.DND, Reach.BUSY}
-        )
+        self.assertEqual({r for r in Reach if busy.unavailable(r)}, {Reach.LOGGED_OUT, Reach.DND, Reach.BUSY})
 
     def test_waiting_limit(self) -> None:
         """A waiting call counts as busy after the waiting time, unless it rings shorter anyway."""
@@ -208,8 +208,8 @@ class RouterTests(SynchronousTestCase):
             told: list[str] = []
             offered: list[Unreachable] = []
             router = CallRouter(h.pbx, waiting=h.waiting)
-            router.unanswered = lambda call: told.append(call.number)
-            router.unreachable = lambda _s, _c, reason: offered.append(reason)
+            router.unanswered = lambda call, told=told: told.append(call.number)
+            router.unreachable = lambda _s, _c, reason, seen=offered: seen.append(reason)
             self.successResultOf(router(FakeSession("200", "internal", dial_status=status)))
             self.assertEqual(told, ["200"], status)
             self.assertEqual(offered, [] if status == "CANCEL" else [Unreachable.NO_ANSWER], status)
@@ -220,6 +220,6 @@ class RouterTests(SynchronousTestCase):
             h = Harness(**{"200": "NOT_INUSE"})
             told: list[str] = []
             router = CallRouter(h.pbx, waiting=h.waiting)
-            router.unanswered = lambda call: told.append(call.number)
+            router.unanswered = lambda call, told=told: told.append(call.number)
             self.successResultOf(router(FakeSession("200", "internal", dial_status=status)))
             self.assertEqual(told, [], status)

@@ -175,7 +175,9 @@ class OfferTests(SynchronousTestCase):
         h = Harness(**{"100": "busy", "200": "busy"})
         h.settings.set(keys.CC_BUSY_TONE, "on")
         session = FakeSession()
-        self.assertIsNone(self.successResultOf(h.offers.unreachable(session, h.call("200"), Unreachable.BUSY)))
+        self.assertIsNone(
+            self.successResultOf(h.offers.unreachable(session, h.call("200"), Unreachable.BUSY))
+        )
         self.assertNotIn(("stream", "appliance/de/cc-confirm"), session.commands)
         self.assertEqual(h.service.pending(), [])
 
