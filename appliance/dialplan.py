@@ -151,6 +151,9 @@ class Forwarder(Protocol):
 
     def display(self, leg: Leg, call: Call, policy: Policy) -> str | None: ...
 
+    def own_name(self, call: Call) -> str | None:
+        """The directory name of an internal caller (by its channel), else None."""
+
 
 class Watch(Protocol):
     def stop(self) -> bool:
@@ -238,6 +241,9 @@ class CallRouter:
                 # This channel was given a forward display before and is routed
                 # again (a blind transfer): the caller is still who it was.
                 call = replace(call, caller_name=original)
+            else:
+                # An internal caller is shown by its directory name, wherever the call goes.
+                call = replace(call, caller_name=self.forwarding.own_name(call) or call.caller_name)
             context = self.forwarding.context(call, blind_transfer=bool(blind))
             leg = plan(call.number, context)
         shown = session.env.get("agi_calleridname", "")

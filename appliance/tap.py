@@ -160,7 +160,15 @@ class Appliance(MultiService):
         self.missed.setServiceParent(self)
         self.feature_codes.register("*8", directed_pickup)
         self.callbacks = CallbackService(
-            store, self.settings, self.pbx, self.ami, self.directory, reactor, language=config.language
+            store,
+            self.settings,
+            self.pbx,
+            self.ami,
+            self.directory,
+            reactor,
+            language=config.language,
+            outbox=self.outbox,
+            sender=config.smtp.sender,
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
@@ -184,7 +192,7 @@ class Appliance(MultiService):
             store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
-        self.web.add(CallbackPages(self.callbacks, self.directory))
+        self.web.add(CallbackPages(self.callbacks, self.directory, self.call_waiting))
         self.web.add(JournalPages(self.missed.journal, self.directory))
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))

@@ -86,6 +86,8 @@ class RecallResult(enum.Enum):
     """The target was busy again or did not answer: the request waits again."""
     REQUESTER_HUNG_UP = "requester_hung_up"
     """The requester answered and hung up before the target answered: done."""
+    NOTIFIED = "notified"
+    """The requester wanted a mail instead of a recall, and got it: done."""
     LOST = "lost"
     """The recall never reached Asterisk (AMI link down, Asterisk shutting down):
     nobody's fault, so the attempt does not count; tried again on the next resync."""
@@ -175,7 +177,7 @@ class IRecallOutputs(Interface):
         """Store the request (new or changed) durably."""
 
     def removed(request: Request, why: str) -> None:  # noqa: N805
-        """Forget the request: ``done``, ``expired``, ``cancelled``, ``attempts``."""
+        """Forget the request: ``done``, ``notified``, ``expired``, ``cancelled``, ``attempts``."""
 
 
 def default_retry_delay(attempts: int) -> float:
@@ -313,6 +315,8 @@ class CallbackEngine:
                 self._update(replace(request, state=State.CONNECTING, state_since=now))
         elif result in (RecallResult.TARGET_ANSWERED, RecallResult.REQUESTER_HUNG_UP):
             self._remove(request, "done")
+        elif result is RecallResult.NOTIFIED:
+            self._remove(request, "notified")
         elif result is RecallResult.LOST:
             self._update(
                 replace(

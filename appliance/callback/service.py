@@ -17,24 +17,27 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from appliance import settings as keys
 from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
+from appliance.callback import notify
 from appliance.callback.engine import (
     CallbackEngine,
     EngineSettings,
     IRecallOutputs,
+    Kind,
+    Outcome,
     Recall,
     RecallResult,
     Request,
 )
 from appliance.callback.offer import EXTENSION, EXTERNAL_NUMBER, Offers
 from appliance.directory import Directory
-from appliance.pbx import Change, EndpointChanged, PBXModel, Resynced
+from appliance.pbx import Change, EndpointChanged, PBXModel, Presence, Resynced
 from appliance.settings import Settings
 from appliance.store import IKeyValueStore
 
@@ -42,6 +45,8 @@ log = Logger()
 
 NAMESPACE = "callbacks"
 CONTEXT = "appliance-callback"
+CLICK_CONTEXT = "appliance-click"
+CLICK_NUMBER = re.compile(r"^[0-9]{2,20}$")
 USER_EVENT = "ApplianceCallback"
 _SAFE_ID = re.compile(r"^[0-9+]{2,21}:[0-9]{2,8}$")
 
@@ -75,6 +80,8 @@ class _Outputs:
         self.service = service
 
     def originate(self, recall: Recall) -> None:
+        if self.service.notify_mode(recall.requester) == "mail" and self.service._mail_free(recall):
+            return
         self.service._originate(recall)
 
     def saved(self, request: Request) -> None:
@@ -82,6 +89,8 @@ class _Outputs:
 
     def removed(self, request: Request, why: str) -> None:
         self.service._write(request.id, None)
+        if why in ("expired", "attempts"):
+            self.service._mail(why, request)
 
 
 class CallbackService(Service):
@@ -97,7 +106,12 @@ class CallbackService(Service):
         clock: IReactorTime,
         language: str = "de",
         trunk: str = "trunk",
+        outbox: Any = None,
+        sender: str = "",
     ) -> None:
+        self.outbox = outbox
+        """`appliance.mail.Outbox`, shared with the missed-call mails; None: no mails."""
+        self.sender = sender
         self.store = store
         self.settings = settings
         self.pbx = pbx
@@ -152,6 +166,92 @@ class CallbackService(Service):
 
     def cancel(self, request_id: str) -> bool:
         return self.engine.cancel_id(request_id)
+
+    def notify_mode(self, user: str) -> str:
+        """``ring`` (the default) or ``mail``: how a due callback reaches ``user``."""
+        return "mail" if self.store.get(notify.NAMESPACE, user) == "mail" else "ring"
+
+    def set_notify_mode(self, user: str, mode: str) -> None:
+        if mode not in notify.MODES:
+            raise ValueError(f"unknown notification mode {mode!r}")
+        if mode == "ring":
+            self.store.delete(notify.NAMESPACE, user)
+        else:
+            self.store.put(notify.NAMESPACE, user, mode)
+
+    def _mail(self, why: str, request: Request) -> bool:
+        """Queue the mail telling the requester ``why``; False if it cannot be sent."""
+        requester = self.directory.user(request.requester) if request.origin == "internal" else None
+        if self.outbox is None or requester is None:
+            return False
+        target = self.directory.user(request.target)
+        message = notify.mail_for(
+            why,
+            request,
+            to_name=requester.name,
+            to_address=requester.email,
+            target_name=target.name if target else "",
+            language=requester.language,
+            sender=self.sender,
+            now=self.clock.seconds(),
+        )
+        if message is None:
+            return False
+        self.outbox.enqueue(notify.mail_key(request, why), self.sender, [requester.email], message)
+        log.info("callback {rid}: mail to the requester ({why})", rid=request.id, why=why)
+        return True
+
+    def _mail_free(self, recall: Recall) -> bool:
+        """The requester wants a mail, not a ring: send it, and the request is done."""
+        request = self.engine.get(recall.request_id)
+        if request is None or not self._mail("free", request):
+            return False
+        self.clock.callLater(
+            0, self.engine.recall_result, recall.request_id, recall.attempt, RecallResult.NOTIFIED
+        )
+        return True
+
+    def request_now(self, requester: str, target: str) -> str:
+        """From the web page: a callback to an internal number that cannot be
+        reached now, by the rules of the offer.  Answers ``accepted``,
+        ``duplicate``, ``limit``, ``invalid`` or ``reachable`` (just call it)."""
+        if not self.settings.get(keys.CC_OFFER) or not EXTENSION.match(target):
+            return Outcome.INVALID.value
+        if not EXTENSION.match(requester) or requester == target or target not in self.pbx.endpoints:
+            return Outcome.INVALID.value
+        if self.pbx.presence(target) in (Presence.IDLE, Presence.RINGING):
+            return "reachable"
+        outcome = self.engine.request(requester, target, Kind.BUSY)
+        log.info(
+            "web callback request {requester} -> {target}: {outcome}",
+            requester=requester,
+            target=target,
+            outcome=outcome.value,
+        )
+        return outcome.value
+
+    def click_to_call(self, user: str, number: str) -> Deferred[Any]:
+        """Ring ``user``'s phone; once answered, the call to ``number`` runs the
+        ordinary internal call route (forwards, offers) as if dialled there."""
+        if not EXTENSION.match(user) or not CLICK_NUMBER.match(number):
+            return fail(ValueError(f"cannot call {number!r} for {user!r}"))
+        callee = self.directory.user(number)
+        caller = self.directory.user(user)
+        log.info("click to call: {user} -> {number}", user=user, number=number)
+        return self.ami.sendAction(
+            "Originate",
+            Channel=f"PJSIP/{user}",
+            Context=CLICK_CONTEXT,
+            Exten=number,
+            Priority=1,
+            Timeout=self.settings.get(keys.CC_WAIT_TIME) * 1000,
+            CallerID=f'"{_caller_name(callee.name if callee else number)}" <{number}>',
+            Async="true",
+            Variable=[
+                f"APPLIANCE_CLICK_USER={user}",
+                "APPLIANCE_CLICK_NAME=" + _caller_name(caller.name if caller else user),
+            ],
+        )
 
     # -- inputs --------------------------------------------------------------------
 

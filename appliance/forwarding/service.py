@@ -43,7 +43,7 @@ from appliance.forwarding.records import (
     ForwardError,
     Forwards,
 )
-from appliance.forwarding.rules import Caller, Context, Destination, Leg, Policy, display_text
+from appliance.forwarding.rules import Caller, Context, Destination, Leg, Policy, display_text, printable
 from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
@@ -149,6 +149,13 @@ class Forwarding:
             groups=frozenset(groups),
             blind_transfer=blind_transfer,
         )
+
+    def own_name(self, call: Call) -> str | None:
+        """One name per person: an internal caller (known by its channel, never by
+        the caller ID it sends) is shown by its directory name, as in the recall."""
+        caller = self.caller(call)
+        user = self.directory.user(caller.line) if caller.origin == "internal" and caller.line else None
+        return printable(user.name) or None if user is not None else None
 
     def unavailable(self, number: str) -> bool:
         if self.busy_rule is not None:

@@ -79,7 +79,9 @@ class World:
         self.settings = Settings(self.store)
         self.directory = Directory(self.store)
         for ext, language in [("100", "de"), ("200", "de"), ("300", "de"), ("301", "en"), ("302", "de")]:
-            self.directory.put_user(User(ext, f"User {ext}", language=language))
+            # 100 calls as "Anna" in most tests: the name its phone sends is its directory name
+            name = "Anna" if ext == "100" else f"User {ext}"
+            self.directory.put_user(User(ext, name, language=language))
         self.directory.put_group(Group("sales", "600", ("301", "302")))
         lines = {ext: "idle" for ext in ("100", "200", "300", "301", "302")}
         self.model = synced_model(**{**lines, **presence})
@@ -88,6 +90,35 @@ class World:
         self.router = CallRouter(self.model, forwarding=self.forwarding)
         self.unreachable: list[tuple[Call, Unreachable]] = []
         self.router.unreachable = lambda session, call, why: self.unreachable.append((call, why))
+
+
+class OwnNameTests(SynchronousTestCase):
+    def test_internal_caller_shown_by_directory_name(self) -> None:
+        """One name per person: the directory name replaces what 100's phone sends,
+        for the plain call and inside the forward display."""
+        world = World()
+        world.directory.put_user(User("100", "Anna Berger"))
+        plain = FakeSession("300", "internal", name="Lab 100")
+        self.route(world, plain)
+        self.assertEqual(
+            plain.executed[-2:], [("SET", "CALLERID(name)", "Anna Berger"), ("Dial", "PJSIP/300,60,tT")]
+        )
+        world.forwards.set("200", Forward("unconditional", "300"))
+        forwarded = FakeSession("200", "internal", name="Lab 100")
+        self.route(world, forwarded)
+        self.assertIn(("SET", "CALLERID(name)", "Uml. für 200: Anna Berger"), forwarded.executed)
+
+    def test_external_caller_keeps_its_name(self) -> None:
+        """A caller on the trunk is shown as it calls itself (no directory entry applies)."""
+        world = World()
+        session = FakeSession(
+            "300", "external", channel="PJSIP/trunk-00000001", caller="+4930123", name="Erika"
+        )
+        self.route(world, session)
+        self.assertEqual(session.executed, [("Dial", "PJSIP/300,60,tT")])
+
+    def route(self, world: World, session: FakeSession) -> Any:
+        return self.successResultOf(world.router(session))
 
 
 class ForwardRecordTests(SynchronousTestCase):
@@ -179,10 +210,12 @@ class ForwardingRouteTests(SynchronousTestCase):
         self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Fwd for 200: Anna"))
 
     def test_display_without_caller_name_shows_number(self) -> None:
-        """Asterisk's ``unknown`` (no name sent) is not shown; the caller's number is."""
+        """Asterisk's ``unknown`` (no name sent, and a line the directory does not
+        name) is not shown; the caller's number is."""
         world = World()
         world.forwards.set("200", Forward("unconditional", "300"))
         session = FakeSession("200", "internal", name="unknown")
+        world.directory.delete_user("100")
         self.route(world, session)
         self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Uml. für 200: 100"))
 
@@ -242,7 +275,7 @@ class ForwardingRouteTests(SynchronousTestCase):
         """The forward target's line breaks through; another phone claiming its number does not."""
         world = World()
         world.forwards.set("200", Forward("unconditional", "300"))
-        target = FakeSession("200", "internal", channel="PJSIP/300-0000000a", caller="300")
+        target = FakeSession("200", "internal", channel="PJSIP/300-0000000a", caller="300", name="User 300")
         self.route(world, target)
         self.assertEqual(target.executed, [("Dial", "PJSIP/200,60,tT")])
         liar = FakeSession("200", "internal", channel="PJSIP/100-0000000b", caller="300")

@@ -13,14 +13,17 @@ from typing import Any
 import pytest
 import treq
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from appliance.callback.engine import CallbackEngine, IRecallOutputs, Kind, Recall, Request
+from appliance.callwaiting import CallWaiting
 from appliance.contacts import Contact, ContactDirectory
 from appliance.contactsync import ContactJobs
 from appliance.forwarding.records import Forward, Forwards
 from appliance.missed.journal import Entry, Journal
-from appliance.pbx import Presence
+from appliance.pbx import PBXModel, Presence
+from appliance.settings import Settings
 from appliance.testing import synchronous_cooperator
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
@@ -67,12 +70,27 @@ class EngineCallbacks:
 
     def __init__(self, engine: CallbackEngine) -> None:
         self.engine = engine
+        self.calls: list[tuple[str, str]] = []
+        self.modes: dict[str, str] = {}
 
     def pending(self, requester: str | None = None) -> list[Request]:
         return self.engine.pending(requester=requester)
 
     def cancel(self, request_id: str) -> bool:
         return self.engine.cancel_id(request_id)
+
+    def request_now(self, requester: str, target: str) -> str:
+        return self.engine.request(requester, target).value
+
+    def notify_mode(self, user: str) -> str:
+        return self.modes.get(user, "ring")
+
+    def set_notify_mode(self, user: str, mode: str) -> None:
+        self.modes[user] = mode
+
+    def click_to_call(self, user: str, number: str) -> Deferred[Any]:
+        self.calls.append((user, number))
+        return succeed(None)
 
 
 @dataclass
@@ -81,6 +99,12 @@ class Features:
     journal: Journal
     contacts: ContactDirectory
     engine: CallbackEngine
+    callbacks: EngineCallbacks
+    call_waiting: CallWaiting
+
+
+def _no_hangup(channel: str, cause: int) -> Deferred[Any]:
+    raise AssertionError("the web pages never hang up calls")
 
 
 @pytest.fixture
@@ -97,11 +121,15 @@ def features(lab: Lab) -> Features:
     contacts = ContactDirectory(lab.store)
     engine = CallbackEngine(lab.clock, Outputs(), lambda _name: Presence.BUSY)
     lab.web.add(ForwardPages(forwards, lab.directory))
-    lab.web.add(CallbackPages(EngineCallbacks(engine), lab.directory))
+    call_waiting = CallWaiting(
+        lab.store, Settings(lab.store), PBXModel(clock=lab.clock), lab.clock, _no_hangup
+    )
+    callbacks = EngineCallbacks(engine)
+    lab.web.add(CallbackPages(callbacks, lab.directory, call_waiting))
     lab.web.add(JournalPages(journal, lab.directory))
     lab.web.add(NotificationPages(journal, lab.directory))
     lab.web.add(ContactPages(contacts, ContactJobs(contacts, synchronous_cooperator(), lab.clock)))
-    return Features(forwards, journal, contacts, engine)
+    return Features(forwards, journal, contacts, engine, callbacks, call_waiting)
 
 
 def logged_in(lab: Lab, login: str, password: str) -> Browser:
@@ -372,6 +400,55 @@ def test_admin_sees_and_cancels_every_request(features: Features, admin: Browser
     assert (
         admin.post("/admin/callbacks/cancel", {"csrf": admin.csrf("/admin/callbacks"), "id": "x"}).code == 404
     )
+
+
+def test_user_requests_a_callback_for_herself_only(features: Features, anna: Browser) -> None:
+    """The request form books a callback for the logged-in user, whatever else the form says."""
+    token = anna.csrf("/me/callbacks")
+    reply = anna.post("/me/callbacks/request", {"csrf": token, "number": "200", "requester": "300"})
+    assert reply.header("location") == "/me/callbacks?requested=accepted"
+    assert [r.id for r in features.engine.pending()] == ["100:200"]
+    assert "Rückruf angefordert." in anna.get("/me/callbacks?requested=accepted").text
+    bad = anna.post("/me/callbacks/request", {"csrf": token, "number": "20<0"})
+    assert bad.header("location") == "/me/callbacks?requested=invalid"
+    assert [r.id for r in features.engine.pending()] == ["100:200"]
+
+
+def test_click_to_call_for_the_logged_in_user(features: Features, anna: Browser) -> None:
+    """The call form starts a call from Anna's own line; a malformed number starts nothing."""
+    token = anna.csrf("/me/callbacks")
+    reply = anna.post("/me/call", {"csrf": token, "number": "201"})
+    assert reply.header("location") == "/me/callbacks?called=ringing"
+    bad = anna.post("/me/call", {"csrf": token, "number": "201,PJSIP/999"})
+    assert bad.header("location") == "/me/callbacks?called=failed"
+    assert features.callbacks.calls == [("100", "201")]
+    assert anna.post("/me/call", {"number": "201"}).code == 403  # no CSRF token
+
+
+def test_user_chooses_mail_instead_of_ring(features: Features, anna: Browser) -> None:
+    """Anna chooses "send me a mail"; an unknown mode is refused and changes nothing."""
+    token = anna.csrf("/me/callbacks")
+    assert anna.post("/me/callbacks/notify", {"csrf": token, "notify": "mail"}).code == 303
+    assert features.callbacks.modes == {"100": "mail"}
+    assert anna.post("/me/callbacks/notify", {"csrf": token, "notify": "fax"}).code == 400
+    assert features.callbacks.modes == {"100": "mail"}
+    assert 'value="mail" selected' in anna.get("/me/callbacks").text
+
+
+def test_call_waiting_by_user_and_admin(features: Features, anna: Browser, admin: Browser) -> None:
+    """Anna switches her own call waiting; the admin switches Ben's; bad choices change nothing."""
+    reply = anna.post("/me/callwaiting", {"csrf": anna.csrf("/me/callbacks"), "call_waiting": "on"})
+    assert reply.header("location") == "/me/callbacks?call_waiting=saved"
+    assert features.call_waiting.choice("100") is True
+    assert anna.post("/me/callwaiting", {"csrf": anna.csrf("/me/callbacks"), "call_waiting": "x"}).code == 400
+    assert features.call_waiting.choice("100") is True
+    assert anna.post("/admin/callwaiting", {"csrf": anna.csrf("/me/callbacks"), "line": "200"}).code == 403
+    form = {"csrf": admin.csrf("/admin/callbacks"), "line": "200", "call_waiting": "off"}
+    assert admin.post("/admin/callwaiting", form).code == 303
+    assert features.call_waiting.choice("200") is False
+    assert admin.post("/admin/callwaiting", {**form, "line": "999"}).code == 404
+    page = admin.get("/admin/callbacks").text
+    assert 'id="call-waiting-200"' in page
 
 
 # --- journal and notifications ---------------------------------------------------------
