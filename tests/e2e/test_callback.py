@@ -10,6 +10,8 @@ from twisted.internet.threads import deferToThread
 
 from appliance import settings as keys
 from appliance import tap
+from appliance.directory import User
+from appliance.forwarding.records import Forward
 from appliance.pbx import ChannelChanged, Presence, Resynced
 from tests.e2e.conftest import appliance_config
 from tests.e2e.waiting import wait_model, wait_synced, wait_until
@@ -54,7 +56,7 @@ def take_recall(phone, target, to=None, ring_ms=1000):  # type: ignore[no-untype
     """The requester's phone answers the recall, which must show ``target`` and be
     addressed to ``to`` (a regular expression; the phone's own extension by default)."""
     values = {"expect_from": target, "expect_to": to or phone.extension, "ring_ms": ring_ms}
-    return phone._run("cc_recall", values, local_port=phone.port)
+    return phone._run("cc_recall", values, "-trace_logs", local_port=phone.port)
 
 
 def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def]
@@ -62,6 +64,7 @@ def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def
     return phone._run(
         "cc_answer_from",
         {"expect_from": caller, "ring_ms": 300, "hold_ms": hold_ms},
+        "-trace_logs",
         local_port=phone.port,
     )
 
@@ -499,3 +502,38 @@ def test_wait_time_measured_at_the_phones(appliance, phones, reactor):
     assert "sip:105@" in p205.invites(target)[0]
     results = yield DeferredList([requester.done, held[1].done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * 2, results
+
+
+def display_name(from_header: str) -> str:
+    """The display name of a From header value."""
+    match = re.match(r'\s*"((?:[^"\\]|\\.)*)"', from_header)
+    return match.group(1) if match else ""
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_name_per_person(appliance, phones, reactor):
+    """The directory names 100 "Anna Berger" and 200 "Ben Cole": a plain call from 100
+    shows "Anna Berger" (not the phone's "Lab 100"), a forward display shows it too,
+    and in the recall 100's phone shows "Ben Cole" and 200's shows "Anna Berger"."""
+    for ext, name in (("100", "Anna Berger"), ("200", "Ben Cole"), ("201", "Nutzer 201")):
+        appliance.directory.put_user(User(ext, name))
+    appliance.forwarding.forwards.set("201", Forward("unconditional", "301"))
+    p100, p200, p300, p301 = (phones(n) for n in ("100", "200", "300", "301"))
+    yield registered(reactor, appliance, p100, p200, p300, p301)
+
+    plain = answer_expecting(p300, "100", hold_ms=300)
+    yield DeferredList([plain.done, p100.call("300", hold_ms=5000).done], consumeErrors=True)
+    forwarded = answer_expecting(p301, "100", hold_ms=300)
+    yield DeferredList([forwarded.done, p100.call("201", hold_ms=5000).done], consumeErrors=True)
+    assert [display_name(f) for f in p300.invites(plain)] == ["Anna Berger"]
+    assert [display_name(f) for f in p301.invites(forwarded)] == ["Uml. für 201: Anna Berger"]
+
+    held = yield busy_with(reactor, appliance, p200, p300)
+    yield offer(p100, "200").done
+    requester = take_recall(p100, "200")
+    yield end_call_of(reactor, appliance, "200", held)
+    target = answer_expecting(p200, "100")
+    results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
+    assert [display_name(f) for f in p100.invites(requester)] == ["Ben Cole"]
+    assert [display_name(f) for f in p200.invites(target)] == ["Anna Berger"]
