@@ -188,8 +188,7 @@ class Tour:
                 "300 calls 301, 301 answers: 300 is in a call",
                 self.wait(lambda: self.pbx.presence("300") is Presence.BUSY, "300 busy"),
             )
-            # A phone without call waiting: a second call gets 486 if it rings at all.
-            target._run("cc_reject", {"ring_ms": 0, "code": 486}, local_port=target.port)
+            # Call waiting is off (CW_DEFAULT): 300 is busy before anything rings there.
             since = self.reactor.seconds()
             offer = requester._run(
                 "cc_offer", {"target": "300", "key": "5", "pause_ms": 1500, "extra": ""}, timeout=30
