@@ -14,10 +14,13 @@ from appliance import settings as keys
 from appliance.busy import Reach
 from appliance.callwaiting import NAMESPACE, USER_BUSY, CallWaiting
 from appliance.dialplan import CallRouter, Unreachable
+from appliance.forwarding.records import Forward
 from appliance.pbx import DeviceState, PBXModel, Presence
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from tests.unit.test_dialplan import FakeSession
+from tests.unit.test_forwarding import FakeSession as ForwardSession
+from tests.unit.test_forwarding import World
 
 
 class RuleTests(SynchronousTestCase):
@@ -223,3 +226,23 @@ class RouterTests(SynchronousTestCase):
             router.unanswered = lambda call, told=told: told.append(call.number)
             self.successResultOf(router(FakeSession("200", "internal", dial_status=status)))
             self.assertEqual(told, [], status)
+
+
+class ForwardingTests(SynchronousTestCase):
+    def test_busy_forward_follows_the_same_rule(self) -> None:
+        """A busy forward of a line in a call applies before ringing with call waiting
+        off; with call waiting on the line rings first (the forward follows a busy end)."""
+        world = World(**{"200": "busy"})
+        waiting = CallWaiting(world.store, world.settings, world.model, Clock(), Harness().hangup)
+        world.forwarding.busy_rule = waiting.unavailable
+        world.router.waiting = waiting
+        world.forwards.set("200", Forward("busy", "300"))
+        session = ForwardSession("200", "internal")
+        self.successResultOf(world.router(session))
+        self.assertEqual([e for e in session.executed if e[0] == "Dial"], [("Dial", "PJSIP/300,60,tT")])
+
+        waiting.choose("200", True)
+        session = ForwardSession("200", "internal", statuses=("BUSY", "ANSWER"))
+        self.successResultOf(world.router(session))
+        dials = [e for e in session.executed if e[0] == "Dial"]
+        self.assertEqual(dials, [("Dial", "PJSIP/200,60,tT"), ("Dial", "PJSIP/300,60,tT")])

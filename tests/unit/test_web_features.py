@@ -464,6 +464,17 @@ def test_journal_lists_newest_first_with_names_escaped(lab: Lab, features: Featu
     assert SCRIPT not in page
 
 
+def test_journal_offers_a_call_back_for_dialable_numbers(features: Features, anna: Browser) -> None:
+    """Each missed call from a dialable number has a "call" button (click to call);
+    a withheld or non-numeric one has none."""
+    missed(features.journal, "100", "a", 1_800_000_000, "Erika", "0301234")
+    missed(features.journal, "100", "b", 1_800_000_100, "Nobody", "")
+    missed(features.journal, "100", "c", 1_800_000_200, "Odd", "+49301")
+    page = anna.get("/me/journal").text
+    assert page.count('class="call-back"') == 1
+    assert '<input type="hidden" name="number" value="0301234">' in page
+
+
 def test_user_sees_only_own_journal(features: Features, anna: Browser) -> None:
     """Ben's missed call never shows on Anna's journal."""
     missed(features.journal, "200", "x", 1_800_000_000, "Secret Caller", "0309")
