@@ -97,8 +97,13 @@ log = Logger()
 #: Prefix of every per-call log line; the fields come from FastAGIProtocol._fields().
 _WHO = "FastAGI script={script} channel={channel} uniqueid={uniqueid}"
 
-#: Seconds one AGI connection may live before it is closed as stuck.
+#: Seconds a handler may hold a session with no command on the wire before the
+#: session is closed as stuck.
 DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Seconds one command may wait for its reply.  A Dial lasts as long as the
+#: conversation (a hangup ends it and Asterisk then replies), so this only
+#: catches an Asterisk that stopped answering altogether.
+DEFAULT_COMMAND_TIMEOUT = 12 * 3600.0
 #: Seconds from accept to the end of the environment block (Asterisk needs milliseconds).
 ENVIRONMENT_DEADLINE = 5.0
 #: Connections kept while they have not sent their environment; a new one closes the oldest.
@@ -181,10 +186,12 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         routes: Mapping[str, AGIHandler],
         clock: IReactorTime,
         requestTimeout: float = DEFAULT_REQUEST_TIMEOUT,
+        commandTimeout: float = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
         self.routes = routes
         self.clock = clock
         self.requestTimeout = requestTimeout
+        self.commandTimeout = commandTimeout
         self.env: dict[str, str] = {}
         self.script = ""
         self.args = AGIArgs()
@@ -251,6 +258,17 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             self._timeoutCall.cancel()
         self._timeoutCall = None
 
+    def _armTimeout(self) -> None:
+        """While a command is on the wire its reply may take as long as the call
+        (a Dial); otherwise the handler must send its next command in time."""
+        if self._phase is not _Phase.RUNNING:
+            return
+        wait = self.commandTimeout if self._pending is not None else self.requestTimeout
+        if self._timeoutCall is not None and self._timeoutCall.active():
+            self._timeoutCall.reset(wait)
+        else:
+            self._timeoutCall = self.clock.callLater(wait, self._timedOut)
+
     def _leaveWaiting(self) -> None:
         factory = getattr(self, "factory", None)
         if isinstance(factory, FastAGIFactory):
@@ -290,11 +308,19 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             )
             self._close(failed=True)
             return
-        log.error(
-            _WHO + ": no result after {timeout}s; closing",
-            timeout=self.requestTimeout,
-            **self._fields(),
-        )
+        if self._pending is not None:
+            log.error(
+                _WHO + ": no reply to {command!r} after {timeout}s; closing",
+                command=self._pending.text,
+                timeout=self.commandTimeout,
+                **self._fields(),
+            )
+        else:
+            log.error(
+                _WHO + ": the handler sent no command for {timeout}s; closing",
+                timeout=self.requestTimeout,
+                **self._fields(),
+            )
         self._close(failed=True)
         if self._handlerDeferred is not None and not self._handlerDeferred.called:
             self._handlerDeferred.cancel()
@@ -346,8 +372,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     def _environmentComplete(self) -> None:
         self._phase = _Phase.RUNNING
         self._leaveWaiting()
-        self._cancelTimeout()
-        self._timeoutCall = self.clock.callLater(self.requestTimeout, self._timedOut)
+        self._armTimeout()
         try:
             self.script, query = parseNetworkScript(self.env.get("agi_network_script", ""))
         except ValueError:
@@ -501,6 +526,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         if self.trace:
             log.debug("FastAGI {channel} >> {command!r}", command=cmd.text, channel=self.channel)
         transport = self._transportOrFail()
+        self._armTimeout()
         transport.write(cmd.wire)
         if self._lastQueued:
             self._lastWritten = True
@@ -518,6 +544,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
     def _finishPending(self, result: AGIResponse | Failure) -> None:
         cmd, self._pending = self._pending, None
         self._sendNext()
+        self._armTimeout()
         if cmd is None or cmd.deferred.called:
             return
         if isinstance(result, Failure):
@@ -547,10 +574,12 @@ class FastAGIFactory(ServerFactory):
         clock: IReactorTime,
         requestTimeout: float = DEFAULT_REQUEST_TIMEOUT,
         maxWaiting: int = MAX_WAITING_FOR_ENVIRONMENT,
+        commandTimeout: float = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
         self.routes = routes
         self.clock = clock
         self.requestTimeout = requestTimeout
+        self.commandTimeout = commandTimeout
         self.maxWaiting = maxWaiting
         self._waiting: dict[FastAGIProtocol, None] = {}  # oldest first
         self.pushedOut = 0
@@ -558,7 +587,7 @@ class FastAGIFactory(ServerFactory):
         self._lastWarning: float | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> FastAGIProtocol:
-        proto = FastAGIProtocol(self.routes, self.clock, self.requestTimeout)
+        proto = FastAGIProtocol(self.routes, self.clock, self.requestTimeout, self.commandTimeout)
         proto.factory = self
         return proto
 

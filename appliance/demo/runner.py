@@ -79,15 +79,26 @@ def write_config(state: Path, lab: Lab, ports: DemoPorts) -> Path:
     return path
 
 
+SYNCED = b"PBX model resynced"
+"""The appliance's log line once it listens and knows the PBX: the demo is ready."""
+READY_BOUND = 60.0
+
+
 class _Appliance(protocol.ProcessProtocol):
     """The ``twistd -n appliance`` child; its output goes to ours."""
 
     def __init__(self) -> None:
         self.ended: defer.Deferred[int] = defer.Deferred()
+        self.synced: defer.Deferred[None] = defer.Deferred()
+        self._tail = b""
 
     def outReceived(self, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+        if not self.synced.called:
+            self._tail = (self._tail + data)[-4096:]
+            if SYNCED in self._tail:
+                self.synced.callback(None)
 
     errReceived = outReceived
 
@@ -184,7 +195,15 @@ def run(instance: str, state: Path, ports: DemoPorts, listen: str | None = None,
             config=str(config),
         )
         (state / "demo.json").write_text(json.dumps(asdict(described), indent=2))
-        print(_welcome(lab, described, state), flush=True)
+
+        def ready(_: object) -> None:
+            print(_welcome(lab, described, state), flush=True)
+
+        def late(failure: Any) -> None:
+            failure.trap(defer.TimeoutError, defer.CancelledError)
+            print(f"demo: the appliance did not sync with the lab within {READY_BOUND:.0f}s", flush=True)
+
+        child.synced.addTimeout(READY_BOUND, reactor).addCallbacks(ready, late)
         exit_code: list[int] = []
         stopping: list[bool] = []
 

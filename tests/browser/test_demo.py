@@ -116,9 +116,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         output.wait_ready(READY_BOUND)
         yield RunningDemo(process, state_dir, DemoState.read(state_dir), output)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a failed test: stop it as a user would, so nothing is left
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_BOUND)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -241,8 +241,10 @@ class Phone:
             run.kill()
 
     def close(self) -> None:
-        """Kill every run and give the contact port back: the phone is done."""
+        """Kill every run and give the contact port back once they have all ended:
+        the phone is done."""
         self.kill_all()
-        if self.home is not None:
-            self.blocks.release(self.home)
-            self.home = None
+        home, self.home = self.home, None
+        if home is not None:
+            running = [run.done for run in self.runs if not run.done.called]
+            defer.DeferredList(running, consumeErrors=True).addBoth(lambda _: self.blocks.release(home))

@@ -747,23 +747,57 @@ class HelperTests(SynchronousTestCase):
 
 class TimeoutTests(SynchronousTestCase):
     def test_requestTimeout(self) -> None:
-        """After requestTimeout the request is logged, closed (no FAILURE: the call was
-        taken) and its handler cancelled."""
+        """A handler that sends no command for requestTimeout is logged, closed (no
+        FAILURE: the call was taken) and cancelled."""
         handler = Handler()
         with capturedLogs() as events:
             proto, transport, clock = connect({"callback": handler}, timeout=30)
             proto.dataReceived(environment())
-            pending = proto.sendCommand("WAIT FOR DIGIT -1")
             clock.advance(29.9)
             self.assertFalse(transport.disconnecting)
             clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(transport.value(), b"WAIT FOR DIGIT -1\n")
-        self.failureResultOf(pending, AGIConnectionLost)
+        self.assertEqual(transport.value(), b"")
         self.assertTrue(handler.done.called)
         self.assertEqual(self.flushLoggedErrors(), [])
         [event] = levels(events, LogLevel.error)
         self.assertEqual((event["script"], event["channel"]), ("callback", CHANNEL))
+
+    def test_longCommandIsNotCutAtRequestTimeout(self) -> None:
+        """A Dial lasts as long as the conversation: while it is on the wire only the
+        command bound applies; once it is answered the handler's idle bound is back."""
+        handler = Handler()
+        proto, transport, clock = connect({"callback": handler}, timeout=30)
+        proto.dataReceived(environment())
+        dialled = proto.sendCommand('EXEC "Dial" "PJSIP/200"')
+        clock.advance(2 * 3600)  # a two-hour call
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"200 result=0\n")
+        self.successResultOf(dialled)
+        clock.advance(29.9)
+        self.assertFalse(transport.disconnecting)
+        with capturedLogs():
+            clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_commandTimeout(self) -> None:
+        """A command Asterisk never answers is given up after commandTimeout, with its name."""
+        handler = Handler()
+        factory = FastAGIFactory({"callback": handler}, Clock(), requestTimeout=30, commandTimeout=600)
+        clock = factory.clock
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 41000))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(environment())
+        with capturedLogs() as events:
+            pending = proto.sendCommand("WAIT FOR DIGIT -1")
+            clock.advance(599.9)  # type: ignore[attr-defined]
+            self.assertFalse(transport.disconnecting)
+            clock.advance(0.1)  # type: ignore[attr-defined]
+        self.assertTrue(transport.disconnecting)
+        self.failureResultOf(pending, AGIConnectionLost)
+        [event] = levels(events, LogLevel.error)
+        self.assertEqual(event["command"], "WAIT FOR DIGIT -1")
 
     def test_timeoutCoversStalledEnvironment(self) -> None:
         """A connection that never finishes its environment is closed at the timeout too."""
