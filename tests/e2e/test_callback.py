@@ -443,6 +443,8 @@ def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
     yield p108.call("%2339", hold_ms=20000).done  # "#39"
     assert pending_ids(appliance) == ["109:208"]
     assert appliance.store.get("callbacks", "108:208") is None
+    # sipp ends with its BYE; Asterisk's Hangup event of that #39 call may come after.
+    yield wait_model(reactor, pbx, lambda: not pbx.channels_of("108"), "108's #39 call gone")
     at_108: list[str] = []
     pbx.subscribe(
         lambda c: (
