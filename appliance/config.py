@@ -78,6 +78,8 @@ class SMTPConfig:
     username: str
     password: str
     sender: str
+    cafile: Path | None = None
+    """PEM certificates to trust for the relay's STARTTLS; None: the system's."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class ApplianceConfig:
     contacts_sync_minutes: int = 60
     timezone: str = ""
     """IANA zone of office hours (forward schedules); empty: the system's."""
+    templates: Path = Path("/etc/appliance/xsl")
+    """The admin's customised missed-call templates (override the shipped ones)."""
 
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -123,6 +127,15 @@ def load(path: str | Path) -> ApplianceConfig:
     store = Path(read.text("store", "path"))
     if not store.is_absolute():
         store = path.parent / store
+    templates = Path(read.text("missed", "templates", default="/etc/appliance/xsl") or "/etc/appliance/xsl")
+    if not templates.is_absolute():
+        templates = path.parent / templates
+    cafile_text = read.text("smtp", "cafile", default="")
+    cafile = None
+    if cafile_text:
+        cafile = Path(cafile_text) if Path(cafile_text).is_absolute() else path.parent / cafile_text
+        if not cafile.is_file():
+            raise ConfigError(f"{path}: [smtp] cafile: {str(cafile)!r} is not a file")
     starttls = read.choice("smtp", "starttls", STARTTLS, default="required")
     config = ApplianceConfig(
         path=path,
@@ -141,6 +154,7 @@ def load(path: str | Path) -> ApplianceConfig:
             username=read.text("smtp", "username", default=""),
             password=read.text("smtp", "password", default=""),
             sender=read.text("smtp", "sender"),
+            cafile=cafile,
         ),
         store=store,
         language=read.choice("appliance", "language", LANGUAGES, default="de"),
@@ -149,6 +163,7 @@ def load(path: str | Path) -> ApplianceConfig:
             trusted_proxies=read.addresses("web", "trusted_proxies"),
         ),
         timezone=read.zone("appliance", "timezone"),
+        templates=templates,
     )
     config = replace(
         config,

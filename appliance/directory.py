@@ -47,7 +47,8 @@ class User:
     """The primary internal number; also the PJSIP endpoint name."""
     name: str
     email: str = ""
-    language: str = "de"
+    language: str = ""
+    """Chosen by the user or admin; "" = none chosen, the appliance's settings decide."""
     groups: tuple[str, ...] = ()
     numbers: tuple[str, ...] = ()
     """Further numbers (e.g. external DIDs) that belong to this user's line."""
@@ -66,7 +67,7 @@ class User:
             raise DirectoryError(f"{self.extension}: name: must not be empty")
         if self.email and not EMAIL.match(self.email):
             raise DirectoryError(f"{self.extension}: email: {self.email!r} is not an e-mail address")
-        if self.language not in LANGUAGES:
+        if self.language and self.language not in LANGUAGES:
             raise DirectoryError(f"{self.extension}: language: {self.language!r} is not one of de, en")
         for group in self.groups:
             if not GROUP_NAME.match(group):
@@ -120,7 +121,7 @@ def _user(record: Any) -> User | None:
             extension=record["extension"],
             name=record["name"],
             email=record.get("email", ""),
-            language=record.get("language", "de"),
+            language=record.get("language", ""),
             groups=tuple(record.get("groups", ())),
             numbers=tuple(record.get("numbers", ())),
             devices=tuple(record.get("devices", ())),

@@ -42,15 +42,17 @@ from email.utils import format_datetime, make_msgid
 from io import BytesIO
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory, SMTPDeliveryError
 from twisted.python.failure import Failure
 
-from appliance.config import SMTPConfig
+from appliance.config import ConfigError, SMTPConfig
 from appliance.store import DELETE, IKeyValueStore, JSONValue
 
 log = Logger()
@@ -127,6 +129,17 @@ class SMTPRelay:
         self.config = config
         self.reactor = reactor
         self.timeout = timeout
+        self.tls_options: Any = None
+        """Verify the relay against ``cafile`` (an internal CA); None: the system's roots."""
+        if config.cafile is not None and config.starttls == "required":
+            try:
+                certificates = _certificates(config.cafile.read_bytes())
+            except (OSError, SSL.Error) as error:
+                raise ConfigError(f"[smtp] cafile: {config.cafile}: cannot load: {error}") from None
+            if not certificates:
+                raise ConfigError(f"[smtp] cafile: {config.cafile}: holds no PEM certificate")
+            trusted = trustRootFromCertificates(certificates)
+            self.tls_options = optionsForClientTLS(config.host, trustRoot=trusted)
 
     def factory(self, sender: str, recipients: list[str], data: bytes, result: Deferred[Any]) -> Any:
         """The ESMTP client factory for one message (separate, so tests can check it)."""
@@ -147,6 +160,7 @@ class SMTPRelay:
             requireAuthentication=username is not None,
             requireTransportSecurity=tls or username is not None,
             hostname=config.host if tls else None,
+            contextFactory=self.tls_options,
         )
 
     def send(self, sender: str, recipients: list[str], data: bytes) -> Deferred[Any]:
@@ -163,6 +177,13 @@ class SMTPRelay:
         factory = self.factory(sender, recipients, data, result)
         connector = self.reactor.connectTCP(self.config.host, self.config.port, factory, timeout=self.timeout)
         return result
+
+
+def _certificates(pem: bytes) -> list[Certificate]:
+    """Every certificate of a PEM bundle."""
+    marker = b"-----END CERTIFICATE-----"
+    parts = [part + marker for part in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in part]
+    return [Certificate.loadPEM(part) for part in parts]
 
 
 def default_backoff() -> Callable[[int], float]:

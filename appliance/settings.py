@@ -298,6 +298,13 @@ _LINK_PREFIX = Pattern(
         "leer (keine Links) oder bis zu 9 Zeichen plus ':', z.B. tel:, phone:, callto:",
     ),
 )
+_MAIL_LANGUAGE = Pattern(
+    re.compile(r"|[a-z]{2,3}"),
+    Text(
+        "empty (the appliance's language) or a language with a template, e.g. de, en",
+        "leer (Sprache der Appliance) oder eine Sprache mit Vorlage, z.B. de, en",
+    ),
+)
 _MINUTES = Text("minutes", "Minuten")
 _SECONDS = Text("seconds", "Sekunden")
 
@@ -408,8 +415,11 @@ MC_EXCLUDE_REPEAT_SAME_DAY = _bool(
 )  # fmt: skip
 MC_EXCLUDE_REPEAT_UNTIL_LOGIN = _bool(
     "MC_EXCLUDE_REPEAT_UNTIL_LOGIN", False,
-    "No mail for a repeated call until the user logs in again",
-    "Keine Mail bei wiederholtem Anruf, bis sich der Benutzer wieder anmeldet",
+    "No mail for a repeated call until the user logs in again: a web login, the phone "
+    "registering again, or marking the journal seen, whichever comes first",
+    "Keine Mail bei wiederholtem Anruf, bis sich der Benutzer wieder anmeldet: Anmeldung "
+    "am Web, erneute Registrierung des Telefons oder Journal als gesehen markiert, was "
+    "zuerst eintritt",
 )  # fmt: skip
 MC_EXCLUDE_SHORT_RING = _bool(
     "MC_EXCLUDE_SHORT_RING", False,
@@ -422,14 +432,42 @@ MC_EXCLUDE_NUMBERS = Setting(
     "Keine Mail bei Anrufen von diesen Rufnummern (z.B. Türsprechstellen)",
 )  # fmt: skip
 MC_LANGUAGE = Setting(
-    "MC_LANGUAGE", Choice(("de", "en")), "de",
-    "Language of the missed-call mail",
-    "Sprache der Mail zum verpassten Anruf",
+    "MC_LANGUAGE", _MAIL_LANGUAGE, "",
+    "Language of the missed-call mail for users who chose none; empty = the appliance's "
+    "language (config.ini). A user's own language comes first. Offered: the templates present",
+    "Sprache der Mail zum verpassten Anruf für Benutzer ohne eigene Sprache; leer = Sprache "
+    "der Appliance (config.ini). Die eigene Sprache des Benutzers geht vor. Angeboten: die "
+    "vorhandenen Vorlagen",
+)  # fmt: skip
+JOURNAL_ENABLED = _bool(
+    "JOURNAL_ENABLED", True,
+    "Keep a missed-call journal per user (independent of the mail)",
+    "Journal der verpassten Anrufe je Benutzer führen (unabhängig von der Mail)",
+)  # fmt: skip
+JOURNAL_RETENTION_DAYS = Setting(
+    "JOURNAL_RETENTION_DAYS", Integer(1, 3650, Text("days", "Tage")), 90,
+    "Days a missed-call journal entry is kept",
+    "Tage, die ein Eintrag im Journal der verpassten Anrufe bleibt",
+)  # fmt: skip
+JOURNAL_MAX_ENTRIES = Setting(
+    "JOURNAL_MAX_ENTRIES", Integer(10, 5000), 500,
+    "Most entries kept in one user's missed-call journal (the oldest go first)",
+    "Höchstzahl der Einträge im Journal eines Benutzers (die ältesten fallen weg)",
 )  # fmt: skip
 FWD_DISPLAY = _bool(
     "FWD_DISPLAY", True,
     "Show 'Fwd for <forwarder>' to the target of unconditional and busy forwards",
     "Dem Ziel von sofortigen und Besetzt-Umleitungen 'Uml. für <Umleitender>' anzeigen",
+)  # fmt: skip
+FWD_DISPLAY_NUMBER = _bool(
+    "FWD_DISPLAY_NUMBER", False,
+    "Forward display shows the forwarder's number instead of the directory name",
+    "Umleitungsanzeige zeigt die Rufnummer des Umleitenden statt des Namens",
+)  # fmt: skip
+FWD_DISPLAY_WIDTH = Setting(
+    "FWD_DISPLAY_WIDTH", Integer(16, 64, Text("characters", "Zeichen")), 32,
+    "Characters the phones' display shows; a longer forwarder name is shortened",
+    "Zeichen, die das Telefondisplay zeigt; ein längerer Name des Umleitenden wird gekürzt",
 )  # fmt: skip
 FWD_BREAKTHROUGH_USERS = Setting(
     "FWD_BREAKTHROUGH_USERS", _EXTENSIONS, [],
@@ -475,8 +513,9 @@ _ALL: list[Setting[Any]] = [
     MC_CALLER_AS_SENDER, MC_ATTACH_VCARD, MC_LINK_PREFIX,
     MC_EXCLUDE_INTERNAL, MC_EXCLUDE_SUPPRESSED, MC_EXCLUDE_UNRESOLVED,
     MC_EXCLUDE_REPEAT_SAME_DAY, MC_EXCLUDE_REPEAT_UNTIL_LOGIN,
-    MC_EXCLUDE_SHORT_RING, MC_EXCLUDE_NUMBERS, MC_LANGUAGE, FWD_DISPLAY,
-    FWD_BREAKTHROUGH_USERS, FWD_BREAKTHROUGH_GROUPS,
+    MC_EXCLUDE_SHORT_RING, MC_EXCLUDE_NUMBERS, MC_LANGUAGE, JOURNAL_ENABLED,
+    JOURNAL_RETENTION_DAYS, JOURNAL_MAX_ENTRIES, FWD_DISPLAY, FWD_DISPLAY_NUMBER,
+    FWD_DISPLAY_WIDTH, FWD_BREAKTHROUGH_USERS, FWD_BREAKTHROUGH_GROUPS,
     FWD_BREAKTHROUGH_CALLERIDS, FWD_MAX_HOPS, PHONE_COUNTRY, PHONE_AREA,
     DIR_PBX_USERS,
 ]  # fmt: skip

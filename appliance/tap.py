@@ -32,11 +32,13 @@ from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
 from appliance.metrics import Metrics, instrument
+from appliance.missed.language import with_mail_languages
+from appliance.missed.render import Renderer
 from appliance.missed.service import MissedCallService, directed_pickup
 from appliance.numbers import migrate_old_plan, plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.pbxusers import EndpointSync
-from appliance.settings import PHONE_AREA, PHONE_COUNTRY, Settings
+from appliance.settings import PHONE_AREA, PHONE_COUNTRY, SCHEMA, Settings
 from appliance.slices import reactor_cooperator
 from appliance.store import SQLiteStore, StoreError
 from appliance.web import WebApp
@@ -47,6 +49,7 @@ from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
 from appliance.web.pages.metrics import MetricsPage
 from appliance.web.pages.schedules import SchedulePages
+from appliance.web.pages.templates import TemplatePages
 from appliance.web.pages.tokens import TokenPages
 from appliance.web.tokens import ApiTokens, RateLimit
 
@@ -92,7 +95,8 @@ class Appliance(MultiService):
         self.store: HoldingStore = HoldingStore(store, reactor)
         """Writes the disk refuses are kept and written later (`appliance.holding`)."""
         store = self.store  # type: ignore[assignment]
-        self.settings = Settings(store)
+        self.renderer = Renderer(custom=config.templates)
+        self.settings = Settings(store, with_mail_languages(SCHEMA, lambda: self.renderer.languages))
         for problem in self.settings.stored_problems():
             log.error("{problem}", problem=problem)
         self.ami = AMIService.fromString(
@@ -155,7 +159,15 @@ class Appliance(MultiService):
         self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
         self.outbox.setServiceParent(self)
         self.missed = MissedCallService(
-            self.pbx, self.settings, self.directory, self.contacts, self.outbox, reactor, config.smtp.sender
+            self.pbx,
+            self.settings,
+            self.directory,
+            self.contacts,
+            self.outbox,
+            reactor,
+            config.smtp.sender,
+            renderer=self.renderer,
+            language=config.language,
         )
         self.missed.setServiceParent(self)
         self.feature_codes.register("*8", directed_pickup)
@@ -193,7 +205,9 @@ class Appliance(MultiService):
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
         self.web.add(CallbackPages(self.callbacks, self.directory, self.call_waiting))
-        self.web.add(JournalPages(self.missed.journal, self.directory))
+        self.web.on_login(self.missed.user_logged_in)
+        self.web.add(JournalPages(self.missed.journal, self.directory, self.missed.user_logged_in))
+        self.web.add(TemplatePages(self.renderer))
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))
         self.web.alerts.append(self._store_alerts)

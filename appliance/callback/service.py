@@ -265,7 +265,7 @@ class CallbackService(Service):
 
     def _language_of(self, extension: str) -> str:
         user = self.directory.user(extension) if extension else None
-        return user.language if user is not None else self.language
+        return (user.language if user is not None else "") or self.language
 
     def _pbx_changed(self, change: Change) -> None:
         if isinstance(change, EndpointChanged):

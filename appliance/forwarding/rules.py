@@ -15,6 +15,9 @@ The rules (SPEC section 3, seed 002 and its FAQ):
   ``Uml. für <forwarder>: <caller>``; a no-answer forward never changes it
   (it cannot be predicted when the call starts ringing).  In a chain the
   forwarder shown is the first of the chain: the one the call was meant for.
+  The forwarder is named by the directory name (seed 002: "Umleitender
+  Teilnehmer"), shortened to fit the phone's display ("A. Berger", "Berger"),
+  or by number with FWD_DISPLAY_NUMBER.
 - Breakthrough: a caller breaks through every forward of a line when one of
   that line's forwards (that applies to this call) points at the caller's
   *primary* internal number (for an external caller: at its caller ID), or
@@ -84,6 +87,10 @@ class Policy:
     """The FWD_ settings at the moment the call is routed."""
 
     display: bool = True
+    display_number: bool = False
+    """Name the forwarder by number instead of the directory name."""
+    display_width: int = 32
+    """Characters the phones' display shows."""
     max_hops: int = 5
     breakthrough_users: frozenset[str] = frozenset()
     breakthrough_groups: frozenset[str] = frozenset()
@@ -271,6 +278,8 @@ DISPLAY_PREFIX = {"de": "Uml. für", "en": "Fwd for"}
 UNKNOWN_CALLER = {"de": "Unbekannt", "en": "Unknown"}
 DISPLAY_MAX = 48
 """SIP allows more, but phone displays show 20-30 characters; the caller comes last."""
+MIN_CALLER = 8
+"""Characters of the caller kept visible when even the shortest forwarder form is too long."""
 
 
 def printable(text: str) -> str:
@@ -278,8 +287,37 @@ def printable(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] not in "CZ" or ch == " ").strip()
 
 
-def display_text(language: str, forwarder: str, caller_name: str, caller_number: str) -> str:
-    """``Uml. für 200: Anna`` (de) or ``Fwd for 200: Anna`` (en)."""
+def forwarder_forms(name: str, number: str) -> tuple[str, ...]:
+    """How to name the forwarder, longest first: "Anna Berger", "A. Berger", "Berger";
+    the number when the directory has no name."""
+    words = printable(name).split()
+    if not words:
+        return (number,)
+    forms = [" ".join(words)]
+    if len(words) > 1:
+        forms += [f"{words[0][0]}. {words[-1]}", words[-1]]
+    return tuple(dict.fromkeys(forms))
+
+
+def display_text(
+    language: str,
+    forwarder: str | Sequence[str],
+    caller_name: str,
+    caller_number: str,
+    width: int = DISPLAY_MAX,
+) -> str:
+    """``Uml. für Anna Berger: Erika`` (de) or ``Fwd for Anna Berger: Erika`` (en), with the
+    first forwarder form that fits ``width``; if none does, the shortest, cut so that
+    the caller stays readable."""
     prefix = DISPLAY_PREFIX.get(language, DISPLAY_PREFIX["en"])
     caller = printable(caller_name) or printable(caller_number) or UNKNOWN_CALLER.get(language, "Unknown")
-    return f"{prefix} {forwarder}: {caller}"[:DISPLAY_MAX]
+    forms = (forwarder,) if isinstance(forwarder, str) else tuple(forwarder)
+    for form in forms:
+        text = f"{prefix} {form}: {caller}"
+        if len(text) <= width:
+            return text
+    form = forms[-1]
+    room = width - len(prefix) - len(" : ") - MIN_CALLER
+    if len(form) > room:
+        form = form[: max(room - 1, 1)] + "."
+    return f"{prefix} {form}: {caller}"[:width]

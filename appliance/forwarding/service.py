@@ -43,7 +43,16 @@ from appliance.forwarding.records import (
     ForwardError,
     Forwards,
 )
-from appliance.forwarding.rules import Caller, Context, Destination, Leg, Policy, display_text, printable
+from appliance.forwarding.rules import (
+    Caller,
+    Context,
+    Destination,
+    Leg,
+    Policy,
+    display_text,
+    forwarder_forms,
+    printable,
+)
 from appliance.numbers import plan_from
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
@@ -121,6 +130,8 @@ class Forwarding:
         plan = plan_from(get)
         return Policy(
             display=get(keys.FWD_DISPLAY),
+            display_number=get(keys.FWD_DISPLAY_NUMBER),
+            display_width=get(keys.FWD_DISPLAY_WIDTH),
             max_hops=get(keys.FWD_MAX_HOPS),
             breakthrough_users=frozenset(get(keys.FWD_BREAKTHROUGH_USERS)),
             breakthrough_groups=frozenset(get(keys.FWD_BREAKTHROUGH_GROUPS)),
@@ -181,9 +192,11 @@ class Forwarding:
         if leg.display_for is None or not policy.display:
             return None
         forwarder = self.directory.user(leg.display_for)
-        language = leg.destination.language or (forwarder.language if forwarder else self.language)
+        language = leg.destination.language or (forwarder.language if forwarder else "") or self.language
         name = "" if call.caller_name == ASTERISK_NO_NAME else call.caller_name
-        return display_text(language, leg.display_for, name, call.caller_num)
+        number = leg.display_for
+        forms = forwarder_forms("" if policy.display_number or not forwarder else forwarder.name, number)
+        return display_text(language, forms, name, call.caller_num, policy.display_width)
 
     # -- feature codes --------------------------------------------------------
 
@@ -200,7 +213,7 @@ class Forwarding:
 
     def _language(self, line: str | None) -> str:
         user = self.directory.user(line) if line else None
-        return user.language if user else self.language
+        return (user.language if user else "") or self.language
 
     @inlineCallbacks
     def set_by_code(self, session: CallSession, code: str, rest: str) -> Any:

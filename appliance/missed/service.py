@@ -4,7 +4,8 @@ Thin: `CallTracker` follows the calls, `decide` is the policy, the `Renderer`
 and `compose` make the mail, and the journal entries and the mails of one call
 are committed in one store transaction before the `Outbox` is woken.  Calls in
 progress when the appliance stops are not remembered (they are lost, never
-doubled).
+doubled).  The journal follows its own settings (``JOURNAL_*``), the mail
+the ``MC_*`` ones; journal entries past their retention are pruned daily.
 
 Also here, for calls the policy must see: `directed_pickup` (feature code
 ``*8<extension>`` picks up a call ringing at that extension).
@@ -18,13 +19,14 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from appliance.contacts import Contact, ContactDirectory
 from appliance.directory import EXTENSION, Directory
 from appliance.mail import Outbox, address, compose, is_address, message_id
-from appliance.missed.journal import Entry, Journal
+from appliance.missed.journal import DAY, Entry, Journal
+from appliance.missed.language import mail_language
 from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
 from appliance.missed.render import Notice, Renderer, link_for
 from appliance.missed.tracking import CallTracker, TrackedCall
@@ -47,6 +49,7 @@ class MissedCallService(Service):
         clock: IReactorTime,
         sender: str,
         renderer: Renderer | None = None,
+        language: str = "de",
     ) -> None:
         self.pbx = pbx
         self.settings = settings
@@ -58,9 +61,12 @@ class MissedCallService(Service):
         self.clock = clock
         self.sender = sender
         self.renderer = renderer or Renderer()
+        self.language = language
+        """The appliance's language: the last fallback for a mail's language."""
         self.tracker = CallTracker()
         self._observers: list[Observer] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._pruning: IDelayedCall | None = None
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """observer(call, decision) after every finished call (web page, tests)."""
@@ -70,13 +76,32 @@ class MissedCallService(Service):
     def startService(self) -> None:
         super().startService()
         self._unsubscribe = self.pbx.subscribe(self.on_change)
+        self.prune()
 
     def stopService(self) -> Any:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._pruning is not None and self._pruning.active():
+            self._pruning.cancel()
+        self._pruning = None
         self.tracker = CallTracker()
         return super().stopService()
+
+    def prune(self) -> None:
+        """Drop journal entries past their retention now, and again in a day."""
+        get = self.settings.get
+        dropped = self.journal.prune(
+            self.clock.seconds(), get("JOURNAL_RETENTION_DAYS"), get("JOURNAL_MAX_ENTRIES")
+        )
+        if dropped:
+            log.info("missed-call journal: {dropped} old entries removed", dropped=dropped)
+        self._pruning = self.clock.callLater(DAY, self.prune)
+
+    def user_logged_in(self, user: str) -> None:
+        """A web login or the journal marked seen: the user is back (seed 001's "angemeldet")."""
+        if self.directory.user(user) is not None:
+            self.journal.logged_in(user, self.clock.seconds())
 
     def on_change(self, change: Change) -> None:
         now = self.clock.seconds()
@@ -147,7 +172,17 @@ class MissedCallService(Service):
             )
             for u in decision.journal
         }
-        changes = self.journal.additions(entries)
+        get = self.settings.get
+        changes = self.journal.caller_additions(
+            decision.journal, facts.caller_key, call.started, self.clock.seconds()
+        )
+        if get("JOURNAL_ENABLED"):
+            changes += self.journal.additions(
+                entries,
+                now=self.clock.seconds(),
+                keep_days=get("JOURNAL_RETENTION_DAYS"),
+                max_entries=get("JOURNAL_MAX_ENTRIES"),
+            )
         for mailed in decision.mail:
             try:
                 changes += self._mail(call, facts, contact, mailed, by_user[mailed].ring_seconds)
@@ -186,7 +221,7 @@ class MissedCallService(Service):
         if record is None or not is_address(record.email):
             return []
         get = self.settings.get
-        language = record.language if record.language in self.renderer.templates else get("MC_LANGUAGE")
+        language = mail_language(record.language, get("MC_LANGUAGE"), self.language, self.renderer.languages)
         number = "" if facts.suppressed else call.caller_num
         notice = Notice(
             caller_num=number,

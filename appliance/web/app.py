@@ -252,6 +252,7 @@ class WebApp:
         """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
         self.sessions = Sessions(store, clock)
         self.throttle = LoginThrottle(clock)
+        self._login_observers: list[Callable[[str], object]] = []
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(web_root / "templates"),
             autoescape=True,
@@ -282,6 +283,11 @@ class WebApp:
             except Exception:
                 log.failure("alert source failed")
         return found
+
+    def on_login(self, observer: Callable[[str], object]) -> None:
+        """``observer(login)`` after every successful login (the missed-call exceptions
+        count a web login as the user being back)."""
+        self._login_observers.append(observer)
 
     def add(self, group: PageGroup) -> None:
         """Serve a feature's pages (see `appliance.web.pages`)."""
@@ -440,6 +446,8 @@ class WebApp:
             self.throttle.finish(login, address, succeeded=True)
             session = self.sessions.create(login)
             log.info("web login of {login!r} from {address}", login=login, address=address)
+            for observer in self._login_observers:
+                observer(login)
             self._set_cookie(page.request, SESSION_COOKIE, session.id.encode("ascii"), b"/")
             self._set_cookie(page.request, LOGIN_COOKIE, b"", b"/login", expire=True)
             target = page.arg("next")

@@ -101,6 +101,7 @@ add(
         "language": Text("Language", "Sprache"),
         "lang_de": Text("German", "Deutsch"),
         "lang_en": Text("English", "Englisch"),
+        "lang_default": Text("Appliance default", "Standard der Anlage"),
         "password_too_short": Text(
             f"The password needs at least {MIN_PASSWORD_LENGTH} characters.",
             f"Das Passwort braucht mindestens {MIN_PASSWORD_LENGTH} Zeichen.",

@@ -195,7 +195,7 @@ class ForwardingRouteTests(SynchronousTestCase):
             session.executed,
             [
                 ("SET", "APPLIANCE_CALLER_NAME", "Anna"),
-                ("SET", "CALLERID(name)", "Uml. für 200: Anna"),
+                ("SET", "CALLERID(name)", "Uml. für User 200: Anna"),
                 ("Dial", "PJSIP/300,60,tT"),
             ],
         )
@@ -207,7 +207,7 @@ class ForwardingRouteTests(SynchronousTestCase):
         world.forwards.set("200", Forward("unconditional", "301"))
         session = FakeSession("200", "internal")
         self.route(world, session)
-        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Fwd for 200: Anna"))
+        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Fwd for User 200: Anna"))
 
     def test_display_without_caller_name_shows_number(self) -> None:
         """Asterisk's ``unknown`` (no name sent, and a line the directory does not
@@ -217,7 +217,7 @@ class ForwardingRouteTests(SynchronousTestCase):
         session = FakeSession("200", "internal", name="unknown")
         world.directory.delete_user("100")
         self.route(world, session)
-        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Uml. für 200: 100"))
+        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Uml. für User 200: 100"))
 
     def test_display_off_keeps_caller_name(self) -> None:
         """FWD_DISPLAY off (saved while running): the target sees the caller's own name."""
@@ -247,7 +247,7 @@ class ForwardingRouteTests(SynchronousTestCase):
             [
                 ("Dial", "PJSIP/200,60,tT"),
                 ("SET", "APPLIANCE_CALLER_NAME", "Anna"),
-                ("SET", "CALLERID(name)", "Uml. für 200: Anna"),
+                ("SET", "CALLERID(name)", "Uml. für User 200: Anna"),
                 ("Dial", "PJSIP/300,60,tT"),
             ],
         )
@@ -304,13 +304,13 @@ class ForwardingRouteTests(SynchronousTestCase):
         session = FakeSession(
             "200",
             "internal",
-            name="Uml. für 200: Anna",
+            name="Uml. für User 200: Anna",
             variables={"BLINDTRANSFER": "PJSIP/300-0000000a", "APPLIANCE_CALLER_NAME": "Anna"},
         )
         self.route(world, session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/300,60,tT")])
         session = FakeSession(
-            "201", "internal", name="Uml. für 200: Anna", variables={"APPLIANCE_CALLER_NAME": "Anna"}
+            "201", "internal", name="Uml. für User 200: Anna", variables={"APPLIANCE_CALLER_NAME": "Anna"}
         )
         self.route(world, session)
         self.assertEqual(session.executed, [("SET", "CALLERID(name)", "Anna"), ("Dial", "PJSIP/201,60,tT")])

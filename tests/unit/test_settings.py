@@ -19,9 +19,10 @@ NAMES = [
     "MC_RECIPIENTS", "MC_MAIL_IF_PICKED_UP", "MC_CALLER_AS_SENDER", "MC_ATTACH_VCARD",
     "MC_LINK_PREFIX", "MC_EXCLUDE_INTERNAL", "MC_EXCLUDE_SUPPRESSED", "MC_EXCLUDE_UNRESOLVED",
     "MC_EXCLUDE_REPEAT_SAME_DAY", "MC_EXCLUDE_REPEAT_UNTIL_LOGIN", "MC_EXCLUDE_SHORT_RING",
-    "MC_EXCLUDE_NUMBERS", "MC_LANGUAGE", "FWD_DISPLAY", "FWD_BREAKTHROUGH_USERS",
-    "FWD_BREAKTHROUGH_GROUPS", "FWD_BREAKTHROUGH_CALLERIDS", "FWD_MAX_HOPS", "PHONE_COUNTRY",
-    "PHONE_AREA", "DIR_PBX_USERS",
+    "MC_EXCLUDE_NUMBERS", "MC_LANGUAGE", "JOURNAL_ENABLED", "JOURNAL_RETENTION_DAYS",
+    "JOURNAL_MAX_ENTRIES", "FWD_DISPLAY", "FWD_DISPLAY_NUMBER", "FWD_DISPLAY_WIDTH",
+    "FWD_BREAKTHROUGH_USERS", "FWD_BREAKTHROUGH_GROUPS", "FWD_BREAKTHROUGH_CALLERIDS",
+    "FWD_MAX_HOPS", "PHONE_COUNTRY", "PHONE_AREA", "DIR_PBX_USERS",
 ]  # fmt: skip
 
 DEFAULTS = {
@@ -32,7 +33,9 @@ DEFAULTS = {
     "MC_LINK_PREFIX": "tel:", "MC_EXCLUDE_INTERNAL": False, "MC_EXCLUDE_SUPPRESSED": False,
     "MC_EXCLUDE_UNRESOLVED": False, "MC_EXCLUDE_REPEAT_SAME_DAY": False,
     "MC_EXCLUDE_REPEAT_UNTIL_LOGIN": False, "MC_EXCLUDE_SHORT_RING": False, "MC_EXCLUDE_NUMBERS": [],
-    "MC_LANGUAGE": "de", "FWD_DISPLAY": True, "FWD_BREAKTHROUGH_USERS": [],
+    "MC_LANGUAGE": "", "JOURNAL_ENABLED": True, "JOURNAL_RETENTION_DAYS": 90,
+    "JOURNAL_MAX_ENTRIES": 500, "FWD_DISPLAY": True, "FWD_DISPLAY_NUMBER": False,
+    "FWD_DISPLAY_WIDTH": 32, "FWD_BREAKTHROUGH_USERS": [],
     "FWD_BREAKTHROUGH_GROUPS": [], "FWD_BREAKTHROUGH_CALLERIDS": [], "FWD_MAX_HOPS": 5,
     "PHONE_COUNTRY": "DE", "PHONE_AREA": "", "DIR_PBX_USERS": True,
 }  # fmt: skip
@@ -56,7 +59,8 @@ VALID: list[tuple[str, object, object]] = [
     ("MC_RECIPIENTS", "none", "none"),
     ("MC_RECIPIENTS", "First", "first"),
     ("MC_RECIPIENTS", " LAST", "last"),
-    ("MC_LANGUAGE", "EN", "en"),
+    ("MC_LANGUAGE", "en", "en"),
+    ("MC_LANGUAGE", " ", ""),
     # text
     ("MC_LINK_PREFIX", "tel:", "tel:"),
     ("MC_LINK_PREFIX", "phone:", "phone:"),
@@ -100,7 +104,7 @@ INVALID: list[tuple[str, object, str]] = [
     ("CC_DTMF_KEY", "A", "'A' is not one of the choices"),
     ("CC_DTMF_KEY", "", "'' is not one of the choices"),
     ("MC_RECIPIENTS", "everyone", "'everyone' is not one of the choices"),
-    ("MC_LANGUAGE", "fr", "'fr' is not one of the choices"),
+    ("MC_LANGUAGE", "french", "'french' is not valid"),
     ("MC_LINK_PREFIX", "tel", "'tel' is not valid"),
     ("MC_LINK_PREFIX", "abcdefghij:", "'abcdefghij:' is not valid"),
     ("MC_LINK_PREFIX", ":", "':' is not valid"),
@@ -272,7 +276,7 @@ def test_reset(settings: Settings, store: MemoryStore) -> None:
     """reset removes the stored value so the default applies again."""
     settings.set("MC_LANGUAGE", "en")
     settings.reset("MC_LANGUAGE")
-    assert settings.get("MC_LANGUAGE") == "de"
+    assert settings.get("MC_LANGUAGE") == ""
     assert store.items("settings") == []
 
 

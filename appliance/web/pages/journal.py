@@ -8,6 +8,8 @@ an id of someone else's entry changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from appliance.directory import Directory
 from appliance.missed.journal import Journal
 from appliance.settings import Text
@@ -59,9 +61,13 @@ i18n.add(
 
 
 class JournalPages:
-    def __init__(self, journal: Journal, directory: Directory) -> None:
+    def __init__(
+        self, journal: Journal, directory: Directory, seen: Callable[[str], object] = lambda user: None
+    ) -> None:
         self.journal = journal
         self.directory = directory
+        self.seen = seen
+        """Told when a user marks their journal seen: for the mail, the user is back."""
 
     def install(self, router: Router) -> None:
         router.route(
@@ -84,6 +90,7 @@ class JournalPages:
     def own_seen(self, page: Page) -> bytes:
         ids = None if page.arg("all") == "1" else [page.arg("id")]
         self.journal.mark_seen(page.login, ids)
+        self.seen(page.login)
         return page.redirect("/me/journal", {"marked": "1"})
 
     def of_user(self, page: Page) -> bytes:

@@ -43,7 +43,8 @@ class ProfilePages:
 
     def save(self, page: Page) -> bytes:
         user = self.directory.user(page.login)
-        language = i18n.as_language(page.arg("language"))
+        chosen = page.arg("language")
+        language = "" if chosen == "" else i18n.as_language(chosen)
         if user is None:
             return page.error(404, "not_found", "not_found")
         if language is None:

@@ -207,7 +207,7 @@ class UserPages:
         )
 
     def new(self, page: Page) -> bytes:
-        return self._form(page, 200, User("", "", language=page.language), is_new=True, error="")
+        return self._form(page, 200, User("", ""), is_new=True, error="")
 
     def edit(self, page: Page, extension: str) -> bytes:
         user = self.directory.user(extension)
