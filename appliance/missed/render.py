@@ -142,9 +142,11 @@ SAMPLE = Notice(
 
 
 def _first_error(error_log: object) -> tuple[int | None, str]:
-    for entry in error_log or ():  # type: ignore[attr-defined]
-        return (entry.line or None), str(entry.message)
-    return None, ""
+    """The first line libxslt names, and every message it gave (in order, once each)."""
+    entries = list(error_log or ())  # type: ignore[call-overload]
+    line = next((entry.line for entry in entries if entry.line), None)
+    messages = dict.fromkeys(str(entry.message).strip() for entry in entries)
+    return line, "; ".join(message for message in messages if message)
 
 
 def load_template(text: str | bytes, name: str = "template") -> etree.XSLT:

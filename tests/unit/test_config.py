@@ -116,3 +116,16 @@ def test_bad_sync_interval(tmp_path: Path) -> None:
     """[contacts] sync_minutes must be a whole number of minutes."""
     with pytest.raises(ConfigError, match=r"\[contacts\] sync_minutes: '0' is not a whole number from 1"):
         load(write(tmp_path, shipped(sync_minutes="0")))
+
+
+def test_templates_directory_and_cafile(tmp_path: Path) -> None:
+    """[missed] templates and [smtp] cafile: relative paths follow the file; the
+    templates default is /etc/appliance/xsl; a missing cafile is refused."""
+    (tmp_path / "ca.pem").write_text("x")
+    config = load(write(tmp_path, shipped(templates="custom-xsl", cafile="ca.pem")))
+    assert config.templates == tmp_path / "custom-xsl"
+    assert config.smtp.cafile == tmp_path / "ca.pem"
+    text = shipped().replace("templates = var/xsl\n", "")
+    assert load(write(tmp_path, text)).templates == Path("/etc/appliance/xsl")
+    with pytest.raises(ConfigError, match=r"\[smtp\] cafile: .*nothere.pem' is not a file"):
+        load(write(tmp_path, shipped(cafile="nothere.pem")))

@@ -228,6 +228,25 @@ class ForwardingRouteTests(SynchronousTestCase):
         self.route(world, session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/300,60,tT")])
 
+    def test_display_number_setting_names_the_forwarder_by_number(self) -> None:
+        """FWD_DISPLAY_NUMBER on: ``Uml. für 200`` instead of the directory name."""
+        world = World()
+        world.forwards.set("200", Forward("unconditional", "300"))
+        world.settings.set("FWD_DISPLAY_NUMBER", "on")
+        session = FakeSession("200", "internal")
+        self.route(world, session)
+        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Uml. für 200: Anna"))
+
+    def test_display_uses_a_short_form_where_the_name_does_not_fit(self) -> None:
+        """A long directory name is shortened to the display width (FWD_DISPLAY_WIDTH)."""
+        world = World()
+        world.directory.put_user(User("200", "Maximiliane Oberhuber-Schmidt", language="de"))
+        world.forwards.set("200", Forward("unconditional", "300"))
+        world.settings.set("FWD_DISPLAY_WIDTH", "32")
+        session = FakeSession("200", "internal")
+        self.route(world, session)
+        self.assertEqual(session.executed[1], ("SET", "CALLERID(name)", "Uml. für Oberhuber-Schmidt: Anna"))
+
     def test_noanswer_forward_keeps_caller_name(self) -> None:
         """No answer after N s: the target is dialled without any display change."""
         world = World()

@@ -16,6 +16,7 @@ from appliance.forwarding.rules import (
     Policy,
     after,
     display_text,
+    forwarder_forms,
     plan,
 )
 from appliance.numbers import NumberPlan
@@ -370,3 +371,28 @@ def test_busy_target_of_unconditional_forward_follows_its_busy_forward() -> None
 def test_display_text(language: str, name: str, number: str, expected: str) -> None:
     """The display names the forwarder and the caller, without control characters, bounded."""
     assert display_text(language, "200", name, number) == expected
+
+
+def test_forwarder_forms_from_the_directory_name() -> None:
+    """Full name, initial and surname, surname; the number when there is no name."""
+    assert forwarder_forms("Anna  Berger", "200") == ("Anna Berger", "A. Berger", "Berger")
+    assert forwarder_forms("Sekretariat", "200") == ("Sekretariat",)
+    assert forwarder_forms("\x00 ", "200") == ("200",)
+
+
+@pytest.mark.parametrize(
+    ("width", "caller", "expected"),
+    [
+        (40, "Erika", "Uml. für Annabella Bergmann: Erika"),
+        (32, "Erika", "Uml. für A. Bergmann: Erika"),
+        (24, "Erika", "Uml. für Bergmann: Erika"),
+        (20, "Erika", "Uml. für B.: Erika"),
+        (32, "Erika Mustermann-Schulze", "Uml. für Bergmann: Erika Musterm"),
+    ],
+)
+def test_display_shortens_the_forwarder_to_fit(width: int, caller: str, expected: str) -> None:
+    """The first form of the forwarder's name that fits the display's width is shown;
+    if none fits, the shortest is cut so that the caller stays readable."""
+    forms = forwarder_forms("Annabella Bergmann", "200")
+    text = display_text("de", forms, caller, "1", width)
+    assert text == expected and len(text) <= width

@@ -16,10 +16,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.mail.smtp import SMTPDeliveryError, TLSRequiredError
 from twisted.python.failure import Failure
 
-from appliance.config import SMTPConfig
+from appliance.config import ConfigError, SMTPConfig
 from appliance.mail import OUTBOX, Outbox, SMTPRelay, address, compose, header_text
 from appliance.store import SQLiteStore
 from appliance.testing import MemoryStore
+from tests.certs import make_pki
 
 
 def message(subject: str = "Missed call", name: str = "Erika") -> EmailMessage:
@@ -286,3 +287,21 @@ def test_sent_entries_are_purged_after_a_day() -> None:
     store.put(OUTBOX, "new", {"state": "sent", "sent": 199_000.0, "next": 0})
     Outbox(store, FakeRelay().send, clock).startService()
     assert [key for key, _ in store.items(OUTBOX)] == ["new"]
+
+
+def test_cafile_is_the_trust_root_for_starttls(tmp_path: Path) -> None:
+    """[smtp] cafile: the relay's certificate is checked against that CA (an internal relay)."""
+    pki = make_pki(tmp_path)
+    config = SMTPConfig("localhost", 587, "required", "user", "pw", "a@b.org", cafile=pki.ca)
+    relay = SMTPRelay(config, MemoryReactorClock())
+    protocol = relay.factory("a@b.org", ["c@d.org"], b"x\r\n", Deferred()).buildProtocol(None)
+    assert relay.tls_options is not None and protocol.context is relay.tls_options
+
+
+def test_cafile_without_certificate_is_a_config_error(tmp_path: Path) -> None:
+    """A cafile that holds no certificate stops start-up with a clear line."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    config = SMTPConfig("localhost", 587, "required", "", "", "a@b.org", cafile=bad)
+    with pytest.raises(ConfigError, match=r"\[smtp\] cafile: .*holds no PEM certificate"):
+        SMTPRelay(config, MemoryReactorClock())

@@ -274,3 +274,86 @@ def test_exclusion_list_in_another_spelling(rig: Rig) -> None:
     rig.deliver()
     assert rig.sent == []
     assert len(rig.journal.entries("200")) == 1
+
+
+# -- language, journal settings, "logged in again" -----------------------------
+
+
+def subject(mail: EmailMessage) -> str:
+    return str(mail["Subject"])
+
+
+def test_language_precedence_user_then_setting_then_appliance(rig: Rig) -> None:
+    """A user who chose no language gets MC_LANGUAGE, else the appliance's language;
+    a user's own choice beats both."""
+    rig.directory.put_user(User("202", "User 202", "u202@example.org", language=""))
+    rig.service.language = "en"
+    rig.script.unanswered("trunk", EXTERNAL, ["202"], ring=8)
+    rig.settings.set("MC_LANGUAGE", "de")
+    rig.script.unanswered("trunk", EXTERNAL, ["202"], ring=8)
+    rig.script.unanswered("trunk", EXTERNAL, ["201"], ring=8)  # 201 chose English
+    rig.deliver()
+    assert [subject(m) for m in rig.sent] == [
+        "Missed call from Erika Mustermann",
+        "Verpasster Anruf von Erika Mustermann",
+        "Missed call from Erika Mustermann",
+    ]
+
+
+def test_journal_off_keeps_the_mail(rig: Rig) -> None:
+    """JOURNAL_ENABLED off: no journal entry, the mail still goes out, and the repeat
+    exception still knows the earlier call."""
+    rig.settings.set_many({"JOURNAL_ENABLED": False, "MC_EXCLUDE_REPEAT_SAME_DAY": True})
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.deliver()
+    assert rig.recipients() == ["u200@example.org"]
+    assert rig.journal.entries("200") == []
+
+
+def test_journal_keeps_at_most_the_configured_entries(rig: Rig) -> None:
+    """JOURNAL_MAX_ENTRIES bounds a user's journal; the newest stay."""
+    rig.settings.set("JOURNAL_MAX_ENTRIES", 10)
+    callers = [rig.script.unanswered("trunk", f"+49301000{i:02d}", ["200"], ring=3) for i in range(12)]
+    entries = rig.journal.entries("200")
+    assert len(entries) == 10
+    assert [e.id for e in entries] == list(reversed(callers))[:10]
+
+
+def test_journal_retention_prunes_old_entries_daily(rig: Rig) -> None:
+    """Entries older than JOURNAL_RETENTION_DAYS go at the next daily pruning."""
+    rig.settings.set("JOURNAL_RETENTION_DAYS", 2)
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=3)
+    rig.script.wait(86400)
+    assert len(rig.journal.entries("200")) == 1
+    rig.script.wait(86400 * 2)
+    assert rig.journal.entries("200") == []
+
+
+@pytest.mark.parametrize("how", ["web login", "journal seen", "phone registers"])
+def test_repeat_until_login_ends_with_whichever_login_comes_first(rig: Rig, how: str) -> None:
+    """A registered desk phone no longer silences a repeat caller for ever: a web login
+    or marking the journal seen counts as logging in again, like a re-registration."""
+    rig.settings.set("MC_EXCLUDE_REPEAT_UNTIL_LOGIN", True)
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.script.wait(86400 * 3)
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.deliver()
+    assert len(rig.sent) == 1
+    if how == "phone registers":
+        rig.script.model._set_endpoint(Endpoint("200", contacts=frozenset({"sip:200@127.0.0.1"})))
+    else:
+        rig.service.user_logged_in("200")
+    rig.script.wait(60)
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
+    rig.deliver()
+    assert len(rig.sent) == 2
+
+
+def test_caller_memory_is_pruned(rig: Rig) -> None:
+    """Callers older than two days and before the last login are forgotten."""
+    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=3)
+    rig.script.wait(86400 * 3)
+    rig.service.user_logged_in("200")
+    rig.script.unanswered("trunk", "+4940111", ["200"], ring=3)
+    assert [e.caller_key for e in rig.journal.history(["200"])["200"]] == ["+4940111"]
