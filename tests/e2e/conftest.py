@@ -69,6 +69,8 @@ starttls = off
 sender = appliance@localhost
 [store]
 path = store.sqlite3
+[missed]
+templates = xsl
 [appliance]
 language = de
 """
