@@ -128,7 +128,7 @@ def test_unconditional_forward_shows_display(appliance, phones, reactor):
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
     [seen] = logged(target, answering, "INVITE-FROM")
-    assert display(seen) == "Uml. für 200: Nutzer 100", seen
+    assert display(seen) == "Uml. für Nutzer 200: Nutzer 100", seen
     assert "sip:100@" in seen
 
 
@@ -149,7 +149,7 @@ def test_busy_forward_only_when_busy(appliance, phones, reactor):
     results = yield DeferredList([second.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
     assert [display(f) for f in logged(line, first, "INVITE-FROM")] == ["Nutzer 101"]
-    assert [display(f) for f in logged(target, second, "INVITE-FROM")] == ["Uml. für 200: Nutzer 100"]
+    assert [display(f) for f in logged(target, second, "INVITE-FROM")] == ["Uml. für Nutzer 200: Nutzer 100"]
 
 
 @pytest_twisted.inlineCallbacks
@@ -209,7 +209,9 @@ def test_external_target_is_dialled_over_the_trunk(appliance, phones, reactor):
         assert [ok for ok, _ in results] == [True, True], results
     finally:
         yield outside.unregister().done
-    assert [display(f) for f in logged(outside, answering, "INVITE-FROM")] == ["Uml. für 200: Nutzer 100"]
+    assert [display(f) for f in logged(outside, answering, "INVITE-FROM")] == [
+        "Uml. für Nutzer 200: Nutzer 100"
+    ]
     [to] = logged(outside, answering, "INVITE-TO")
     assert "sip:01701234567@" in to, to
 
@@ -243,7 +245,9 @@ def test_loop_ends_cleanly(appliance, phones, reactor):
     calling = phones("100").call("200", hold_ms=300)
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
-    assert [display(f) for f in logged(target, answering, "INVITE-FROM")] == ["Uml. für 200: Nutzer 100"]
+    assert [display(f) for f in logged(target, answering, "INVITE-FROM")] == [
+        "Uml. für Nutzer 200: Nutzer 100"
+    ]
     router = appliance.router
     yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
     assert router.recent[-1] == ("200", "internal", "ANSWER")
@@ -305,7 +309,9 @@ def test_attended_transfer_back_breaks_through(appliance, phones, lab, reactor):
     yield wait_model(reactor, pbx, caller_with_boss, "100 connected to 200")
     yield taking.done
     assert [display(f) for f in logged(boss, boss_answering, "INVITE-FROM")] == ["Nutzer 300"]
-    assert [display(f) for f in logged(secretary, taking, "INVITE-FROM")] == ["Uml. für 200: Nutzer 100"]
+    assert [display(f) for f in logged(secretary, taking, "INVITE-FROM")] == [
+        "Uml. für Nutzer 200: Nutzer 100"
+    ]
     consult.kill()
 
 
@@ -338,7 +344,7 @@ def test_blind_transfer_back_is_forwarded(appliance, phones, lab, reactor):
     yield wait_model(reactor, pbx, talks_again, "300 talks again")
     yield taking.done
     [seen] = logged(again, answering_again, "INVITE-FROM")
-    assert display(seen) == "Uml. für 200: Nutzer 100" and "sip:100@" in seen, seen
+    assert display(seen) == "Uml. für Nutzer 200: Nutzer 100" and "sip:100@" in seen, seen
     assert boss_channels == []
 
 
