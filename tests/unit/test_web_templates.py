@@ -140,3 +140,14 @@ def test_web_login_and_journal_seen_are_reported(lab: Lab) -> None:
     anna.post("/me/journal/seen", {"csrf": anna.csrf("/me/journal"), "all": "1"})
     assert heard == [("login", "100"), ("seen", "100")]
     assert journal.unseen("100") == 0
+
+
+def test_settings_page_explains_login_and_language(lab: Lab) -> None:
+    """The settings page says what "logged in again" means and how the mail's language
+    is chosen."""
+    admin = logged_in(lab, "admin", "admin-secret")
+    page = admin.get("/admin/settings?q=MC_").text
+    assert (
+        "a web login, the phone registering again, or marking the journal seen, whichever comes first" in page
+    )
+    assert "A user&#39;s own language comes first" in page
