@@ -193,21 +193,6 @@ def test_exceptions_suppress_the_mail(
     assert len(rig.journal.entries("200")) == 2
 
 
-def test_repeat_until_login(rig: Rig) -> None:
-    """A repeated call is silent until 200's phone logs in again."""
-    rig.settings.set("MC_EXCLUDE_REPEAT_UNTIL_LOGIN", True)
-    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
-    rig.script.wait(86400 * 3)
-    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
-    rig.deliver()
-    assert len(rig.sent) == 1
-    rig.script.model._set_endpoint(Endpoint("200", contacts=frozenset({"sip:200@127.0.0.1"})))
-    rig.script.wait(60)
-    rig.script.unanswered("trunk", EXTERNAL, ["200"], ring=8)
-    rig.deliver()
-    assert len(rig.sent) == 2
-
-
 def test_answered_call_is_not_missed(rig: Rig) -> None:
     """A call 200 answers itself leaves no journal entry and no mail."""
     caller = rig.script.caller("trunk", EXTERNAL)
