@@ -151,3 +151,9 @@ def test_settings_page_explains_login_and_language(lab: Lab) -> None:
         "a web login, the phone registering again, or marking the journal seen, whichever comes first" in page
     )
     assert "A user&#39;s own language comes first" in page
+
+
+def test_template_upload_gets_the_upload_body_limit(lab: Lab, renderer: Renderer) -> None:
+    """A template upload is a file upload: it may be larger than a plain form."""
+    web = lab.web
+    assert web.body_limit(b"POST", b"/admin/templates") == web.limits.upload_body > web.limits.form_body

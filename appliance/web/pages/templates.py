@@ -84,7 +84,7 @@ class TemplatePages:
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/templates", "nav_templates", "admin", order=65)
         router.route("/admin/templates", self.show, access="admin", nav=nav)
-        router.route("/admin/templates", self.upload, access="admin", methods=["POST"])
+        router.route("/admin/templates", self.upload, access="admin", methods=["POST"], upload=True)
         router.route("/admin/templates/<language>/download", self.download, access="admin")
         router.route("/admin/templates/<language>/preview", self.preview, access="admin")
         router.route("/admin/templates/<language>/remove", self.remove, access="admin", methods=["POST"])
