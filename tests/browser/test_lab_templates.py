@@ -19,10 +19,10 @@ from twisted.internet.defer import Deferred, DeferredList
 
 from appliance.directory import User
 from appliance.mail import SMTPRelay
-from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, screenshot
+from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, reserved_port, screenshot
 from tests.browser.test_lab_forward import hang_up_all, registered
 from tests.e2e.phones import Phone
-from tests.e2e.test_missed import VCF, Inbox, call_and_cancel, free_tcp_port, run
+from tests.e2e.test_missed import VCF, Inbox, call_and_cancel, run
 from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,7 @@ def mail_lab(on_lab: Running) -> Iterator[tuple[Running, Inbox]]:
     """The lab appliance with 200 (English, with e-mail), the caller as a contact, and its
     outbox sending to an SMTP server of this test."""
     appliance = on_lab.appliance
-    inbox = on_lab.call(lambda: Inbox(reactor, free_tcp_port()))
+    inbox = on_lab.call(lambda: Inbox(reactor, reserved_port()))
     on_lab.call(inbox.start)
     relay = SMTPRelay(replace(appliance.config.smtp, port=inbox.port), reactor)
     send = appliance.outbox.send
@@ -81,11 +81,11 @@ def missed_call_mail(running: Running, inbox: Inbox) -> Any:
     assert running.lab is not None
     ports = running.lab.ports
     before = len(inbox.messages)
-    line = Phone(reactor, ports.host, ports.sip, "200")
+    line = Phone(reactor, ports, "200")
     made: list[Phone] = [line]
 
     def phones(extension: str) -> Phone:
-        phone = Phone(reactor, ports.host, ports.sip, extension)
+        phone = Phone(reactor, ports, extension)
         made.append(phone)
         return phone
 
@@ -108,7 +108,7 @@ def missed_call_mail(running: Running, inbox: Inbox) -> Any:
             )
         )
     finally:
-        running.call(lambda: [phone.kill_all() for phone in made])
+        running.call(lambda: [phone.close() for phone in made])
         running.call(hang_up_all, running)
     [mail] = inbox.messages[before:]
     return mail

@@ -29,12 +29,12 @@ from appliance.pbx import Presence
 from tests.certs import make_pki
 from tests.e2e import test_missed
 from tests.e2e.phones import Phone, SippRun
+from tests.e2e.portblocks import PortBlocks
 from tests.e2e.test_missed import (
     EXTERNAL,
     Inbox,
     Rig,
     call_and_cancel,
-    free_tcp_port,
     parse_html,
     ringing_phones,
     run,
@@ -44,8 +44,18 @@ from tests.e2e.waiting import wait_model, wait_until
 UNKNOWN = "+4940999888"
 
 # The relay and the appliance rig of the missed-call suite, as fixtures here too.
+relay_port = test_missed.relay_port
 inbox = test_missed.inbox
 rig = test_missed.rig
+
+
+@pytest.fixture
+def web_port(lab: Lab) -> Iterator[int]:
+    """A port of the lab instance's own range for the settings page."""
+    blocks = PortBlocks.for_lab(lab.ports)
+    block = blocks.take()
+    yield block.tcp[0]
+    blocks.release(block)
 
 
 class Line:
@@ -229,9 +239,9 @@ class WebUser:
 
 
 @pytest.fixture
-def web_rig(tmp_path: Path, lab: Lab, reactor: Any, inbox: Inbox) -> Iterator[tuple[Rig, str]]:
+def web_rig(tmp_path: Path, lab: Lab, reactor: Any, inbox: Inbox, web_port: int) -> Iterator[tuple[Rig, str]]:
     """A rig whose settings page listens on a known port."""
-    port = free_tcp_port()
+    port = web_port
     rig = Rig(tmp_path, lab, reactor, inbox.port)
     listen = "[web]\nbind = 127.0.0.1\nport = "
     rig.config.write_text(rig.config.read_text().replace(listen + "0", listen + str(port)))
@@ -338,11 +348,13 @@ class SecureRelay(Inbox):
 
 
 @pytest_twisted.inlineCallbacks
-def test_starttls_and_auth_against_a_real_relay(tmp_path: Path, lab: Lab, reactor: Any, phones: Any) -> Any:
+def test_starttls_and_auth_against_a_real_relay(
+    tmp_path: Path, lab: Lab, reactor: Any, phones: Any, relay_port: int
+) -> Any:
     """A relay that demands STARTTLS (its certificate from a CA made in this test, trusted
     through [smtp] cafile) and AUTH: the mail is delivered over TLS after AUTH."""
     pki = make_pki(tmp_path / "pki", "localhost")
-    relay = SecureRelay(reactor, free_tcp_port(), pki.certificate, pki.key)
+    relay = SecureRelay(reactor, relay_port, pki.certificate, pki.key)
     relay.start()
     rig = Rig(tmp_path, lab, reactor, relay.port)
     text = rig.config.read_text()
