@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from twisted.internet import reactor as _reactor
+from twisted.internet.process import reapAllProcesses
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import blockingCallFromThread
 
 from appliance import tap
@@ -102,6 +104,9 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     config = write_config(tmp_path_factory.mktemp("appliance"))
     thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
     thread.start()
+    # Outside the main thread the reactor has no SIGCHLD handler: a sipp that closes its
+    # pipes a moment before it exits would never be reaped, and its run never end.
+    reactor.callFromThread(LoopingCall(reapAllProcesses).start, 0.2)
 
     def start() -> tap.Appliance:
         appliance = tap.build(str(config), reactor)
