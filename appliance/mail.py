@@ -42,7 +42,6 @@ from email.utils import format_datetime, make_msgid
 from io import BytesIO
 from typing import Any
 
-from OpenSSL import SSL
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
@@ -134,7 +133,7 @@ class SMTPRelay:
         if config.cafile is not None and config.starttls == "required":
             try:
                 certificates = _certificates(config.cafile.read_bytes())
-            except (OSError, SSL.Error) as error:
+            except Exception as error:  # OSError, or pyOpenSSL's crypto.Error for bad PEM
                 raise ConfigError(f"[smtp] cafile: {config.cafile}: cannot load: {error}") from None
             if not certificates:
                 raise ConfigError(f"[smtp] cafile: {config.cafile}: holds no PEM certificate")

@@ -135,6 +135,6 @@ def test_users_page_flags_vanished_endpoints_and_edit_keeps_flags() -> None:
     fields = {"csrf": token, "name": "Gone Phone", "language": "de", "devices": "260-soft"}
     assert admin.post("/admin/users/260", fields).code == 303
     assert lab.directory.user("260") == User(
-        "260", "Gone Phone", devices=("260-soft",), from_pbx=True, vanished=True
+        "260", "Gone Phone", language="de", devices=("260-soft",), from_pbx=True, vanished=True
     )
     assert lab.directory.owner_of("260-soft").extension == "260"  # type: ignore[union-attr]
