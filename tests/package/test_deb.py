@@ -36,6 +36,8 @@ from tests.package.inside import SMTP_PORT, Sipp, SmtpSink, container_lab
 VENV = f"/usr/lib/{PACKAGE}/venv"
 STATE = f"/var/lib/{PACKAGE}"
 CONFIG = f"/etc/{PACKAGE}/config.ini"
+TEMPLATES = f"/etc/{PACKAGE}/xsl"
+"""The admin's customised missed-call templates (written by the web page)."""
 UNIT = f"/lib/systemd/system/{PACKAGE}.service"
 PLUGINS = f"{VENV}/lib/python3.11/site-packages/twisted/plugins"
 SERVICE_PYTHON = ("runuser", "-u", PACKAGE, "--", f"{VENV}/bin/python", "-c")
@@ -118,8 +120,8 @@ print("\\n".join(found))
 """Directories the service may write to, as the service user in the service's mount
 namespace (read-only mounts answer EROFS); below a writable one nothing more is listed."""
 
-ALLOWED_WRITABLE = {STATE, "/tmp", "/var/tmp"}
-"""The state; the private /tmp and /var/tmp (PrivateTmp)."""
+ALLOWED_WRITABLE = {STATE, TEMPLATES, "/tmp", "/var/tmp"}
+"""The state, the customised templates; the private /tmp and /var/tmp (PrivateTmp)."""
 
 
 @dataclass
@@ -410,12 +412,17 @@ def test_upgrade_keeps_store_and_config(scenario: Scenario) -> None:
     container = scenario.container
     scenario.systemctl("stop", PACKAGE)
     container.run(*SERVICE_PYTHON, WRITE_SETTING)
+    shipped = container.path(f"{VENV}/lib/python3.11/site-packages/appliance/missed/xsl/missed_call.de.xsl")
+    edited = shipped.read_text().replace("Verpasster Anruf", "Anruf verpasst (angepasst)")
+    container.path(f"{TEMPLATES}/missed_call.de.xsl").write_text(edited)
     old_cache = container.path(f"{PLUGINS}/dropin.cache").stat().st_mtime
     container.apt("install", f"/srv/debs/{scenario.second.name}")
     installed = container.run("dpkg-query", "-W", "-f=${Version}", PACKAGE)
     assert installed == scenario.second_version
     assert f"port = {SMTP_PORT}" in container.path(CONFIG).read_text(), "the changed config.ini was replaced"
     assert "CC_TIMEOUT 77" in container.run(*SERVICE_PYTHON, READ_SETTING)
+    kept = container.path(f"{TEMPLATES}/missed_call.de.xsl").read_text()
+    assert kept == edited, "the upgrade changed the customised template"
     cache = container.path(f"{PLUGINS}/dropin.cache")
     assert cache.is_file() and cache.stat().st_mtime >= old_cache
     # postinst started it again.
