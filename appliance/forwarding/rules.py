@@ -317,7 +317,9 @@ def display_text(
         if len(text) <= width:
             return text
     form = forms[-1]
-    room = width - len(prefix) - len(" : ") - MIN_CALLER
+    room = width - len(prefix) - len(" : ") - len(caller)
+    if room < 3:  # the caller alone is long: keep its first MIN_CALLER characters
+        room = width - len(prefix) - len(" : ") - MIN_CALLER
     if len(form) > room:
         form = form[: max(room - 1, 1)] + "."
     return f"{prefix} {form}: {caller}"[:width]

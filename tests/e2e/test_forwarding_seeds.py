@@ -18,7 +18,7 @@ from twisted.internet.defer import DeferredList
 
 from appliance.directory import Group, User
 from tests.e2e import test_forwarding
-from tests.e2e.test_callback import FROM_OUTSIDE, OUTSIDE, busy_with, refuse_busy
+from tests.e2e.test_callback import FROM_OUTSIDE, OUTSIDE, busy_with
 from tests.e2e.test_forwarding import channels_seen, display, forward, logged, registered, run, setup_users
 from tests.e2e.test_missed import call_and_cancel
 from tests.e2e.waiting import wait_model, wait_until
@@ -27,6 +27,8 @@ from tests.e2e.waiting import wait_model, wait_until
 no_calls_left = test_forwarding.no_calls_left
 
 OTHER_OUTSIDE = "+4930999999"
+FORWARDED_100 = "Uml. für Nutzer 200: Nutzer 100"
+FORWARDED_300 = "Uml. für Nutzer 200: Nutzer 300"
 
 
 def from_outside(number: str) -> str:
@@ -50,10 +52,10 @@ def answered(*runs):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("name", "settings", "expected"),
     [
-        ("Anna Berger", {}, "Uml. für Anna Berger: Lab 100"),
-        ("Maximiliane Oberhuber", {}, "Uml. für M. Oberhuber: Lab 100"),
-        ("Maximiliane Oberhuber", {"FWD_DISPLAY_WIDTH": "26"}, "Uml. für Oberhu.: Lab 100"),
-        ("Anna Berger", {"FWD_DISPLAY_NUMBER": "on"}, "Uml. für 200: Lab 100"),
+        ("Anna Berger", {}, "Uml. für Anna Berger: Nutzer 100"),
+        ("Maximiliane Oberhuber", {}, "Uml. für Oberhuber: Nutzer 100"),
+        ("Maximiliane Oberhuber", {"FWD_DISPLAY_WIDTH": "26"}, "Uml. für Ober.: Nutzer 100"),
+        ("Anna Berger", {"FWD_DISPLAY_NUMBER": "on"}, "Uml. für 200: Nutzer 100"),
     ],
     ids=["name", "short-form", "shorter-display", "number-setting"],
 )
@@ -86,8 +88,9 @@ def test_external_only_forward(appliance, phones, reactor):
     yield answered(at_target, trunk_call(phones, "200"))
     at_line = run(line, "fwd_answer")
     yield answered(at_line, phones("100").call("200", hold_ms=300))
-    assert [display(f) for f in logged(target, at_target, "INVITE-FROM")] == [f"Uml. für User 200: {OUTSIDE}"]
-    assert [display(f) for f in logged(line, at_line, "INVITE-FROM")] == ["Lab 100"]
+    expected = [f"Uml. für Nutzer 200: {OUTSIDE}"]
+    assert [display(f) for f in logged(target, at_target, "INVITE-FROM")] == expected
+    assert [display(f) for f in logged(line, at_line, "INVITE-FROM")] == ["Nutzer 100"]
     assert len(diverted) == 1
 
 
@@ -101,15 +104,14 @@ def test_busy_forward_for_internal_callers_only(appliance, phones, reactor):
     diverted = channels_seen(appliance, "300")
     yield registered(appliance, reactor, line, peer, target)
     yield busy_with(reactor, appliance, line, peer)
-    refusing = refuse_busy(line)
     outside = phones("trunk")._run(
         "cc_busy", {"target": "200", "code": 486, "extra": FROM_OUTSIDE}, timeout=20
     )
-    yield answered(outside, refusing)
+    yield answered(outside)
     assert diverted == []
     answering = run(target, "fwd_answer")
     yield answered(answering, phones("100").call("200", hold_ms=300))
-    assert [display(f) for f in logged(target, answering, "INVITE-FROM")] == ["Uml. für User 200: Lab 100"]
+    assert [display(f) for f in logged(target, answering, "INVITE-FROM")] == [FORWARDED_100]
 
 
 @pytest_twisted.inlineCallbacks
@@ -126,8 +128,8 @@ def test_group_breaks_through_every_forward(appliance, phones, reactor):
     yield answered(at_target, phones("100").call("200", hold_ms=300))
     at_line = run(line, "fwd_answer")
     yield answered(at_line, phones("101").call("200", hold_ms=300))
-    assert [display(f) for f in logged(target, at_target, "INVITE-FROM")] == ["Uml. für User 200: Lab 100"]
-    assert [display(f) for f in logged(line, at_line, "INVITE-FROM")] == ["Lab 101"]
+    assert [display(f) for f in logged(target, at_target, "INVITE-FROM")] == [FORWARDED_100]
+    assert [display(f) for f in logged(line, at_line, "INVITE-FROM")] == ["Nutzer 101"]
 
 
 @pytest_twisted.inlineCallbacks
@@ -144,7 +146,7 @@ def test_caller_id_breaks_through_every_forward(appliance, phones, reactor):
     at_line = run(line, "fwd_answer")
     yield answered(at_line, trunk_call(phones, "200", OUTSIDE))
     assert [display(f) for f in logged(target, at_target, "INVITE-FROM")] == [
-        f"Uml. für User 200: {OTHER_OUTSIDE}"
+        f"Uml. für Nutzer 200: {OTHER_OUTSIDE}"
     ]
     [seen] = logged(line, at_line, "INVITE-FROM")
     assert "Uml." not in seen and f"sip:{OUTSIDE}@" in seen
@@ -167,7 +169,7 @@ def test_faq1_forward_to_a_group_gives_members_no_right(appliance, phones, react
     at_forwarder = channels_seen(appliance, "200")
     answering = run(member, "fwd_answer")
     yield answered(answering, caller.call("200", hold_ms=300))
-    assert [display(f) for f in logged(member, answering, "INVITE-FROM")] == ["Uml. für User 200: Lab 300"]
+    assert [display(f) for f in logged(member, answering, "INVITE-FROM")] == [FORWARDED_300]
     assert at_forwarder == []
     router = appliance.router
     yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
@@ -188,11 +190,11 @@ def test_faq2_the_right_is_not_inherited(appliance, phones, reactor):
     at_a = channels_seen(appliance, "200")
     at_b = run(b, "fwd_answer")
     yield answered(at_b, phones("300").call("200", hold_ms=300))
-    assert [display(f) for f in logged(b, at_b, "INVITE-FROM")] == ["Uml. für User 200: Lab 300"]
+    assert [display(f) for f in logged(b, at_b, "INVITE-FROM")] == [FORWARDED_300]
     assert at_a == []
     at_a_run = run(a, "fwd_answer")
     yield answered(at_a_run, phones("201").call("200", hold_ms=300))
-    assert [display(f) for f in logged(a, at_a_run, "INVITE-FROM")] == ["Lab 201"]
+    assert [display(f) for f in logged(a, at_a_run, "INVITE-FROM")] == ["Nutzer 201"]
 
 
 @pytest.mark.parametrize("target", ["3900", "300"], ids=["further-number", "primary-number"])
@@ -211,8 +213,8 @@ def test_faq3_only_the_primary_number_counts(appliance, phones, reactor, target)
     calling = call_and_cancel(phones, "200", ring_ms=1000, caller="300")
     yield answered(ringing, calling)
     if target == "300":
-        assert [display(f) for f in logged(line, ringing, "INVITE-FROM")] == ["Lab 300"]
+        assert [display(f) for f in logged(line, ringing, "INVITE-FROM")] == ["Nutzer 300"]
         assert len(at_line) == 1
     else:
-        assert [display(f) for f in logged(own, ringing, "INVITE-FROM")] == ["Uml. für User 200: Lab 300"]
+        assert [display(f) for f in logged(own, ringing, "INVITE-FROM")] == [FORWARDED_300]
         assert at_line == [] and len(at_own) >= 1

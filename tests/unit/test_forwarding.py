@@ -106,7 +106,7 @@ class OwnNameTests(SynchronousTestCase):
         world.forwards.set("200", Forward("unconditional", "300"))
         forwarded = FakeSession("200", "internal", name="Lab 100")
         self.route(world, forwarded)
-        self.assertIn(("SET", "CALLERID(name)", "Uml. für 200: Anna Berger"), forwarded.executed)
+        self.assertIn(("SET", "CALLERID(name)", "Uml. für User 200: Anna Berger"), forwarded.executed)
 
     def test_external_caller_keeps_its_name(self) -> None:
         """A caller on the trunk is shown as it calls itself (no directory entry applies)."""

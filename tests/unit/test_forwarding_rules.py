@@ -386,7 +386,7 @@ def test_forwarder_forms_from_the_directory_name() -> None:
         (40, "Erika", "Uml. für Annabella Bergmann: Erika"),
         (32, "Erika", "Uml. für A. Bergmann: Erika"),
         (24, "Erika", "Uml. für Bergmann: Erika"),
-        (20, "Erika", "Uml. für B.: Erika"),
+        (20, "Erika", "Uml. für Ber.: Erika"),
         (32, "Erika Mustermann-Schulze", "Uml. für Bergmann: Erika Musterm"),
     ],
 )
