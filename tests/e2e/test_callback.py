@@ -528,7 +528,7 @@ def test_one_name_per_person(appliance, phones, reactor):
     forwarded = answer_expecting(p301, "100", hold_ms=300)
     yield DeferredList([forwarded.done, p100.call("201", hold_ms=5000).done], consumeErrors=True)
     assert [display_name(f) for f in p300.invites(plain)] == ["Anna Berger"]
-    assert [display_name(f) for f in p301.invites(forwarded)] == ["Uml. für 201: Anna Berger"]
+    assert [display_name(f) for f in p301.invites(forwarded)] == ["Uml. für Nutzer 201: Anna Berger"]
 
     held = yield busy_with(reactor, appliance, p200, p300)
     yield offer(p100, "200").done

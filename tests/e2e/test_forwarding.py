@@ -118,7 +118,7 @@ def forward(appliance, line: str, kind: str, target: str, **options: object) -> 
 
 @pytest_twisted.inlineCallbacks
 def test_unconditional_forward_shows_display(appliance, phones, reactor):
-    """200 forwards all calls to 300: 300 rings and shows ``Uml. für 200: <caller>``."""
+    """200 forwards all calls to 300: 300 rings and shows ``Uml. für <200's name>: <caller>``."""
     setup_users(appliance)
     forward(appliance, "200", "unconditional", "300")
     target, caller = phones("300"), phones("100")
