@@ -14,13 +14,11 @@ from twisted.internet.defer import DeferredList
 from appliance.directory import User
 from appliance.lab import Lab
 from tests.e2e.test_forwarding import (
-    call_from_trunk,
-    channels_seen,
     forward,
-    logged,
     no_calls_left,
     registered,
     run,
+    trunk_call_rings_200_undiverted,
 )
 from tests.e2e.waiting import wait_until
 
@@ -88,13 +86,4 @@ def test_external_caller_id_in_another_spelling_breaks_through(appliance, phones
     call rings 200 despite its unconditional forward to 300."""
     appliance.settings.set("FWD_BREAKTHROUGH_CALLERIDS", "0171 555\n030 123456")
     forward(appliance, "200", "unconditional", "300")
-    line = phones("200")
-    diverted = channels_seen(appliance, "300")
-    yield registered(appliance, reactor, line)
-    answering = run(line, "fwd_answer")
-    calling = call_from_trunk(phones, "200", "+4930123456")
-    results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True, True], results
-    [seen] = logged(line, answering, "INVITE-FROM")
-    assert "+4930123456" in seen and "Uml." not in seen, seen
-    assert diverted == []
+    yield trunk_call_rings_200_undiverted(appliance, phones, reactor)

@@ -153,10 +153,9 @@ def test_busy_forward_only_when_busy(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_internal_only_forward_ignores_external_call(appliance, phones, reactor):
-    """200 forwards internal calls only: a call from the trunk rings 200, undisplayed."""
-    setup_users(appliance)
-    forward(appliance, "200", "unconditional", "300", scope="internal")
+def trunk_call_rings_200_undiverted(appliance, phones, reactor):  # type: ignore[no-untyped-def]
+    """+4930123456 calls 200 from the trunk: 200 rings showing that number, no
+    "Uml." display, and nothing reaches 300 (200's forward target)."""
     line = phones("200")
     diverted = channels_seen(appliance, "300")
     yield registered(appliance, reactor, line)
@@ -167,6 +166,14 @@ def test_internal_only_forward_ignores_external_call(appliance, phones, reactor)
     [seen] = logged(line, answering, "INVITE-FROM")
     assert "+4930123456" in seen and "Uml." not in seen, seen
     assert diverted == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_internal_only_forward_ignores_external_call(appliance, phones, reactor):
+    """200 forwards internal calls only: a call from the trunk rings 200, undisplayed."""
+    setup_users(appliance)
+    forward(appliance, "200", "unconditional", "300", scope="internal")
+    yield trunk_call_rings_200_undiverted(appliance, phones, reactor)
 
 
 @pytest_twisted.inlineCallbacks

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from appliance.settings import Settings
 from appliance.store import SQLiteStore, StoreError, StoreWriteRefused
 from appliance.testing import MemoryStore
 from tests.unit.test_config import shipped, write
+from tests.unit.test_tap import run_twistd
 
 
 def start_line(config: Path) -> str:
@@ -114,14 +114,7 @@ def test_twistd_exits_non_zero_with_one_line_for_an_empty_store(tmp_path: Path) 
     """The real twistd: non-zero exit and one line on stderr."""
     store_file(tmp_path).write_bytes(b"")
     config = write(tmp_path, shipped())
-    twistd = Path(sys.executable).with_name("twistd")
-    result = subprocess.run(
-        [str(twistd), "-n", "--pidfile=", "appliance", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = run_twistd(config)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "is empty (0 bytes)" in lines[0], result.stderr

@@ -50,17 +50,22 @@ def test_unwritable_store_is_a_config_error(tmp_path: Path) -> None:
         tap.build(str(config), MemoryReactorClock())
 
 
-def test_twistd_refuses_bad_config(tmp_path: Path) -> None:
-    """The real ``twistd -n appliance`` exits non-zero with one clear line on stderr."""
-    config = write(tmp_path, shipped(language="klingon"))
+def run_twistd(config: Path) -> subprocess.CompletedProcess[str]:
+    """The real ``twistd -n appliance`` on ``config``, run from its folder, until it exits."""
     twistd = Path(sys.executable).with_name("twistd")
-    result = subprocess.run(
+    return subprocess.run(
         [str(twistd), "-n", "--pidfile=", "appliance", "--config", str(config)],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=config.parent,
         timeout=60,
     )
+
+
+def test_twistd_refuses_bad_config(tmp_path: Path) -> None:
+    """The real ``twistd -n appliance`` exits non-zero with one clear line on stderr."""
+    config = write(tmp_path, shipped(language="klingon"))
+    result = run_twistd(config)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"appliance: {config}: [appliance] language: 'klingon' is not one of de, en"], (
@@ -87,14 +92,7 @@ def test_taken_port_stops_twistd_with_one_line(tmp_path: Path, section: str) -> 
                 line = f"port = {ports[current]}"
             lines.append(line)
         config = write(tmp_path, "\n".join(lines) + "\n")
-        twistd = Path(sys.executable).with_name("twistd")
-        result = subprocess.run(
-            [str(twistd), "-n", "--pidfile=", "appliance", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        result = run_twistd(config)
     assert result.returncode != 0
     # Logging has started by then: twistd's log (stdout with -n) carries stderr's line.
     output = result.stdout + result.stderr
