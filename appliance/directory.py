@@ -35,6 +35,9 @@ LANGUAGES = ("de", "en")
 USER_BATCH = 200
 """Users per transaction in large writes: ~20 ms each."""
 STRATEGIES = ("ringall", "hunt", "cyclic")
+GROUP_RING_SECONDS = 20
+GROUP_RING_MIN, GROUP_RING_MAX = 5, 300
+OVERFLOW_BUSY = "busy"
 
 
 class DirectoryError(ValueError):
@@ -90,10 +93,17 @@ class User:
 @dataclass(frozen=True)
 class Group:
     name: str
+    """Also what members see of a group call ("Vertrieb: <caller>")."""
     number: str
     """The internal number that rings the group."""
     members: tuple[str, ...] = field(default_factory=tuple)
+    """Extensions in ring order (hunt rings them in this order)."""
     strategy: str = "ringall"
+    ring_seconds: int = GROUP_RING_SECONDS
+    """Ring time per member (hunt, cyclic), or of the whole group (ringall)."""
+    overflow: str = ""
+    """Where a call goes that nobody took: "" nowhere (unanswered), "busy", or a
+    number (a user, another group's number, an external number)."""
 
     def validated(self) -> Group:
         if not GROUP_NAME.match(self.name):
@@ -103,11 +113,32 @@ class Group:
         for member in self.members:
             if not EXTENSION.match(member):
                 raise DirectoryError(f"group {self.name}: members: {member!r} is not an extension")
+        if len(set(self.members)) != len(self.members):
+            raise DirectoryError(f"group {self.name}: members: a member is listed twice")
+        if self.number in self.members:
+            raise DirectoryError(f"group {self.name}: members: the group's own number cannot be a member")
         if self.strategy not in STRATEGIES:
             raise DirectoryError(
                 f"group {self.name}: strategy: {self.strategy!r} is not one of " + ", ".join(STRATEGIES)
             )
-        return Group(self.name, self.number, tuple(self.members), self.strategy)
+        if (
+            not isinstance(self.ring_seconds, int)
+            or isinstance(self.ring_seconds, bool)
+            or not GROUP_RING_MIN <= self.ring_seconds <= GROUP_RING_MAX
+        ):
+            raise DirectoryError(
+                f"group {self.name}: ring time: {self.ring_seconds!r} is not "
+                f"{GROUP_RING_MIN} to {GROUP_RING_MAX} seconds"
+            )
+        overflow = self.overflow.strip()
+        if overflow and overflow != OVERFLOW_BUSY:
+            if not (EXTENSION.match(overflow) or EXTERNAL_NUMBER.match(overflow)):
+                raise DirectoryError(
+                    f'group {self.name}: overflow: {overflow!r} is not a number or "{OVERFLOW_BUSY}"'
+                )
+            if overflow == self.number:
+                raise DirectoryError(f"group {self.name}: overflow: the group cannot overflow to itself")
+        return Group(self.name, self.number, tuple(self.members), self.strategy, self.ring_seconds, overflow)
 
 
 def _clean(text: str) -> str:
@@ -139,6 +170,8 @@ def _group(record: Any) -> Group | None:
             record["number"],
             tuple(record.get("members", ())),
             record.get("strategy", "ringall"),
+            record.get("ring_seconds", GROUP_RING_SECONDS),
+            record.get("overflow", ""),
         )
     except (KeyError, TypeError, AttributeError):
         return None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor as _reactor
+from twisted.logger import formatEventAsClassicLogText, globalLogPublisher
 
 from appliance import tap
 from appliance.lab import Lab, LabPorts
@@ -21,6 +22,55 @@ REPO = Path(__file__).resolve().parents[2]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test reports what the appliance logged and what Asterisk wrote
+    meanwhile: a failure seen once in CI can then be read, not only rerun."""
+    report = yield
+    if report.failed and call.when == "call":
+        lines = item.stash.get(_APPLIANCE_LOG, None)
+        if lines is not None:
+            report.sections.append(("appliance log", "".join(lines[-300:])))
+        asterisk = item.stash.get(_ASTERISK_LOG, None)
+        if asterisk is not None:
+            path, start = asterisk
+            try:
+                with path.open("rb") as f:
+                    f.seek(start)
+                    written = f.read()[-60000:].decode("utf-8", "replace")
+            except OSError as e:
+                written = f"({path}: {e})"
+            report.sections.append(("asterisk log", written))
+    return report
+
+
+_APPLIANCE_LOG = pytest.StashKey[list[str]]()
+_ASTERISK_LOG = pytest.StashKey[tuple[Path, int]]()
+
+
+@pytest.fixture(autouse=True)
+def _keep_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Collect the appliance's log events and mark Asterisk's log for this test."""
+    lines: list[str] = []
+
+    def observe(event: dict[str, object]) -> None:
+        text = formatEventAsClassicLogText(event)
+        if text:
+            lines.append(text)
+
+    request.node.stash[_APPLIANCE_LOG] = lines
+    if "lab" in request.fixturenames:
+        lab_: Lab = request.getfixturevalue("lab")
+        try:
+            size = lab_.logfile.stat().st_size
+        except OSError:
+            size = 0
+        request.node.stash[_ASTERISK_LOG] = (lab_.logfile, size)
+    globalLogPublisher.addObserver(observe)
+    yield
+    globalLogPublisher.removeObserver(observe)
 
 
 @pytest.fixture(scope="session")

@@ -54,10 +54,34 @@ def test_control_characters_stripped_from_names() -> None:
     assert stored.name == "EveBcc: x@y"
 
 
-def test_bad_group_refused() -> None:
-    """A group with an unknown strategy is refused."""
-    with pytest.raises(DirectoryError, match="strategy: 'random' is not one of ringall, hunt, cyclic"):
-        Directory(MemoryStore()).put_group(Group("g", "600", (), "random"))
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        (Group("g", "600", (), "random"), "strategy: 'random' is not one of ringall, hunt, cyclic"),
+        (Group("g", "600", ("201", "201")), "members: a member is listed twice"),
+        (Group("g", "600", ("600",)), "the group's own number cannot be a member"),
+        (Group("g", "600", ring_seconds=2), "ring time: 2 is not 5 to 300 seconds"),
+        (Group("g", "600", ring_seconds=True), "ring time: True is not 5 to 300 seconds"),
+        (Group("g", "600", overflow="voicemail"), "overflow: 'voicemail' is not a number or \"busy\""),
+        (Group("g", "600", overflow="600"), "the group cannot overflow to itself"),
+    ],
+)
+def test_bad_group_refused(group: Group, message: str) -> None:
+    """A bad group field refuses the whole group with a message naming it."""
+    directory = Directory(MemoryStore())
+    with pytest.raises(DirectoryError, match=message):
+        directory.put_group(group)
+    assert directory.groups() == []
+
+
+def test_group_ring_time_and_overflow_kept() -> None:
+    """Ring time and overflow survive the store; old records get the defaults."""
+    store = MemoryStore()
+    Directory(store).put_group(Group("g", "600", ("201", "200"), "hunt", 15, " +4930123 "))
+    store.put("groups", "old", {"name": "old", "number": "601", "members": ["200"]})
+    reread = Directory(store)
+    assert reread.group("g") == Group("g", "600", ("201", "200"), "hunt", 15, "+4930123")
+    assert reread.group("old") == Group("old", "601", ("200",), "ringall", 20, "")
 
 
 def test_indexes_follow_every_change() -> None:
