@@ -24,7 +24,7 @@ from appliance import busy
 from appliance import settings as keys
 from appliance.busy import Reach
 from appliance.callback import prompts
-from appliance.pbx import PBXModel, endpoint_of
+from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
 from appliance.store import IKeyValueStore
 
@@ -82,19 +82,33 @@ class CallWaiting:
 
     # -- the rule ------------------------------------------------------------
 
-    def reach(self, number: str) -> Reach:
+    def reach(self, number: str, leaving: str | None = None) -> Reach:
         """What a call to ``number`` meets now; FREE while the model is not synced
-        (then Dial decides) and for numbers that are no PBX endpoint."""
+        (then Dial decides) and for numbers that are no PBX endpoint.
+
+        ``leaving`` is the channel that blindly transferred this call: Asterisk
+        hangs it up as the transferred call re-enters the dialplan, and its
+        Hangup and device state events race our routing. If the line has no
+        other call, it is free."""
         if not self.pbx.synced or number not in self.pbx.endpoints:
             return Reach.FREE
-        return busy.reach(self.pbx.presence(number), self.enabled(number))
+        presence = self.pbx.presence(number)
+        if presence is Presence.BUSY and leaving and self._only_channel(number, leaving):
+            presence = Presence.IDLE
+        return busy.reach(presence, self.enabled(number))
+
+    def _only_channel(self, number: str, name: str) -> bool:
+        return all(c.name == name for c in self.pbx.channels_of(number))
 
     def unavailable(self, number: str) -> bool:
         return busy.unavailable(self.reach(number))
 
-    def watch(self, caller_uniqueid: str, number: str, ring_seconds: int) -> WaitingWatch | None:
+    def watch(
+        self, caller_uniqueid: str, number: str, ring_seconds: int, leaving: str | None = None
+    ) -> WaitingWatch | None:
         """Start the waiting time for a call about to ring ``number``, if it waits."""
-        limit = busy.waiting_limit(self.reach(number), ring_seconds, self.settings.get(keys.CW_RING_TIME))
+        found = self.reach(number, leaving)
+        limit = busy.waiting_limit(found, ring_seconds, self.settings.get(keys.CW_RING_TIME))
         if limit is None:
             return None
         return WaitingWatch(self, caller_uniqueid, number, limit)

@@ -163,9 +163,11 @@ class Watch(Protocol):
 class BusyRule(Protocol):
     """What the router needs of `appliance.callwaiting.CallWaiting`."""
 
-    def reach(self, number: str) -> Reach: ...
+    def reach(self, number: str, leaving: str | None = None) -> Reach: ...
 
-    def watch(self, caller_uniqueid: str, number: str, ring_seconds: int) -> Watch | None: ...
+    def watch(
+        self, caller_uniqueid: str, number: str, ring_seconds: int, leaving: str | None = None
+    ) -> Watch | None: ...
 
 
 class CallRouter:
@@ -197,10 +199,11 @@ class CallRouter:
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
 
-    def _before_dial(self, number: str) -> Unreachable | None:
-        """Logged out, DND and (by the busy rule) busy are known before ringing."""
+    def _before_dial(self, number: str, leaving: str | None) -> Unreachable | None:
+        """Logged out, DND and (by the busy rule) busy are known before ringing;
+        ``leaving``: the channel that blindly transferred this call, hanging up."""
         if self.waiting is not None:
-            return REACH_UNREACHABLE.get(self.waiting.reach(number))
+            return REACH_UNREACHABLE.get(self.waiting.reach(number, leaving))
         if self.pbx is None or not self.pbx.synced:
             return None
         presence = self.pbx.presence(number)
@@ -232,6 +235,7 @@ class CallRouter:
             caller=call.caller_num,
         )
         context: Context | None = None
+        blind: str | None = None
         if self.forwarding is None:
             leg = Leg(Destination("line", call.number), ring_seconds=self.ring_seconds)
         else:
@@ -254,7 +258,7 @@ class CallRouter:
         while True:
             reason = None
             if leg.destination.kind == "line":
-                reason = self._before_dial(leg.destination.number)
+                reason = self._before_dial(leg.destination.number, blind)
             dial = self._dial_string(leg.destination)
             if leg.skip_dial:
                 status, reason = "NOANSWER", reason or Unreachable.BUSY
@@ -280,7 +284,7 @@ class CallRouter:
                 )
                 watch = None
                 if self.waiting is not None and leg.destination.kind == "line":
-                    watch = self.waiting.watch(call.uniqueid, leg.destination.number, leg.ring_seconds)
+                    watch = self.waiting.watch(call.uniqueid, leg.destination.number, leg.ring_seconds, blind)
                 result = yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
                 hung_up = result < 0
                 if hung_up:

@@ -127,6 +127,26 @@ class CallWaitingTests(SynchronousTestCase):
         h.pbx.synced = False
         self.assertIs(h.waiting.reach("200"), Reach.FREE)
 
+    def test_transferer_leaving_does_not_make_its_line_busy(self) -> None:
+        """A call blindly transferred back to the transferer's own line (via a forward)
+        finds the line free when the transferer's channel is its only call; another
+        call on the line still makes it busy."""
+        h = Harness(**{"300": "INUSE"})
+        h.pbx.handle(
+            {"Event": "Newchannel", "Channel": "PJSIP/300-0000000a", "Uniqueid": "9.1", "Linkedid": "9.1"}
+        )
+        self.assertIs(h.waiting.reach("300"), Reach.BUSY)
+        self.assertIs(h.waiting.reach("300", leaving="PJSIP/300-0000000a"), Reach.FREE)
+        self.assertIsNone(h.waiting.watch("1.1", "300", 60, leaving="PJSIP/300-0000000a"))
+        self.assertIs(h.waiting.reach("300", leaving="PJSIP/300-0000000b"), Reach.BUSY)
+        h.pbx.handle({"Event": "Hangup", "Channel": "PJSIP/300-0000000a", "Uniqueid": "9.1"})
+        self.assertIs(h.pbx.presence("300"), Presence.BUSY)  # the device state comes later
+        self.assertIs(h.waiting.reach("300", leaving="PJSIP/300-0000000a"), Reach.FREE)
+        h.pbx.handle(
+            {"Event": "Newchannel", "Channel": "PJSIP/300-0000000c", "Uniqueid": "9.2", "Linkedid": "9.2"}
+        )
+        self.assertIs(h.waiting.reach("300", leaving="PJSIP/300-0000000a"), Reach.BUSY)
+
     def test_waiting_call_cut_as_busy(self) -> None:
         """With call waiting on, the leg still ringing after CW_RING_TIME while the user is
         in the other call is hung up with cause 17, and the watch reports busy."""

@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.asterisk.fastagi import AGIArgs
+from appliance.callwaiting import CallWaiting
 from appliance.dialplan import Call, CallRouter, FeatureCodes, Unreachable
 from appliance.directory import Directory, Group, User
 from appliance.forwarding.records import NAMESPACE, Forward, ForwardError, Forwards
@@ -314,6 +315,26 @@ class ForwardingRouteTests(SynchronousTestCase):
         )
         self.route(world, session)
         self.assertEqual(session.executed[-1], ("Dial", "PJSIP/300,60,tT"))
+
+    def test_blind_transfer_back_to_the_transferer_rings_it(self) -> None:
+        """300 (call waiting off) blindly transfers its caller to 200, forwarded to 300:
+        300's only call is the one being transferred away, so 300 rings, not busy."""
+        world = World()
+        world.router.waiting = CallWaiting(
+            world.store, world.settings, world.model, Clock(), lambda channel, cause: succeed(None)
+        )
+        world.forwards.set("200", Forward("unconditional", "300"))
+        world.model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/300", "State": "INUSE"})
+        world.model.handle(
+            {"Event": "Newchannel", "Channel": "PJSIP/300-0000000a", "Uniqueid": "9.1", "Linkedid": "9.1"}
+        )
+        transferred = FakeSession("200", "internal", variables={"BLINDTRANSFER": "PJSIP/300-0000000a"})
+        self.route(world, transferred)
+        self.assertEqual(transferred.executed[-1], ("Dial", "PJSIP/300,60,tT"))
+        dialled = FakeSession("200", "internal")
+        self.route(world, dialled)
+        self.assertNotIn(("Dial", "PJSIP/300,60,tT"), dialled.executed)
+        self.assertEqual(world.unreachable[-1][1], Unreachable.BUSY)
 
     def test_rerouted_channel_keeps_the_original_caller(self) -> None:
         """A channel that already shows a forward display (blindly transferred) is routed
