@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor as _reactor
-from twisted.logger import LogLevel, formatEventAsClassicLogText, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    formatEventAsClassicLogText,
+    globalLogPublisher,
+)
+from zope.interface import provider
 
 from appliance import tap
 from appliance.lab import Lab, LabPorts
@@ -55,7 +62,8 @@ def _keep_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     """Collect the appliance's log events and mark Asterisk's log for this test."""
     lines: list[str] = []
 
-    def observe(event: dict[str, object]) -> None:
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
         if event.get("log_level") is LogLevel.debug:
             return  # one line per AMI action sent: it would push the calls out of the tail
         text = formatEventAsClassicLogText(event)
