@@ -41,6 +41,7 @@ from appliance.pbxusers import EndpointSync
 from appliance.settings import PHONE_AREA, PHONE_COUNTRY, SCHEMA, Settings
 from appliance.slices import reactor_cooperator
 from appliance.store import SQLiteStore, StoreError
+from appliance.systemd import ReadyNotifier
 from appliance.web import WebApp
 from appliance.web.api import ApiPages
 from appliance.web.pages.callbacks import CallbackPages
@@ -236,6 +237,7 @@ class Appliance(MultiService):
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
         )
         self.web_service.setServiceParent(self)
+        ReadyNotifier(reactor).setServiceParent(self)  # last: after every listening service
 
     def _store_alerts(self) -> list[str]:
         """The admin banner: held writes, then every bad stored value by namespace/key."""

@@ -152,24 +152,35 @@ class Scenario:
     def listening(self, pid: int) -> set[str]:
         return set(self.container.run("python3.11", "-c", LISTENING, str(pid)).split())
 
-    def wait_serving(self, timeout: float = 60, not_pid: int = 0) -> int:
-        """Until the unit is active with a main process (other than ``not_pid``) that
-        listens on FastAGI and the page; return that process's PID."""
+    def serving(self, not_pid: int = 0) -> int:
+        """The unit is active (``Type=notify``: the appliance said READY=1) and its main
+        process (other than ``not_pid``) listens on FastAGI and the page; its PID."""
+        pid = self.serving_pid(not_pid)
+        if pid is None:
+            _code, state = self.container.run_status("systemctl", "is-active", PACKAGE)
+            journal = self.container.run("journalctl", "-u", PACKAGE, "--no-pager", "-n", "60")
+            pytest.fail(f"{PACKAGE} not serving ({state.strip()}):\n{journal}")
+        return pid
+
+    def serving_pid(self, not_pid: int = 0) -> int | None:
         assert self.lab is not None
         wanted = {f"127.0.0.1:{self.lab.ports.fastagi}", f"127.0.0.1:{WEB_PORT}"}
+        _code, state = self.container.run_status("systemctl", "is-active", PACKAGE)
+        pid = self.main_pid()
+        if state.strip() == "active" and pid and pid != not_pid and wanted <= self.listening(pid):
+            return pid
+        return None
+
+    def wait_restarted(self, not_pid: int, timeout: float = 60) -> int:
+        """After a crash systemd restarts the unit on its own (RestartSec=2s): no start
+        job to wait on, so its state is asked again, within the bound."""
         deadline = time.monotonic() + timeout
-        state = ""
         while time.monotonic() < deadline:
-            _code, state = self.container.run_status("systemctl", "is-active", PACKAGE)
-            pid = self.main_pid()
-            if state.strip() == "failed":
-                break
-            if pid and pid != not_pid and wanted <= self.listening(pid):
+            pid = self.serving_pid(not_pid)
+            if pid is not None:
                 return pid
-            # systemd announces no open port; ask again shortly, within the bound.
-            time.sleep(0.1)
-        journal = self.container.run("journalctl", "-u", PACKAGE, "--no-pager", "-n", "60")
-        pytest.fail(f"{PACKAGE} not serving {wanted} after {timeout}s ({state.strip()}):\n{journal}")
+            time.sleep(0.2)
+        return self.serving(not_pid)
 
     def http_get(self, path: str) -> tuple[int, str]:
         code = (
@@ -272,12 +283,13 @@ def test_install_enabled_and_active(scenario: Scenario) -> None:
         assert not (site / left_out).exists(), f"appliance/{left_out} is in the package"
     copyright_file = container.path(f"/usr/share/doc/{PACKAGE}/copyright").read_text()
     assert "License: Expat" in copyright_file and "proprietary" not in copyright_file
-    # postinst enabled and started it under the container's systemd.
+    # postinst enabled and started it under the container's systemd; the start job
+    # returned once the appliance said READY=1.
     assert scenario.systemctl("is-enabled", PACKAGE) == "enabled"
-    assert container.run_status("systemctl", "is-active", PACKAGE)[1].strip() in ("active", "activating")
+    assert container.run_status("systemctl", "is-active", PACKAGE)[1].strip() == "active"
     unit = container.path(UNIT).read_text().splitlines()
-    for line in ("Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateUsers=yes",
-                 f"ReadWritePaths={STATE}", f"User={PACKAGE}"):  # fmt: skip
+    for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "PrivateUsers=yes", f"ReadWritePaths={STATE}", f"User={PACKAGE}"):  # fmt: skip
         assert line in unit, f"{line} missing in {UNIT}"
 
     # Point it at the lab (started in the container's network) and an SMTP sink, give
@@ -296,9 +308,8 @@ def test_install_enabled_and_active(scenario: Scenario) -> None:
     container.path(CONFIG).write_text(set_ports(config, settings))
     container.run(*SERVICE_PYTHON, WRITE_DIRECTORY)
     scenario.smtp = SmtpSink(container)
-    scenario.systemctl("start", PACKAGE)
-    scenario.wait_serving()
-    assert scenario.systemctl("is-active", PACKAGE) == "active"
+    scenario.systemctl("start", PACKAGE)  # returns once the appliance said READY=1
+    scenario.serving()
     scenario.done.add("installed")
 
 
@@ -392,7 +403,7 @@ def test_restart(scenario: Scenario) -> None:
     scenario.require("installed")
     before = scenario.main_pid()
     scenario.systemctl("restart", PACKAGE)
-    after = scenario.wait_serving(not_pid=before)
+    after = scenario.serving(not_pid=before)
     assert after != before
 
 
@@ -401,7 +412,7 @@ def test_kill_9_recovery(scenario: Scenario) -> None:
     before = scenario.main_pid()
     killed = time.monotonic()
     scenario.container.run("sh", "-c", f"kill -9 {before}")
-    scenario.wait_serving(not_pid=before)
+    scenario.wait_restarted(not_pid=before)
     print(f"package test: serving again {time.monotonic() - killed:.2f}s after kill -9 (RestartSec=2s)")
     assert scenario.systemctl("is-active", PACKAGE) == "active"
     scenario.done.add("recovered")
@@ -425,8 +436,8 @@ def test_upgrade_keeps_store_and_config(scenario: Scenario) -> None:
     assert kept == edited, "the upgrade changed the customised template"
     cache = container.path(f"{PLUGINS}/dropin.cache")
     assert cache.is_file() and cache.stat().st_mtime >= old_cache
-    # postinst started it again.
-    scenario.wait_serving()
+    # postinst started it again, and its start job waited for READY=1.
+    scenario.serving()
     scenario.done.add("upgraded")
 
 
