@@ -18,6 +18,7 @@ from appliance.directory import Directory
 from appliance.settings import Text
 from appliance.web import i18n
 from appliance.web.app import NavEntry, Page, Router
+from appliance.web.pages.paging import UserSlice, user_slice
 
 i18n.add(
     {
@@ -197,8 +198,13 @@ class CallbackPages:
         return page.redirect("/admin/callbacks", {"cancelled": "1"})
 
     def _render(self, page: Page, requests: list[Request], own: bool) -> bytes:
-        users = self.directory.users()
-        names = {user.extension: user.name for user in users}
+        # The admin's call waiting table, a page of users at a time; a user sees only their own.
+        shown = UserSlice([], "", "") if own else user_slice(self.directory, page.arg("after"))
+        names = {user.extension: user.name for user in shown.users}
+        for request in requests:
+            for number in (request.requester, request.target):
+                if number not in names and (user := self.directory.user(number)) is not None:
+                    names[number] = user.name
         requested = page.arg("requested")
         called = page.arg("called")
         return page.render(
@@ -214,7 +220,11 @@ class CallbackPages:
             notify_saved=page.arg("notify") == "saved",
             my_notify=self.callbacks.notify_mode(page.login) if own else "",
             my_call_waiting=_choice_name(self.call_waiting.choice(page.login)) if own else "",
-            call_waiting={u.extension: _choice_name(self.call_waiting.choice(u.extension)) for u in users},
+            call_waiting={
+                u.extension: _choice_name(self.call_waiting.choice(u.extension)) for u in shown.users
+            },
+            after=shown.after,
+            next_after=shown.next_after,
         )
 
 

@@ -22,6 +22,7 @@ from appliance.forwarding.records import (
 from appliance.settings import Text
 from appliance.web import i18n
 from appliance.web.app import NavEntry, Page, Router
+from appliance.web.pages.paging import user_slice
 
 i18n.add(
     {
@@ -97,11 +98,13 @@ class ForwardPages:
     # --- admin: everyone's ---------------------------------------------------
 
     def overview(self, page: Page) -> bytes:
-        users = self.directory.users()
+        shown = user_slice(self.directory, page.arg("after"))
         return page.render(
             "forwards_all.html",
-            users=users,
-            forwards={u.extension: self.forwards.of(u.extension) for u in users},
+            users=shown.users,
+            forwards={u.extension: self.forwards.of(u.extension) for u in shown.users},
+            after=shown.after,
+            next_after=shown.next_after,
         )
 
     def of_user(self, page: Page, extension: str) -> bytes:

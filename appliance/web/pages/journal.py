@@ -15,6 +15,7 @@ from appliance.missed.journal import Journal
 from appliance.settings import Text
 from appliance.web import i18n
 from appliance.web.app import NavEntry, Page, Router
+from appliance.web.pages.paging import user_slice
 
 i18n.add(
     {
@@ -83,7 +84,7 @@ class JournalPages:
             own=True,
             owner=self.directory.user(page.login),
             entries=self.journal.entries(page.login),
-            users=[],
+            wanted="",
             marked=page.arg("marked") == "1",
         )
 
@@ -94,8 +95,7 @@ class JournalPages:
         return page.redirect("/me/journal", {"marked": "1"})
 
     def of_user(self, page: Page) -> bytes:
-        users = self.directory.users()
-        wanted = page.arg("user")
+        wanted = page.arg("user").strip()
         owner = self.directory.user(wanted) if wanted else None
         if wanted and owner is None:
             return page.error(404, "not_found", "not_found")
@@ -104,7 +104,7 @@ class JournalPages:
             own=False,
             owner=owner,
             entries=self.journal.entries(owner.extension) if owner else [],
-            users=users,
+            wanted=wanted,
             marked=False,
         )
 
@@ -134,9 +134,11 @@ class NotificationPages:
         return page.redirect("/me/notifications", {"saved": "1"})
 
     def all(self, page: Page) -> bytes:
-        users = self.directory.users()
+        shown = user_slice(self.directory, page.arg("after"))
         return page.render(
             "notifications_all.html",
-            users=users,
-            opted_in={user.extension: self.journal.opted_in(user.extension) for user in users},
+            users=shown.users,
+            opted_in={user.extension: self.journal.opted_in(user.extension) for user in shown.users},
+            after=shown.after,
+            next_after=shown.next_after,
         )

@@ -22,6 +22,7 @@ from appliance.usercsv import Parsed, parse_steps, parse_users_csv, users_csv
 from appliance.web import i18n
 from appliance.web.app import Body, NavEntry, Page, Router
 from appliance.web.auth import MIN_PASSWORD_LENGTH, Credentials, Sessions
+from appliance.web.pages.paging import user_slice
 
 i18n.add(
     {
@@ -78,7 +79,6 @@ i18n.add(
 )
 
 _SEPARATORS = re.compile(r"[,\s]+")
-PAGE_SIZE = 100
 AT_ONCE_ROWS = 300
 """A CSV up to this many lines is checked and stored at once (~30 ms); a larger one in
 slices, so the reactor is never held long."""
@@ -121,10 +121,8 @@ class UserPages:
         router.route("/admin/users/<extension>/delete", self.delete, access="admin", methods=["POST"])
 
     def list(self, page: Page) -> bytes:
-        after = page.arg("after")
-        users = self.directory.users_page(after, PAGE_SIZE + 1)
-        more = len(users) > PAGE_SIZE
-        users = users[:PAGE_SIZE]
+        shown = user_slice(self.directory, page.arg("after"))
+        users = shown.users
         logins = {user.extension: self.credentials.has_password(user.extension) for user in users}
         imported = page.arg("imported")
         return page.render(
@@ -133,8 +131,8 @@ class UserPages:
             logins=logins,
             deleted=page.arg("deleted") == "1",
             imported=int(imported) if imported.isdigit() else None,
-            after=after,
-            next_after=users[-1].extension if more and users else "",
+            after=shown.after,
+            next_after=shown.next_after,
         )
 
     def export(self, page: Page) -> bytes:
