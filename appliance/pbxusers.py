@@ -6,7 +6,8 @@ endpoint the directory does not know shows up in the PBX model, the endpoints
 are listed (``PJSIPShowEndpoints``); each new one whose name is an extension
 becomes a user named after its caller ID (``PJSIPShowEndpoint``).  A user
 whose endpoint is gone is flagged ``vanished`` on the users page, never
-deleted; one whose endpoint comes back loses the flag.  E-mail, language and
+deleted; one whose endpoint comes back loses the flag.  A new user has no
+language of its own (the appliance's applies).  E-mail, language and
 groups are the admin's: a sync never changes them.  ``DIR_PBX_USERS`` off
 stops the creation (the flags are still kept).
 
@@ -92,14 +93,12 @@ class EndpointSync(Service):
         directory: Directory,
         settings: Settings,
         clock: IReactorTime,
-        language: str = "de",
     ) -> None:
         self.ami = ami
         self.model = model
         self.directory = directory
         self.settings = settings
         self.clock = clock
-        self.language = language
         self._undo: list[Any] = []
         self._pending: IDelayedCall | None = None
         self._running: Deferred[None] | None = None
@@ -162,7 +161,8 @@ class EndpointSync(Service):
             callerid = next(
                 (str(e.get("Callerid") or "") for e in detail if e.get("Event") == "EndpointDetail"), ""
             )
-            created.append(User(name, callerid_name(callerid) or name, language=self.language, from_pbx=True))
+            # No language chosen: the appliance's language and MC_LANGUAGE apply until someone picks one.
+            created.append(User(name, callerid_name(callerid) or name, from_pbx=True))
         new = set(decision.create)
         written: list[User] = []
         wanted = [*created, *decision.flag]

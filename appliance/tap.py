@@ -113,9 +113,7 @@ class Appliance(MultiService):
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
         self.directory = Directory(store)
-        self.endpoint_sync = EndpointSync(
-            self.ami, self.pbx, self.directory, self.settings, reactor, language=config.language
-        )
+        self.endpoint_sync = EndpointSync(self.ami, self.pbx, self.directory, self.settings, reactor)
         self.endpoint_sync.setServiceParent(self)
         self.call_waiting = CallWaiting(
             store,
@@ -256,7 +254,7 @@ class Appliance(MultiService):
 
     def _language_of(self, line: str) -> str:
         user = self.directory.user(line) if line else None
-        return user.language if user is not None else self.config.language
+        return (user.language if user is not None else "") or self.config.language
 
     def stopService(self) -> Any:
         def close(result: object) -> object:

@@ -124,7 +124,7 @@ def parse_steps(text: str, existing: dict[str, User] | None = None) -> Generator
             base,
             name=_unguarded(cells["name"]),
             email=_unguarded(cells.get("email", base.email)),
-            language=cells.get("language", base.language) or "de",
+            language=cells.get("language", base.language),
             groups=tuple(cells["groups"].split()) if "groups" in cells else base.groups,
             devices=tuple(cells["devices"].split()) if "devices" in cells else base.devices,
             numbers=tuple(cells["numbers"].split()) if "numbers" in cells else base.numbers,

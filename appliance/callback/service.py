@@ -191,7 +191,7 @@ class CallbackService(Service):
             to_name=requester.name,
             to_address=requester.email,
             target_name=target.name if target else "",
-            language=requester.language,
+            language=self._language_of(requester.extension),
             sender=self.sender,
             now=self.clock.seconds(),
         )

@@ -100,14 +100,14 @@ class Rig:
 
 
 def test_login_creates_users_named_by_caller_id() -> None:
-    """After an AMI login every extension endpoint is a user named from its caller ID, in the
-    appliance's language; the trunk is not."""
+    """After an AMI login every extension endpoint is a user named from its caller ID, with
+    no language of its own (the appliance's and MC_LANGUAGE apply); the trunk is not."""
     rig = Rig({"200": '"Anna Berg" <200>', "201": "<201>", "trunk": ""})
     rig.ami.login()
     rig.clock.advance(1)
     assert rig.directory.users() == [
-        User("200", "Anna Berg", language="de", from_pbx=True),
-        User("201", "201", language="de", from_pbx=True),
+        User("200", "Anna Berg", from_pbx=True),
+        User("201", "201", from_pbx=True),
     ]
 
 

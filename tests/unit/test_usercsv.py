@@ -32,6 +32,18 @@ def test_semicolons_any_column_order_and_existing_flags() -> None:
     assert user == User("200", "Anna", "anna@example.org", "en", from_pbx=True, vanished=True)
 
 
+def test_no_language_column_or_cell_chooses_none() -> None:
+    """A new user without a language (no column, or an empty cell) has none of its own:
+    the appliance's language and MC_LANGUAGE apply. An empty cell clears a known user's
+    choice (without the column it stays, as the test above shows)."""
+    text = "extension;name;language\n230;Neu;\n231;Zwei;en\n200;Known;\n"
+    known = User("200", "Old", language="en")
+    users = parse_users_csv(text, {"200": known}).users
+    assert [(u.extension, u.language) for u in users] == [("230", ""), ("231", "en"), ("200", "")]
+    [plain] = parse_users_csv("extension,name\n232,Drei\n").users
+    assert plain.language == ""
+
+
 def test_every_bad_line_with_its_reason() -> None:
     """Each bad line is reported with number and reason; good lines do not hide them."""
     text = (
