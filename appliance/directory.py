@@ -14,14 +14,14 @@ change notification, so no call, AMI event or page walks a whole namespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
-from appliance.store import DELETE, Change, IKeyValueStore
+from appliance.store import DELETE, Change, IKeyValueStore, StoreChange
 
 USERS = "users"
 GROUPS = "groups"
@@ -322,13 +322,16 @@ class Directory:
     def groups(self) -> list[Group]:
         return [self._groups[key] for key in sorted(self._groups)]
 
-    def put_group(self, group: Group) -> Group:
+    def put_group(self, group: Group, also: Iterable[StoreChange] = ()) -> Group:
+        """Store ``group``, and ``also`` (e.g. its forwards following a new number) in
+        the same transaction: all of it, or nothing."""
         group = group.validated()
-        self.store.put(GROUPS, group.name, asdict(group))
+        self.store.apply([(GROUPS, group.name, asdict(group)), *also])
         return group
 
-    def delete_group(self, name: str) -> None:
-        self.store.delete(GROUPS, name)
+    def delete_group(self, name: str, also: Iterable[StoreChange] = ()) -> None:
+        """Remove the group, and ``also`` (its forwards) in the same transaction."""
+        self.store.apply([(GROUPS, name, DELETE), *also])
 
     def group_by_number(self, number: str) -> Group | None:
         names = self._group_numbers.get(number)

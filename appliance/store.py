@@ -31,7 +31,9 @@ __all__ = [
     "JSONValue",
     "Observer",
     "SQLiteStore",
+    "StoreChange",
     "StoreError",
+    "moved",
 ]
 
 log = Logger()
@@ -39,6 +41,9 @@ log = Logger()
 #: Anything ``json.dumps`` accepts (checked at run time); what comes back is
 #: what ``json.loads`` returns, hence ``Any`` like the ``json`` module itself.
 JSONValue: TypeAlias = Any
+
+StoreChange: TypeAlias = "tuple[str, str, JSONValue]"
+"""One change of `IKeyValueStore.apply`: namespace, key, value (or ``DELETE``)."""
 
 
 class _Sentinel(enum.Enum):
@@ -206,6 +211,18 @@ def normalize_changes(
         check_name("key", key)
         result[namespace, key] = None if value is DELETE else encode_value(namespace, key, value)
     return result
+
+
+def moved(store: IKeyValueStore, namespace: str, old: str, new: str | None) -> list[StoreChange]:
+    """The `IKeyValueStore.apply` changes that carry ``old``'s value to key ``new``
+    (whatever ``new`` held goes), or with ``new`` None remove it: records that belong to
+    a number follow the number when it changes, in the same transaction as the change."""
+    if new == old:
+        return []
+    if new is None:
+        return [(namespace, old, DELETE)]
+    value = store.get(namespace, old)
+    return [(namespace, new, DELETE if value is None else value), (namespace, old, DELETE)]
 
 
 class ObserverList:

@@ -47,6 +47,7 @@ from appliance.web.api import ApiPages
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
+from appliance.web.pages.groups import GroupPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
 from appliance.web.pages.metrics import MetricsPage
 from appliance.web.pages.schedules import SchedulePages
@@ -203,6 +204,7 @@ class Appliance(MultiService):
             store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
+        self.web.add(GroupPages(self.directory, self.forwarding.forwards, self.schedules, self.pbx))
         self.web.add(CallbackPages(self.callbacks, self.directory, self.call_waiting))
         self.web.on_login(self.missed.user_logged_in)
         self.web.add(JournalPages(self.missed.journal, self.directory, self.missed.user_logged_in))

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from appliance.store import IKeyValueStore
+from appliance.store import IKeyValueStore, StoreChange, moved
 
 log = Logger()
 
@@ -137,6 +137,11 @@ class Forwards:
         else:
             self.store.delete(NAMESPACE, extension)
         return checked
+
+    def moved(self, old: str, new: str | None) -> list[StoreChange]:
+        """Store changes that carry ``old``'s forwards to ``new`` (None: drop them), for
+        the caller's transaction: a group's forwards follow its number and go with it."""
+        return moved(self.store, NAMESPACE, old, new)
 
     def set(self, extension: str, forward: Forward) -> list[Forward]:
         """Add ``forward``, replacing one of the same kind and scope."""

@@ -23,7 +23,7 @@ from appliance.forwarding.records import EXTENSION, KINDS, SCOPES, Forward
 from appliance.forwarding.rules import Context
 from appliance.forwarding.schedule import Schedule, ScheduleError
 from appliance.forwarding.service import Forwarding
-from appliance.store import IKeyValueStore
+from appliance.store import IKeyValueStore, StoreChange, moved
 
 log = Logger()
 
@@ -64,6 +64,11 @@ class Schedules:
         current[slot(kind, scope)] = schedule.to_json()
         self.store.put(NAMESPACE, extension, current)
         return schedule
+
+    def moved(self, old: str, new: str | None) -> list[StoreChange]:
+        """Store changes that carry ``old``'s schedules to ``new`` (None: drop them),
+        beside `Forwards.moved`."""
+        return moved(self.store, NAMESPACE, old, new)
 
     def clear(self, extension: str, kind: str, scope: str) -> None:
         raw = self.store.get(NAMESPACE, extension) if EXTENSION.match(extension) else None

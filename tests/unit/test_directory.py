@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.directory import Directory, DirectoryError, Group, User
+from appliance.store import DELETE, InvalidName
 from appliance.testing import MemoryStore
 
 
@@ -82,6 +83,22 @@ def test_group_ring_time_and_overflow_kept() -> None:
     reread = Directory(store)
     assert reread.group("g") == Group("g", "600", ("201", "200"), "hunt", 15, "+4930123")
     assert reread.group("old") == Group("old", "601", ("200",), "ringall", 20, "")
+
+
+def test_a_group_and_its_other_records_are_stored_together_or_not_at_all() -> None:
+    """``also`` rides in the group's transaction: a bad one stores neither, a good one both."""
+    store = MemoryStore()
+    directory = Directory(store)
+    with pytest.raises(InvalidName):
+        directory.put_group(Group("g", "600"), also=[("forwards", "", [])])
+    assert directory.groups() == []
+    directory.put_group(Group("g", "600"), also=[("forwards", "600", [{"kind": "busy", "target": "300"}])])
+    assert directory.group("g") == Group("g", "600") and store.get("forwards", "600") is not None
+    with pytest.raises(InvalidName):
+        directory.delete_group("g", also=[("forwards", "", DELETE)])
+    assert directory.group("g") is not None
+    directory.delete_group("g", also=[("forwards", "600", DELETE)])
+    assert directory.groups() == [] and store.get("forwards", "600") is None
 
 
 def test_indexes_follow_every_change() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, capturedLogs
 from zope.interface.verify import verifyObject
 
-from appliance.store import DELETE, Change, IKeyValueStore, SQLiteStore, StoreError
+from appliance.store import DELETE, Change, IKeyValueStore, SQLiteStore, StoreError, moved
 from appliance.testing import MemoryStore
 
 FACTORIES: dict[str, Callable[[Path], IKeyValueStore]] = {
@@ -176,6 +176,21 @@ def test_apply_writes_and_deletes(store: IKeyValueStore) -> None:
     store.apply([("outbox", "a", 1), ("outbox", "old", DELETE), ("journal", "j", [1]), ("outbox", "a", 2)])
     assert store.items("outbox") == [("a", 2)]
     assert store.get("journal", "j") == [1]
+
+
+def test_moved_carries_a_value_to_a_new_key_or_drops_it(store: IKeyValueStore) -> None:
+    """`moved` gives the changes that hand a record to a new key (replacing what was
+    there, or clearing it when the old key had none), or remove it; nothing before apply."""
+    store.put("forwards", "600", ["mine"])
+    store.put("forwards", "601", ["stale"])
+    store.put("forwards", "602", ["stale"])
+    assert moved(store, "forwards", "600", "600") == []
+    changes = moved(store, "forwards", "600", "601") + moved(store, "forwards", "603", "602")
+    assert store.get("forwards", "601") == ["stale"]
+    store.apply(changes)
+    assert store.items("forwards") == [("601", ["mine"])]
+    store.apply(moved(store, "forwards", "601", None))
+    assert store.items("forwards") == []
 
 
 @pytest.mark.parametrize(

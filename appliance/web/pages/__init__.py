@@ -17,6 +17,8 @@ line (order numbers keep the navigation stable):
 
 - `forwards`: the user's own forwards (user, order 20); every user's
   forwards, with a link to the breakthrough settings (admin, order 30)
+- `groups`: call groups with their members' state now, and each group's
+  forwards (admin, order 25)
 - `callbacks`: pending callback requests with cancel (admin 40, user 30)
 - `journal`: the missed-call journal (admin 50, user 40); the missed-call
   mail opt-in (user 50) and who gets mail (admin 60)

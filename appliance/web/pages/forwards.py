@@ -9,6 +9,8 @@ the admin page links to them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from appliance.directory import Directory
 from appliance.forwarding.records import (
     DEFAULT_SECONDS,
@@ -152,25 +154,50 @@ class ForwardPages:
         )
 
     def _set(self, page: Page, owner: str, base: str) -> bytes:
-        kind, scope, target = page.arg("kind"), page.arg("scope"), page.arg("target").strip()
-        raw_seconds = page.arg("seconds").strip() or str(DEFAULT_SECONDS)
-        submitted = Forward(kind, target, scope)
-        if kind == NOANSWER:
-            try:
-                seconds = int(raw_seconds)
-            except ValueError:
-                error = page.t("seconds_not_number")
-                return self._show(page, owner, base, 400, error, submitted, raw_seconds)
-            submitted = Forward(kind, target, scope, seconds)
-        try:
-            self.forwards.set(owner, submitted)
-        except ForwardError as problem:
-            return self._show(page, owner, base, 400, str(problem), submitted, raw_seconds)
+        submitted = save_forward(page, self.forwards, owner)
+        if submitted.error:
+            return self._show(page, owner, base, 400, submitted.error, submitted.forward, submitted.seconds)
         return page.redirect(base, {"done": "saved"})
 
     def _remove(self, page: Page, owner: str, base: str) -> bytes:
-        kind, scope = page.arg("kind"), page.arg("scope")
-        if kind not in KINDS or scope not in SCOPES:
+        if not remove_forward(page, self.forwards, owner):
             return page.error(400, "bad_request", "bad_request_text")
-        self.forwards.clear(owner, kind, scope)
         return page.redirect(base, {"done": "removed"})
+
+
+@dataclass(frozen=True)
+class SubmittedForward:
+    """The forward form as submitted, to show it again if it was refused."""
+
+    forward: Forward
+    seconds: str
+    """The ring time as typed."""
+    error: str = ""
+    """Why it was not stored; "" when it was."""
+
+
+def save_forward(page: Page, forwards: Forwards, owner: str) -> SubmittedForward:
+    """Store the forward of the form for ``owner`` (a user's or a group's number)."""
+    kind, scope, target = page.arg("kind"), page.arg("scope"), page.arg("target").strip()
+    raw_seconds = page.arg("seconds").strip() or str(DEFAULT_SECONDS)
+    submitted = Forward(kind, target, scope)
+    if kind == NOANSWER:
+        try:
+            seconds = int(raw_seconds)
+        except ValueError:
+            return SubmittedForward(submitted, raw_seconds, page.t("seconds_not_number"))
+        submitted = Forward(kind, target, scope, seconds)
+    try:
+        forwards.set(owner, submitted)
+    except ForwardError as problem:
+        return SubmittedForward(submitted, raw_seconds, str(problem))
+    return SubmittedForward(submitted, raw_seconds)
+
+
+def remove_forward(page: Page, forwards: Forwards, owner: str) -> bool:
+    """Remove the forward the form names; False when it names no kind and scope."""
+    kind, scope = page.arg("kind"), page.arg("scope")
+    if kind not in KINDS or scope not in SCOPES:
+        return False
+    forwards.clear(owner, kind, scope)
+    return True
