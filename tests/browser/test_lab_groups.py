@@ -1,0 +1,91 @@
+"""A group made on the admin page in Chromium rings its members on a real call.
+
+The appliance of ``conftest.on_lab`` talks AMI and FastAGI to the Asterisk lab
+(instance ``APPLIANCE_TEST_LAB``); sipp phones run from the reactor thread and
+the test waits on their Deferreds, which sipp's own timeout bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+from twisted.internet.defer import Deferred, DeferredList
+
+from appliance.directory import Group, User
+from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, screenshot
+from tests.browser.test_lab_forward import hang_up_all, invite_from, registered
+from tests.e2e.phones import Phone, SippRun
+
+pytestmark = pytest.mark.e2e
+
+GROUP_NUMBER = "600"
+
+
+def test_group_created_in_the_browser_rings_its_members(page: Page, on_lab: Running) -> None:
+    """The admin creates group 600 (200 then 201, ring all): a bad ring time is refused
+    beside its field, the fixed form is saved, the list shows both members logged in,
+    and 100 calling 600 rings both phones; 200 answers."""
+    appliance = on_lab.appliance
+    for extension, name in (("100", "Lab Caller"), ("200", "Anna Vertrieb"), ("201", "Ben Vertrieb")):
+        on_lab.call(appliance.directory.put_user, User(extension, name, language="en"))
+    for group in on_lab.call(appliance.directory.groups):
+        on_lab.call(appliance.directory.delete_group, group.name)
+    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
+    assert on_lab.lab is not None
+    ports = on_lab.lab.ports
+    answering, ringing, caller = (Phone(reactor, ports, e) for e in ("200", "201", "100"))
+    try:
+        on_lab.call(registered, on_lab, answering)
+        on_lab.call(registered, on_lab, ringing)
+
+        log_in(page, on_lab, "admin", ADMIN_PASSWORD)
+        page.click("nav >> text=Groups")
+        page.get_by_role("link", name="Add group").click()
+        page.fill("#name", "vertrieb")
+        page.fill("#number", GROUP_NUMBER)
+        page.fill("#members", "200\n201")
+        page.select_option("#strategy", "ringall")
+        page.fill("#ring_seconds", "twenty")
+        page.click("form.group-form button[type=submit]")
+        expect(page.locator("#error-ring_seconds")).to_have_text(
+            "Ring time: “twenty” is not a whole number of seconds from 5 to 300."
+        )
+        expect(page.locator("#ring_seconds")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#members")).to_have_value("200\n201")
+        screenshot(page, "40-lab-group-refused")
+        assert on_lab.call(appliance.directory.groups) == []
+
+        page.fill("#ring_seconds", "20")
+        page.click("form.group-form button[type=submit]")
+        expect(page.get_by_role("status")).to_have_text("Group saved.")
+        screenshot(page, "41-lab-group-saved")
+        saved = Group("vertrieb", GROUP_NUMBER, ("200", "201"), "ringall", 20, "")
+        assert on_lab.call(appliance.directory.group_by_number, GROUP_NUMBER) == saved
+
+        page.get_by_role("link", name="Call groups").click()
+        for extension in ("200", "201"):
+            expect(page.locator(f"#member-vertrieb-{extension} .state")).to_have_text("logged in")
+        screenshot(page, "42-lab-group-list")
+
+        runs: dict[str, SippRun] = {}
+
+        def call() -> Deferred[Any]:
+            runs["answer"] = answering._run(
+                "fwd_answer", {"ring_ms": 300}, "-trace_logs", local_port=answering.port
+            )
+            runs["ring"] = ringing._run("fwd_ring", {}, "-trace_logs", local_port=ringing.port)
+            runs["call"] = caller.call(GROUP_NUMBER, hold_ms=500)
+            all_ended = DeferredList([run.done for run in runs.values()], consumeErrors=True)
+            return all_ended.addTimeout(120, reactor)  # sipp's own -timeout is 60 s
+
+        results = on_lab.call(call)
+        assert [ok for ok, _ in results] == [True, True, True], results
+        [answered_from] = invite_from(answering, runs["answer"])
+        [rang_from] = invite_from(ringing, runs["ring"])
+        assert "sip:100@" in answered_from, answered_from
+        assert "sip:100@" in rang_from, rang_from
+    finally:
+        on_lab.call(lambda: [phone.close() for phone in (answering, ringing, caller)])
+        on_lab.call(hang_up_all, on_lab)
