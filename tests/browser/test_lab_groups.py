@@ -7,10 +7,11 @@ the test waits on their Deferreds, which sipp's own timeout bounds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from twisted.internet.defer import Deferred, DeferredList
 
 from appliance.directory import Group, User
@@ -23,10 +24,24 @@ pytestmark = pytest.mark.e2e
 GROUP_NUMBER = "600"
 
 
-def test_group_created_in_the_browser_rings_its_members(page: Page, on_lab: Running) -> None:
-    """The admin creates group 600 (200 then 201, ring all): a bad ring time is refused
-    beside its field, the fixed form is saved, the list shows both members logged in,
-    and 100 calling 600 rings both phones; 200 answers."""
+@pytest.fixture
+def page_without_javascript(browser: Browser) -> Iterator[Page]:
+    """The group pages are plain forms: they must work with JavaScript off."""
+    context = browser.new_context(
+        locale="en-US", viewport={"width": 1280, "height": 900}, java_script_enabled=False
+    )
+    context.set_default_timeout(10_000)
+    yield context.new_page()
+    context.close()
+
+
+def test_group_created_in_the_browser_rings_its_members(
+    page_without_javascript: Page, on_lab: Running
+) -> None:
+    """The admin creates group 600 (200 then 201, ring all) with JavaScript off: a bad ring
+    time is refused beside its field, the fixed form is saved, the list shows both members
+    logged in, and 100 calling 600 rings both phones; 200 answers."""
+    page = page_without_javascript
     appliance = on_lab.appliance
     for extension, name in (("100", "Lab Caller"), ("200", "Anna Vertrieb"), ("201", "Ben Vertrieb")):
         on_lab.call(appliance.directory.put_user, User(extension, name, language="en"))
@@ -87,5 +102,10 @@ def test_group_created_in_the_browser_rings_its_members(page: Page, on_lab: Runn
         assert "sip:100@" in answered_from, answered_from
         assert "sip:100@" in rang_from, rang_from
     finally:
-        on_lab.call(lambda: [phone.close() for phone in (answering, ringing, caller)])
+
+        def close_all() -> None:
+            for phone in (answering, ringing, caller):
+                phone.close()
+
+        on_lab.call(close_all)
         on_lab.call(hang_up_all, on_lab)
