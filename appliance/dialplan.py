@@ -17,8 +17,9 @@ layer; caller names are attacker-controlled and never enter a Dial string).
 Extension points for the features:
 - `CallRouter.unreachable`: called when the *final* target of a call (after
   any forwards) is logged out, on DND, busy, or did not answer (callback
-  offers); ``call.number`` is that target, ``call.forwarded_from``
-  the numbers the call was forwarded from;
+  offers); ``call.number`` is that target (a line, or a group none of whose
+  members is free), ``call.forwarded_from`` the numbers the call was
+  forwarded from;
 - `CallRouter.unanswered`: told of the first internal line of a call that rang
   and was not answered: ring timeout, the caller's CANCEL, or a no-answer
   forward (CCNR's "last unanswered number"); the caller may be gone already;
@@ -213,6 +214,13 @@ class CallRouter:
             return Unreachable.DND
         return None
 
+    def _group_before_dial(self, members: tuple[str, ...], leaving: str | None) -> Unreachable | None:
+        """A group none of whose members is free (by the busy rule) is busy."""
+        if self.waiting is None or not members:
+            return None
+        free = [m for m in members if self.waiting.reach(m, leaving) is Reach.FREE]
+        return None if free else Unreachable.BUSY
+
     def _dial_string(self, destination: Destination) -> str | None:
         """The Dial() target list; every number in it was validated as a number."""
         if destination.kind == "group":
@@ -259,6 +267,8 @@ class CallRouter:
             reason = None
             if leg.destination.kind == "line":
                 reason = self._before_dial(leg.destination.number, blind)
+            elif leg.destination.kind == "group":
+                reason = self._group_before_dial(leg.destination.members, blind)
             dial = self._dial_string(leg.destination)
             if leg.skip_dial:
                 status, reason = "NOANSWER", reason or Unreachable.BUSY
@@ -305,7 +315,7 @@ class CallRouter:
             leg = following
         if unanswered and self.unanswered is not None:
             self.unanswered(replace(call, number=unanswered))
-        if reason is not None and self.unreachable is not None and leg.destination.kind == "line":
+        if reason is not None and self.unreachable is not None and leg.destination.kind in ("line", "group"):
             if shown != call.caller_name:
                 yield session.setVariable("CALLERID(name)", call.caller_name)
             final = replace(call, number=leg.destination.number, forwarded_from=leg.chain)

@@ -19,12 +19,19 @@ target are served first come, first served (a requester who is not free keeps
 its place and the next one is served); a request expires ``timeout`` seconds
 after it was made; a busy or unanswering requester is retried after
 ``retry_delay(attempts)`` seconds, at most ``max_attempts`` times.
+
+A request may name a group (seed 003: call centres, queues): it is made when
+every member was busy, and it is due when a member is free.  The recall rings
+the requester, then the member that became free first; each member serves one
+recall at a time, so several requesters of one group are served in request
+order, one free member each.  A member who is free but did not answer is passed
+over until it is seen in a call again.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -111,6 +118,13 @@ class Request:
     state_since: float = 0.0
     lost: bool = False
     """The last recall was lost with the PBX link: the next resync retries at once."""
+    group: bool = False
+    """``target`` is a group's number: any of its members may take the recall."""
+    member: str = ""
+    """For a group: the member the current recall dials (RINGING, CONNECTING)."""
+    passed: str = ""
+    """For a group: the member that was free and did not answer the last recall;
+    not dialled again until it has been in a call."""
 
     @property
     def id(self) -> str:
@@ -137,6 +151,9 @@ class Request:
                 armed=bool(data.get("armed", True)),
                 state_since=float(data.get("state_since", 0.0)),
                 lost=bool(data.get("lost", False)),
+                group=bool(data.get("group", False)),
+                member=str(data.get("member", "")),
+                passed=str(data.get("passed", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -156,6 +173,8 @@ class Recall:
     origin: str
     attempt: int
     wait_seconds: int
+    group: str = ""
+    """For a group request: the group's number (``target`` is the member dialled)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,13 @@ def default_retry_delay(attempts: int) -> float:
 
 PresenceOf = Callable[[str], Presence]
 
+MembersOf = Callable[[str], Sequence[str]]
+"""The members of the group whose number this is, in order; empty for anything else."""
+
+
+def no_groups(_number: str) -> Sequence[str]:
+    return ()
+
 
 class CallbackEngine:
     """All open requests and the rules above; time from ``clock``."""
@@ -201,8 +227,10 @@ class CallbackEngine:
         max_per_requester: int = MAX_PER_REQUESTER,
         max_per_target: int = MAX_PER_TARGET,
         max_attempts: int = MAX_ATTEMPTS,
+        members: MembersOf = no_groups,
     ) -> None:
         self.clock = clock
+        self.members = members
         self.outputs = outputs
         self.presence = presence
         self.settings = settings
@@ -214,6 +242,8 @@ class CallbackEngine:
         self._order: dict[str, int] = {}
         self._next = 0
         self._timer: IDelayedCall | None = None
+        self._free_since: dict[str, float] = {}
+        """When a line was last seen becoming free (which group member was first)."""
 
     # -- queries ---------------------------------------------------------------
 
@@ -237,7 +267,7 @@ class CallbackEngine:
         now = self.clock.seconds()
         for request in sorted(requests, key=lambda r: r.created):
             if request.state is not State.WAITING:
-                request = replace(request, state=State.WAITING, state_since=now)
+                request = replace(request, state=State.WAITING, state_since=now, member="")
                 self.outputs.saved(request)
             self._add(request)
         self.check()
@@ -254,9 +284,15 @@ class CallbackEngine:
             return Outcome.LIMIT
         if len(self.pending(target=target)) >= self.max_per_target:
             return Outcome.LIMIT
+        members = self.members(target)
+        group = bool(members)
+        if group and all(member == requester for member in members):
+            return Outcome.INVALID
+        if group:
+            kind = Kind.BUSY  # a group is served by whichever member is free next
         now = self.clock.seconds()
         armed = kind is Kind.BUSY or self.presence(target) is not Presence.IDLE
-        request = Request(requester, target, now, kind, origin, armed=armed, state_since=now)
+        request = Request(requester, target, now, kind, origin, armed=armed, state_since=now, group=group)
         self._add(request)
         self.outputs.saved(request)
         self.check()
@@ -284,7 +320,13 @@ class CallbackEngine:
             for request in self.pending(target=name):
                 if not request.armed:
                     self._update(replace(request, armed=True))
-        if new is Presence.IDLE and old is not Presence.IDLE:
+            for request in self.pending():
+                if request.passed == name:
+                    self._update(replace(request, passed=""))
+        if new is not Presence.IDLE:
+            self._free_since.pop(name, None)
+        elif old is not Presence.IDLE:
+            self._free_since[name] = self.clock.seconds()
             self.check()
 
     def resynced(self) -> None:
@@ -299,7 +341,9 @@ class CallbackEngine:
                 self._remove(request, "done")
             elif request.state is State.RINGING and request.origin == "internal" and not in_call:
                 log.info("recall {rid} vanished with the PBX link; waiting again", rid=request.id)
-                self._update(replace(request, state=State.WAITING, state_since=now, not_before=0.0))
+                self._update(
+                    replace(request, state=State.WAITING, state_since=now, not_before=0.0, member="")
+                )
             elif request.lost:
                 self._update(replace(request, not_before=0.0, lost=False))
         self.check()
@@ -326,20 +370,32 @@ class CallbackEngine:
                     attempts=attempt - 1,
                     not_before=now + LOST_RETRY_SECONDS,
                     lost=True,
+                    member="",
                 )
             )
         elif result is RecallResult.TARGET_UNREACHABLE:
             # Not the requester's fault: keep the place, no retry delay.  A target
-            # that is free but did not answer is away: wait for its next call.
-            armed = self.presence(request.target) is not Presence.IDLE
+            # that is free but did not answer is away: wait for its next call (for a
+            # group: another member, or this one after its next call).
+            away = self.presence(request.member or request.target) is Presence.IDLE
             self._update(
-                replace(request, state=State.WAITING, state_since=now, attempts=attempt - 1, armed=armed)
+                replace(
+                    request,
+                    state=State.WAITING,
+                    state_since=now,
+                    attempts=attempt - 1,
+                    armed=request.group or not away,
+                    member="",
+                    passed=request.member if request.group and away else "",
+                )
             )
         elif request.attempts >= self.max_attempts:
             self._remove(request, "attempts")
         else:
             delay = self.retry_delay(request.attempts)
-            self._update(replace(request, state=State.WAITING, state_since=now, not_before=now + delay))
+            self._update(
+                replace(request, state=State.WAITING, state_since=now, not_before=now + delay, member="")
+            )
         self.check()
 
     # -- the rules -------------------------------------------------------------
@@ -353,10 +409,10 @@ class CallbackEngine:
                 self._remove(request, "expired")
             elif request.state is not State.WAITING and now >= self._guard_deadline(request, settings):
                 log.warn("recall {rid} got no outcome; waiting again", rid=request.id)
-                self._update(replace(request, state=State.WAITING, state_since=now))
+                self._update(replace(request, state=State.WAITING, state_since=now, member=""))
         if settings.enabled:
-            for request in self._due(now):
-                self._start(request, now, settings)
+            for request, callee in self._due(now):
+                self._start(request, callee, settings, now)
         self._schedule(now, settings)
 
     def _guard_deadline(self, request: Request, settings: EngineSettings) -> float:
@@ -364,36 +420,61 @@ class CallbackEngine:
             return float("inf")  # the conversation may last; its end reports back
         return request.state_since + settings.wait_seconds + RECALL_GUARD_SECONDS
 
-    def _due(self, now: float) -> list[Request]:
-        busy_targets = {r.target for r in self._requests.values() if r.state is not State.WAITING}
-        busy_requesters = {r.requester for r in self._requests.values() if r.state is not State.WAITING}
+    def _due(self, now: float) -> list[tuple[Request, str]]:
+        """The requests to recall now, oldest first, each with the line it dials."""
+        recalling = [r for r in self._requests.values() if r.state is not State.WAITING]
+        busy_targets = {r.member or r.target for r in recalling}
+        busy_requesters = {r.requester for r in recalling}
         due = []
         for request in self.pending():
             if request.state is not State.WAITING or not request.armed or now < request.not_before:
                 continue
             if request.target in busy_targets or request.requester in busy_requesters:
                 continue
-            if self.presence(request.target) is not Presence.IDLE:
+            callee = self._callee(request, busy_targets)
+            if callee is None:
                 continue
             if request.origin == "internal" and self.presence(request.requester) is not Presence.IDLE:
                 continue
-            busy_targets.add(request.target)
+            busy_targets.add(callee)
             busy_requesters.add(request.requester)
-            due.append(request)
+            due.append((request, callee))
         return due
 
-    def _start(self, request: Request, now: float, settings: EngineSettings) -> None:
-        started = replace(request, state=State.RINGING, state_since=now, attempts=request.attempts + 1)
+    def _callee(self, request: Request, taken: set[str]) -> str | None:
+        """The line a recall would dial now: the target when it is free; for a
+        group, the free member (not another recall's, not the requester) that
+        became free first."""
+        if not request.group:
+            return request.target if self.presence(request.target) is Presence.IDLE else None
+        free = [
+            member
+            for member in self.members(request.target)
+            if member not in taken
+            and member not in (request.requester, request.passed)
+            and self.presence(member) is Presence.IDLE
+        ]
+        return min(free, key=lambda m: self._free_since.get(m, float("-inf")), default=None)
+
+    def _start(self, request: Request, callee: str, settings: EngineSettings, now: float) -> None:
+        started = replace(
+            request,
+            state=State.RINGING,
+            state_since=now,
+            attempts=request.attempts + 1,
+            member=callee if request.group else "",
+        )
         self._requests[started.id] = started
         # The recall first, then its record: the requester hears it a store write sooner.
         self.outputs.originate(
             Recall(
                 started.id,
                 started.requester,
-                started.target,
+                callee,
                 started.origin,
                 started.attempts,
                 settings.wait_seconds,
+                group=started.target if started.group else "",
             )
         )
         self.outputs.saved(started)

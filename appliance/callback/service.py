@@ -8,6 +8,9 @@ requester's caller ID and dials the target.  ``OriginateResponse`` tells how
 the requester leg went (answered, busy, no answer); the context's ``h``
 extension sends ``UserEvent(ApplianceCallback)`` with the target's
 ``DIALSTATUS``.  Both arrive here and go to the engine.
+
+A recall for a group shows the group at the requester (its name and number)
+and dials the member the engine chose, which sees ``<group>: <requester>``.
 """
 
 from __future__ import annotations
@@ -120,7 +123,9 @@ class CallbackService(Service):
         self.clock = clock
         self.language = language
         self.trunk = trunk
-        self.engine = CallbackEngine(clock, _Outputs(self), pbx.presence, self._engine_settings)
+        self.engine = CallbackEngine(
+            clock, _Outputs(self), pbx.presence, self._engine_settings, members=self._members_of
+        )
         self.offers = Offers(self.engine, settings, store, self._language_of, pbx.presence)
         self._actions: dict[str, tuple[str, int]] = {}
         """AMI ActionID of an Originate → (request id, attempt)."""
@@ -184,13 +189,12 @@ class CallbackService(Service):
         requester = self.directory.user(request.requester) if request.origin == "internal" else None
         if self.outbox is None or requester is None:
             return False
-        target = self.directory.user(request.target)
         message = notify.mail_for(
             why,
             request,
             to_name=requester.name,
             to_address=requester.email,
-            target_name=target.name if target else "",
+            target_name=self._name_of(request.target),
             language=self._language_of(requester.extension),
             sender=self.sender,
             now=self.clock.seconds(),
@@ -263,6 +267,24 @@ class CallbackService(Service):
             wait_seconds=s.get(keys.CC_WAIT_TIME),
         )
 
+    def _members_of(self, number: str) -> tuple[str, ...]:
+        """A group's members in its ring order (then those naming the group
+        themselves); empty when ``number`` is no group's."""
+        group = self.directory.group_by_number(number)
+        if group is None:
+            return ()
+        known = {user.extension for user in self.directory.members_of(group.name)}
+        ordered = [member for member in group.members if member in known]
+        return (*ordered, *sorted(known.difference(ordered)))
+
+    def _name_of(self, number: str) -> str:
+        """What a recall calls ``number``: a user's name, a group's name, or ""."""
+        user = self.directory.user(number)
+        if user is not None:
+            return user.name
+        group = self.directory.group_by_number(number)
+        return group.name if group is not None else ""
+
     def _language_of(self, extension: str) -> str:
         user = self.directory.user(extension) if extension else None
         return (user.language if user is not None else "") or self.language
@@ -328,9 +350,13 @@ class CallbackService(Service):
         else:
             self._fail_later(recall, "bad requester")
             return
-        target_user = self.directory.user(recall.target)
         requester_user = self.directory.user(recall.requester)
-        shown = _caller_name(target_user.name if target_user else recall.target)
+        requester_name = _caller_name(requester_user.name if requester_user else recall.requester)
+        called = recall.group or recall.target
+        shown = _caller_name(self._name_of(called) or called)
+        if recall.group:
+            # The member sees which group the requester wanted: "Vertrieb: Anna Berger".
+            requester_name = _caller_name(f"{shown}: {requester_name}")
         self.originated.append((self.clock.seconds(), recall))
         del self.originated[:-100]
         self._held.setdefault(recall.request_id, [])
@@ -341,15 +367,14 @@ class CallbackService(Service):
             Exten=recall.target,
             Priority=1,
             Timeout=recall.wait_seconds * 1000,
-            CallerID=f'"{shown}" <{recall.target}>',
+            CallerID=f'"{shown}" <{called}>',
             Async="true",
             Variable=[
                 f"APPLIANCE_CALLBACK={recall.request_id}",
                 f"APPLIANCE_CC_ATTEMPT={recall.attempt}",
                 f"APPLIANCE_CC_REQUESTER={recall.requester}",
                 f"APPLIANCE_CC_RING={self.settings.get(keys.CC_TARGET_RING_TIME)}",
-                "APPLIANCE_CC_REQUESTER_NAME="
-                + _caller_name(requester_user.name if requester_user else recall.requester),
+                f"APPLIANCE_CC_REQUESTER_NAME={requester_name}",
             ],
         )
 

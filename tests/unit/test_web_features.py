@@ -20,7 +20,7 @@ from appliance.callback.engine import CallbackEngine, IRecallOutputs, Kind, Reca
 from appliance.callwaiting import CallWaiting
 from appliance.contacts import Contact, ContactDirectory
 from appliance.contactsync import ContactJobs
-from appliance.directory import User
+from appliance.directory import Group, User
 from appliance.forwarding.records import Forward, Forwards
 from appliance.missed.journal import Entry, Journal
 from appliance.pbx import PBXModel, Presence
@@ -371,6 +371,18 @@ def test_user_sees_only_own_callback_requests(lab: Lab, features: Features, anna
     page = anna.get("/me/callbacks").text
     assert 'id="callback-100-200"' in page and "Ben Cole" in page
     assert "callback-200-300" not in page
+
+
+def test_group_request_shows_the_group_on_the_callback_page(
+    lab: Lab, features: Features, anna: Browser
+) -> None:
+    """A request for a group's number is listed by the group's name, escaped, with cancel."""
+    lab.directory.put_group(Group("Vertrieb", "650", ("200",)))
+    features.engine.request("100", "650")
+    page = anna.get("/me/callbacks").text
+    row = page[page.index('id="callback-100-650"') :]
+    assert '<span class="number">650</span> <span class="name">Vertrieb</span>' in row[: row.index("</tr>")]
+    assert 'value="100:650"' in row[: row.index("</tr>")]
 
 
 def test_user_cancels_own_callback_request(features: Features, anna: Browser) -> None:

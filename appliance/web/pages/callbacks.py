@@ -205,6 +205,8 @@ class CallbackPages:
             for number in (request.requester, request.target):
                 if number not in names and (user := self.directory.user(number)) is not None:
                     names[number] = user.name
+                elif number not in names and (group := self.directory.group_by_number(number)) is not None:
+                    names[number] = group.name
         requested = page.arg("requested")
         called = page.arg("called")
         return page.render(

@@ -1,0 +1,101 @@
+"""Callback to a group whose members are all in calls (issue 11 item 5, seed 003):
+sipp office phones, the real Asterisk, the appliance in-process."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet.defer import DeferredList
+
+from appliance import settings as keys
+from appliance.directory import Group, User
+from tests.e2e.test_callback import (
+    answer_expecting,
+    busy_with,
+    channels_created,
+    end_call_of,
+    offer,
+    pending_ids,
+    registered,
+    take_recall,
+    wait_pending,
+)
+
+GROUP = Group("Vertrieb", "650", ("300", "301"))
+
+
+def set_up(appliance) -> None:  # type: ignore[no-untyped-def]
+    """Users with names of their own (what the member's display shows) and group 650."""
+    for extension in ("100", "101", "300", "301"):
+        appliance.directory.put_user(User(extension, f"Nutzer {extension}", language="de"))
+    appliance.directory.put_group(GROUP)
+
+
+def all_ok(results) -> bool:  # type: ignore[no-untyped-def]
+    return [ok for ok, _ in results] == [True] * len(results)
+
+
+@pytest_twisted.inlineCallbacks
+def test_group_all_in_calls_offers_and_first_free_member_is_recalled(appliance, phones, reactor):
+    """300 and 301 (group 650) are each in a call on office phones that could ring a
+    second call; 100 calls 650: nothing rings at the members, 100 gets the offer and
+    presses 5.  When 301's call ends, the appliance rings 100 showing the group
+    (650), 100 answers, then 301 rings showing "Vertrieb: Nutzer 100" from 100 and
+    answers; the request is done.  300, still in its call, never rang."""
+    assert not appliance.settings.get(keys.CW_DEFAULT)
+    set_up(appliance)
+    p100, p300, p301, p200, p201 = (phones(n) for n in ("100", "300", "301", "200", "201"))
+    yield registered(reactor, appliance, p100, p300, p301, p200, p201)
+    held_300 = yield busy_with(reactor, appliance, p300, p200)
+    held_301 = yield busy_with(reactor, appliance, p301, p201)
+    at_300, at_301 = channels_created(appliance, "300"), channels_created(appliance, "301")
+
+    yield offer(p100, "650").done
+    assert pending_ids(appliance) == ["100:650"]
+    stored = appliance.store.get("callbacks", "100:650")
+    assert (stored["target"], stored["group"]) == ("650", True)
+    assert (at_300, at_301) == ([], [])  # busy before anything rang
+    assert p300.invites(held_300[0], "INVITE-WAITING") == []
+
+    requester = take_recall(p100, "650")
+    yield end_call_of(reactor, appliance, "301", held_301)
+    member = answer_expecting(p301, "100")
+    results = yield DeferredList([requester.done, member.done], consumeErrors=True)
+    assert all_ok(results), results
+    [shown] = p301.invites(member)
+    assert '"Vertrieb: Nutzer 100"' in shown and "sip:100@" in shown, shown
+    [rang_100] = p100.invites(requester)
+    assert '"Vertrieb"' in rang_100 and "sip:650@" in rang_100, rang_100
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "group request done after the recall")
+    recall = appliance.callbacks.originated[-1][1]
+    assert (recall.requester, recall.target, recall.group, recall.attempt) == ("100", "301", "650", 1)
+    assert at_300 == []  # still in its call: never rung
+    yield end_call_of(reactor, appliance, "300", held_300)
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, reactor):
+    """100, then 101, ask group 650 (300, 301 in calls) for a callback.  301's call
+    ends first: 100 is rung and gets 301; then 300's call ends: 101 is rung and gets
+    300.  Both requests are done, the first member to be free went to the first
+    requester."""
+    set_up(appliance)
+    p100, p101, p300, p301, p200, p201 = (phones(n) for n in ("100", "101", "300", "301", "200", "201"))
+    yield registered(reactor, appliance, p100, p101, p300, p301, p200, p201)
+    held_300 = yield busy_with(reactor, appliance, p300, p200)
+    held_301 = yield busy_with(reactor, appliance, p301, p201)
+
+    yield offer(p100, "650").done
+    yield offer(p101, "650").done
+    assert pending_ids(appliance) == ["100:650", "101:650"]
+
+    first = take_recall(p100, "650")
+    second = take_recall(p101, "650")
+    yield end_call_of(reactor, appliance, "301", held_301)
+    at_301 = answer_expecting(p301, "100")
+    yield end_call_of(reactor, appliance, "300", held_300)
+    at_300 = answer_expecting(p300, "101")
+    results = yield DeferredList([first.done, at_301.done, second.done, at_300.done], consumeErrors=True)
+    assert all_ok(results), results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "both group requests done")
+    recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
+    assert recalls == [("100", "301"), ("101", "300")]
