@@ -216,14 +216,17 @@ class CallbackService(Service):
         return True
 
     def request_now(self, requester: str, target: str) -> str:
-        """From the web page: a callback to an internal number that cannot be
-        reached now, by the rules of the offer.  Answers ``accepted``,
-        ``duplicate``, ``limit``, ``invalid`` or ``reachable`` (just call it)."""
+        """From the web page: a callback to an internal number (a line, or a
+        group none of whose members is free) that cannot be reached now, by the
+        rules of the offer.  Answers ``accepted``, ``duplicate``, ``limit``,
+        ``invalid`` or ``reachable`` (just call it)."""
         if not self.settings.get(keys.CC_OFFER) or not EXTENSION.match(target):
             return Outcome.INVALID.value
-        if not EXTENSION.match(requester) or requester == target or target not in self.pbx.endpoints:
+        lines = self._members_of(target) or ((target,) if target in self.pbx.endpoints else ())
+        if not EXTENSION.match(requester) or requester == target or not lines:
             return Outcome.INVALID.value
-        if self.pbx.presence(target) in (Presence.IDLE, Presence.RINGING):
+        others = [line for line in lines if line != requester]
+        if any(self.pbx.presence(line) in (Presence.IDLE, Presence.RINGING) for line in others):
             return "reachable"
         outcome = self.engine.request(requester, target, Kind.BUSY)
         log.info(

@@ -7,7 +7,9 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList
 
 from appliance import settings as keys
+from appliance import tap
 from appliance.directory import Group, User
+from tests.e2e.conftest import appliance_config
 from tests.e2e.test_callback import (
     answer_expecting,
     busy_with,
@@ -19,6 +21,7 @@ from tests.e2e.test_callback import (
     take_recall,
     wait_pending,
 )
+from tests.e2e.waiting import wait_synced
 
 GROUP = Group("Vertrieb", "650", ("300", "301"))
 
@@ -99,3 +102,44 @@ def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, 
     yield wait_pending(reactor, appliance, lambda ids: not ids, "both group requests done")
     recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
     assert recalls == [("100", "301"), ("101", "300")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor, tmp_path, lab):
+    """102 and 103 ask group 651 (302, 303 in calls) for a callback; the appliance
+    stops and a new one on the same store takes both requests back.  103 cancels
+    with ``#39651``; when 303's call ends, 102 is rung, then 303, and no recall
+    ever goes to 103."""
+    config = str(appliance_config(tmp_path, lab))
+    first = tap.build(config, reactor)
+    first.startService()
+    try:
+        yield wait_synced(reactor, first)
+        first.directory.put_group(Group("Service", "651", ("302", "303")))
+        p102, p103, p302, p303, p202, p203 = (phones(n) for n in ("102", "103", "302", "303", "202", "203"))
+        yield registered(reactor, first, p102, p103, p302, p303, p202, p203)
+        held_302 = yield busy_with(reactor, first, p302, p202)
+        held_303 = yield busy_with(reactor, first, p303, p203)
+        yield offer(p102, "651").done
+        yield offer(p103, "651").done
+        assert pending_ids(first) == ["102:651", "103:651"]
+    finally:
+        yield first.stopService()
+
+    fresh = tap.build(config, reactor)
+    fresh.startService()
+    try:
+        yield wait_synced(reactor, fresh)
+        assert pending_ids(fresh) == ["102:651", "103:651"]
+        yield p103.call("%2339651", hold_ms=20000).done  # "#39651"
+        assert pending_ids(fresh) == ["102:651"]
+        requester = take_recall(p102, "651")
+        yield end_call_of(reactor, fresh, "303", held_303)
+        member = answer_expecting(p303, "102")
+        results = yield DeferredList([requester.done, member.done], consumeErrors=True)
+        assert all_ok(results), results
+        yield wait_pending(reactor, fresh, lambda ids: not ids, "group request done after the recall")
+        assert [(r.requester, r.target) for _, r in fresh.callbacks.originated] == [("102", "303")]
+        yield end_call_of(reactor, fresh, "302", held_302)
+    finally:
+        yield fresh.stopService()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from appliance import settings as keys
 from appliance.busy import Reach
 from appliance.callback.engine import (
     EngineSettings,
@@ -22,6 +23,7 @@ from appliance.dialplan import Unreachable
 from appliance.directory import Group, User
 from tests.unit.test_busy import Harness as BusyHarness
 from tests.unit.test_callback_engine import B, D, Harness, I, L
+from tests.unit.test_callback_notify import FakeOutbox
 from tests.unit.test_callback_offer import FakeSession, ServiceTests
 from tests.unit.test_callback_offer import Harness as ServiceHarness
 from tests.unit.test_forwarding import FakeSession as RouteSession
@@ -278,6 +280,39 @@ class GroupServiceTests(SynchronousTestCase):
         h.directory.put_user(User("302", "User 302", groups=("Vertrieb",)))
         self.assertEqual(h.service._members_of("650"), ("301", "300", "302"))
         self.assertEqual(h.service._members_of("300"), ())
+
+    def test_cancel_code_with_the_group_number(self) -> None:
+        """``#39650`` cancels the group request and confirms; a member's hangup then starts nothing."""
+        h = self.harness()
+        h.service.engine.request("100", "650")
+        session = FakeSession()
+        self.assertEqual(self.successResultOf(h.offers.cancel_code(session, "#39", "650")), 1)
+        self.assertEqual(session.commands[-1], ("stream", "appliance/de/cc-cancelled"))
+        self.assertIsNone(h.store.get(NAMESPACE, "100:650"))
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/300", "State": "NOT_INUSE"})
+        self.assertEqual(h.ami.actions, [])
+
+    def test_web_request_for_a_group(self) -> None:
+        """The page's request form books a group request while no member is free,
+        and answers "reachable" once one is."""
+        h = self.harness()
+        self.assertEqual(h.service.request_now("100", "650"), "accepted")
+        self.assertTrue(h.service.pending()[0].group)
+        h.service.cancel("100:650")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/301", "State": "RINGING"})
+        self.assertEqual(h.service.request_now("100", "650"), "reachable")
+        self.assertEqual(h.service.request_now("100", "659"), "invalid")
+
+    def test_expiry_mail_names_the_group(self) -> None:
+        """The mail on expiry names the group the requester waited for."""
+        h = self.harness()
+        outbox = FakeOutbox()
+        h.service.outbox, h.service.sender = outbox, "pbx@example.org"
+        h.directory.put_user(User("100", "Anna Berger", "anna@example.org", language="de"))
+        h.service.engine.request("100", "650")
+        h.clock.advance(keys.CC_TIMEOUT.default * 60)
+        [(_, _, _, message)] = outbox.queued
+        self.assertEqual(message["Subject"], "Rückruf zu 650 (Vertrieb) abgelaufen")
 
     def test_group_request_reloaded_after_restart(self) -> None:
         """A stored group request is loaded on start and served by the first free member."""
