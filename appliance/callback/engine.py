@@ -320,7 +320,7 @@ class CallbackEngine:
             for request in self.pending(target=name):
                 if not request.armed:
                     self._update(replace(request, armed=True))
-            for request in self.pending():
+            for request in list(self._requests.values()):
                 if request.passed == name:
                     self._update(replace(request, passed=""))
         if new is not Presence.IDLE:
