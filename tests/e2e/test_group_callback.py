@@ -143,3 +143,34 @@ def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor,
         yield end_call_of(reactor, fresh, "302", held_302)
     finally:
         yield fresh.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, phones, reactor):
+    """CC_WAIT_TIME 5: 104, then 105, ask group 652 (304, 305 in calls).  305's call
+    ends: 104's phone rings 5 s unanswered; 305, still free, goes to 105 at once,
+    who answers, then 305 rings showing the group; 104 keeps its request for the
+    retry."""
+    appliance.settings.set(keys.CC_WAIT_TIME, "5")
+    appliance.directory.put_group(Group("Technik", "652", ("304", "305")))
+    p104, p105, p304, p305, p204, p205 = (phones(n) for n in ("104", "105", "304", "305", "204", "205"))
+    yield registered(reactor, appliance, p104, p105, p304, p305, p204, p205)
+    held_304 = yield busy_with(reactor, appliance, p304, p204)
+    held_305 = yield busy_with(reactor, appliance, p305, p205)
+    yield offer(p104, "652").done
+    yield offer(p105, "652").done
+
+    unanswered = p104.ring_unanswered()
+    second = take_recall(p105, "652")
+    yield end_call_of(reactor, appliance, "305", held_305)
+    yield unanswered.done
+    member = answer_expecting(p305, "105")
+    results = yield DeferredList([second.done, member.done], consumeErrors=True)
+    assert all_ok(results), results
+    assert "Technik: " in p305.invites(member)[0]
+    recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
+    assert recalls == [("104", "305"), ("105", "305")]
+    yield wait_pending(reactor, appliance, lambda ids: ids == ["104:652"], "105 served, 104 waits")
+    waiting = appliance.callbacks.engine.get("104:652")
+    assert (waiting.state.value, waiting.attempts, waiting.member) == ("waiting", 1, "")
+    yield end_call_of(reactor, appliance, "304", held_304)
