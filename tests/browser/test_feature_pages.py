@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from appliance.callback.engine import Kind
-from appliance.directory import User
+from appliance.directory import Group, User
 from appliance.forwarding.records import Forward
 from appliance.missed.journal import Entry
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, screenshot
@@ -111,6 +111,20 @@ def test_user_sees_own_callbacks_and_cancels_one(carla: Page, running: Running) 
     carla.click("#callback-210-220 button")
     expect(carla.get_by_role("status")).to_have_text("Callback request cancelled.")
     assert running.call(lambda: [r.id for r in running.appliance.callbacks.pending()]) == ["220:210"]
+
+
+def test_group_callback_request_shows_the_group(carla: Page, running: Running) -> None:
+    """A request for a group's number (its member logged out) is listed under the
+    group's name on the requester's page, and Cancel ends it."""
+    directory, engine = running.appliance.directory, running.appliance.callbacks.engine
+    running.call(directory.put_group, Group("Support", "651", ("220",)))
+    running.call(engine.request, "210", "651")
+    assert running.call(lambda: engine.get("210:651").group) is True
+    carla.click("nav >> text=Callbacks")
+    expect(carla.locator("#callback-210-651 .name")).to_have_text("Support")
+    carla.click("#callback-210-651 button")
+    expect(carla.get_by_role("status")).to_have_text("Callback request cancelled.")
+    assert running.call(lambda: [r.id for r in engine.pending(requester="210")]) == []
 
 
 def test_user_opts_out_of_missed_call_mail(carla: Page, running: Running) -> None:
