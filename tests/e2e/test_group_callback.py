@@ -3,6 +3,8 @@ sipp office phones, the real Asterisk, the appliance in-process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
@@ -26,14 +28,14 @@ from tests.e2e.waiting import wait_synced
 GROUP = Group("Vertrieb", "650", ("300", "301"))
 
 
-def set_up(appliance) -> None:  # type: ignore[no-untyped-def]
+def set_up(appliance: Any) -> None:
     """Users with names of their own (what the member's display shows) and group 650."""
     for extension in ("100", "101", "300", "301"):
         appliance.directory.put_user(User(extension, f"Nutzer {extension}", language="de"))
     appliance.directory.put_group(GROUP)
 
 
-def all_ok(results) -> bool:  # type: ignore[no-untyped-def]
+def all_ok(results: list[tuple[bool, object]]) -> bool:
     return [ok for ok, _ in results] == [True] * len(results)
 
 
