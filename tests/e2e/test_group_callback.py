@@ -40,6 +40,25 @@ def all_ok(results: list[tuple[bool, object]]) -> bool:
 
 
 @pytest_twisted.inlineCallbacks
+def all_busy_then_offered(
+    reactor: Any, appliance: Any, phones: Any, group: Group, requesters: tuple[str, ...]
+) -> Any:
+    """Register the requesters, ``group``'s members and a caller for each member (2xx
+    for 3xx), put every member in a call, and let the requesters take the group's
+    offer in this order.  Returns (the phones by extension, each member's held call)."""
+    callers = {member: "2" + member[1:] for member in group.members}
+    phone = {n: phones(n) for n in (*requesters, *group.members, *callers.values())}
+    yield registered(reactor, appliance, *phone.values())
+    held = {}
+    for member, caller in callers.items():
+        held[member] = yield busy_with(reactor, appliance, phone[member], phone[caller])
+    for requester in requesters:
+        yield offer(phone[requester], group.number).done
+    assert pending_ids(appliance) == [f"{r}:{group.number}" for r in requesters]
+    return phone, held
+
+
+@pytest_twisted.inlineCallbacks
 def test_group_all_in_calls_offers_and_first_free_member_is_recalled(appliance, phones, reactor):
     """300 and 301 (group 650) are each in a call on office phones that could ring a
     second call; 100 calls 650: nothing rings at the members, 100 gets the offer and
@@ -84,21 +103,14 @@ def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, 
     300.  Both requests are done, the first member to be free went to the first
     requester."""
     set_up(appliance)
-    p100, p101, p300, p301, p200, p201 = (phones(n) for n in ("100", "101", "300", "301", "200", "201"))
-    yield registered(reactor, appliance, p100, p101, p300, p301, p200, p201)
-    held_300 = yield busy_with(reactor, appliance, p300, p200)
-    held_301 = yield busy_with(reactor, appliance, p301, p201)
+    phone, held = yield all_busy_then_offered(reactor, appliance, phones, GROUP, ("100", "101"))
 
-    yield offer(p100, "650").done
-    yield offer(p101, "650").done
-    assert pending_ids(appliance) == ["100:650", "101:650"]
-
-    first = take_recall(p100, "650")
-    second = take_recall(p101, "650")
-    yield end_call_of(reactor, appliance, "301", held_301)
-    at_301 = answer_expecting(p301, "100")
-    yield end_call_of(reactor, appliance, "300", held_300)
-    at_300 = answer_expecting(p300, "101")
+    first = take_recall(phone["100"], "650")
+    second = take_recall(phone["101"], "650")
+    yield end_call_of(reactor, appliance, "301", held["301"])
+    at_301 = answer_expecting(phone["301"], "100")
+    yield end_call_of(reactor, appliance, "300", held["300"])
+    at_300 = answer_expecting(phone["300"], "101")
     results = yield DeferredList([first.done, at_301.done, second.done, at_300.done], consumeErrors=True)
     assert all_ok(results), results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "both group requests done")
@@ -113,18 +125,13 @@ def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor,
     with ``#39651``; when 303's call ends, 102 is rung, then 303, and no recall
     ever goes to 103."""
     config = str(appliance_config(tmp_path, lab))
+    group = Group("Service", "651", ("302", "303"))
     first = tap.build(config, reactor)
     first.startService()
     try:
         yield wait_synced(reactor, first)
-        first.directory.put_group(Group("Service", "651", ("302", "303")))
-        p102, p103, p302, p303, p202, p203 = (phones(n) for n in ("102", "103", "302", "303", "202", "203"))
-        yield registered(reactor, first, p102, p103, p302, p303, p202, p203)
-        held_302 = yield busy_with(reactor, first, p302, p202)
-        held_303 = yield busy_with(reactor, first, p303, p203)
-        yield offer(p102, "651").done
-        yield offer(p103, "651").done
-        assert pending_ids(first) == ["102:651", "103:651"]
+        first.directory.put_group(group)
+        phone, held = yield all_busy_then_offered(reactor, first, phones, group, ("102", "103"))
     finally:
         yield first.stopService()
 
@@ -133,16 +140,16 @@ def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor,
     try:
         yield wait_synced(reactor, fresh)
         assert pending_ids(fresh) == ["102:651", "103:651"]
-        yield p103.call("%2339651", hold_ms=20000).done  # "#39651"
+        yield phone["103"].call("%2339651", hold_ms=20000).done  # "#39651"
         assert pending_ids(fresh) == ["102:651"]
-        requester = take_recall(p102, "651")
-        yield end_call_of(reactor, fresh, "303", held_303)
-        member = answer_expecting(p303, "102")
+        requester = take_recall(phone["102"], "651")
+        yield end_call_of(reactor, fresh, "303", held["303"])
+        member = answer_expecting(phone["303"], "102")
         results = yield DeferredList([requester.done, member.done], consumeErrors=True)
         assert all_ok(results), results
         yield wait_pending(reactor, fresh, lambda ids: not ids, "group request done after the recall")
         assert [(r.requester, r.target) for _, r in fresh.callbacks.originated] == [("102", "303")]
-        yield end_call_of(reactor, fresh, "302", held_302)
+        yield end_call_of(reactor, fresh, "302", held["302"])
     finally:
         yield fresh.stopService()
 
@@ -154,25 +161,21 @@ def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, pho
     who answers, then 305 rings showing the group; 104 keeps its request for the
     retry."""
     appliance.settings.set(keys.CC_WAIT_TIME, "5")
-    appliance.directory.put_group(Group("Technik", "652", ("304", "305")))
-    p104, p105, p304, p305, p204, p205 = (phones(n) for n in ("104", "105", "304", "305", "204", "205"))
-    yield registered(reactor, appliance, p104, p105, p304, p305, p204, p205)
-    held_304 = yield busy_with(reactor, appliance, p304, p204)
-    held_305 = yield busy_with(reactor, appliance, p305, p205)
-    yield offer(p104, "652").done
-    yield offer(p105, "652").done
+    group = Group("Technik", "652", ("304", "305"))
+    appliance.directory.put_group(group)
+    phone, held = yield all_busy_then_offered(reactor, appliance, phones, group, ("104", "105"))
 
-    unanswered = p104.ring_unanswered()
-    second = take_recall(p105, "652")
-    yield end_call_of(reactor, appliance, "305", held_305)
+    unanswered = phone["104"].ring_unanswered()
+    second = take_recall(phone["105"], "652")
+    yield end_call_of(reactor, appliance, "305", held["305"])
     yield unanswered.done
-    member = answer_expecting(p305, "105")
+    member = answer_expecting(phone["305"], "105")
     results = yield DeferredList([second.done, member.done], consumeErrors=True)
     assert all_ok(results), results
-    assert "Technik: " in p305.invites(member)[0]
+    assert "Technik: " in phone["305"].invites(member)[0]
     recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
     assert recalls == [("104", "305"), ("105", "305")]
     yield wait_pending(reactor, appliance, lambda ids: ids == ["104:652"], "105 served, 104 waits")
     waiting = appliance.callbacks.engine.get("104:652")
     assert (waiting.state.value, waiting.attempts, waiting.member) == ("waiting", 1, "")
-    yield end_call_of(reactor, appliance, "304", held_304)
+    yield end_call_of(reactor, appliance, "304", held["304"])
