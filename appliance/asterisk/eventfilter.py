@@ -2,7 +2,8 @@
 
 ``VarSet`` (one per channel variable set), ``Newexten`` (one per dialplan
 step) and ``TestEvent`` are about three quarters of the lines a call
-produces on AMI; the appliance reads none of them, yet parsed every one
+produces on AMI; the bridge, AGI and hangup-request events most of the rest
+of a call's end.  The appliance reads none of them, yet parsed every one
 before the events that matter, such as the ``DeviceStateChange`` that frees
 a callback's target (issue 19).  The filter is per AMI session, so it is
 asked for after every login.  It needs the AMI user's ``system`` write
@@ -21,7 +22,25 @@ from twisted.python.failure import Failure
 
 log = Logger()
 
-UNREAD_EVENTS = ("VarSet", "Newexten", "TestEvent")
+UNREAD_EVENTS = (
+    "VarSet",
+    "Newexten",
+    "TestEvent",
+    "AGIExecStart",
+    "AGIExecEnd",
+    "BridgeCreate",
+    "BridgeEnter",
+    "BridgeLeave",
+    "BridgeDestroy",
+    "HangupRequest",
+    "SoftHangupRequest",
+    "DialState",
+    "RTCPSent",
+    "RTCPReceived",
+)
+"""Events the appliance's own AMI session never reads (the PBX model's are
+``Newchannel``, ``Newstate``, ``Dial*``, ``Hangup``, ``DeviceStateChange`` …;
+the demo tour has a session of its own)."""
 
 
 class _AMI(Protocol):

@@ -41,7 +41,8 @@ from appliance.callback.engine import (
 from appliance.callback.offer import EXTENSION, EXTERNAL_NUMBER, Offers
 from appliance.directory import Directory
 from appliance.pbx import Change, EndpointChanged, PBXModel, Presence, Resynced
-from appliance.settings import Settings
+from appliance.settings import Setting, Settings
+from appliance.store import Change as StoreChange
 from appliance.store import IKeyValueStore
 
 log = Logger()
@@ -134,6 +135,12 @@ class CallbackService(Service):
         self.originated: list[tuple[float, Recall]] = []
         """(when, recall) of the latest recalls started (tests, bench)."""
         self._undo: list[Callable[[], object]] = []
+        self._known: dict[str, Any] = {}
+        """While running: the settings a recall reads, kept current from the
+        store's change notices, so no store read lies between the event that
+        frees a target and its Originate (issue 19)."""
+        self._mail_users: set[str] = set()
+        """While running: the users who chose a mail instead of a ring (likewise)."""
 
     # -- wiring ------------------------------------------------------------------
 
@@ -149,18 +156,24 @@ class CallbackService(Service):
     def startService(self) -> None:
         super().startService()
         stored = [Request.from_json(value) for _, value in self.store.items(NAMESPACE)]
-        self.engine.load([r for r in stored if r is not None and _SAFE_ID.match(r.id)])
+        self._known = {setting.name: self.settings.get(setting) for setting in _KEPT_KEYS}
+        self._mail_users = {user for user, mode in self.store.items(notify.NAMESPACE) if mode == "mail"}
         self._undo = [
+            self.store.subscribe(self._store_changed),
+            self.settings.subscribe(self._setting_changed, _KEPT_KEYS),
+        ]
+        self.engine.load([r for r in stored if r is not None and _SAFE_ID.match(r.id)])
+        self._undo += [
             self.pbx.subscribe(self._pbx_changed),
             self.ami.subscribe("OriginateResponse", self._originate_response),
             self.ami.subscribe("UserEvent", self._user_event),
-            self.settings.subscribe(lambda _name, _value: self.engine.check(), _CC_KEYS),
         ]
 
     def stopService(self) -> Any:
         for undo in self._undo:
             undo()
         self._undo = []
+        self._known = {}
         self.engine.stop()
         return super().stopService()
 
@@ -174,6 +187,8 @@ class CallbackService(Service):
 
     def notify_mode(self, user: str) -> str:
         """``ring`` (the default) or ``mail``: how a due callback reaches ``user``."""
+        if self.running:
+            return "mail" if user in self._mail_users else "ring"
         return "mail" if self.store.get(notify.NAMESPACE, user) == "mail" else "ring"
 
     def set_notify_mode(self, user: str, mode: str) -> None:
@@ -263,11 +278,11 @@ class CallbackService(Service):
     # -- inputs --------------------------------------------------------------------
 
     def _engine_settings(self) -> EngineSettings:
-        s = self.settings
+        s = self._setting
         return EngineSettings(
-            enabled=s.get(keys.CC_OFFER),
-            timeout_seconds=s.get(keys.CC_TIMEOUT) * 60.0,
-            wait_seconds=s.get(keys.CC_WAIT_TIME),
+            enabled=s(keys.CC_OFFER),
+            timeout_seconds=s(keys.CC_TIMEOUT) * 60.0,
+            wait_seconds=s(keys.CC_WAIT_TIME),
         )
 
     def _members_of(self, number: str) -> tuple[str, ...]:
@@ -287,6 +302,22 @@ class CallbackService(Service):
             return user.name
         group = self.directory.group_by_number(number)
         return group.name if group is not None else ""
+
+    def _setting(self, setting: Setting[Any]) -> Any:
+        """One of `_KEPT_KEYS`: kept while running, read from the store otherwise."""
+        return self._known[setting.name] if self.running else self.settings.get(setting)
+
+    def _setting_changed(self, name: str, value: Any) -> None:
+        self._known[name] = value
+        if name in _CC_KEYS:
+            self.engine.check()
+
+    def _store_changed(self, change: StoreChange) -> None:
+        if change.namespace == notify.NAMESPACE:
+            if change.new == "mail":
+                self._mail_users.add(change.key)
+            else:
+                self._mail_users.discard(change.key)
 
     def _language_of(self, extension: str) -> str:
         user = self.directory.user(extension) if extension else None
@@ -376,7 +407,7 @@ class CallbackService(Service):
                 f"APPLIANCE_CALLBACK={recall.request_id}",
                 f"APPLIANCE_CC_ATTEMPT={recall.attempt}",
                 f"APPLIANCE_CC_REQUESTER={recall.requester}",
-                f"APPLIANCE_CC_RING={self.settings.get(keys.CC_TARGET_RING_TIME)}",
+                f"APPLIANCE_CC_RING={self._setting(keys.CC_TARGET_RING_TIME)}",
                 f"APPLIANCE_CC_REQUESTER_NAME={requester_name}",
             ],
         )
@@ -408,7 +439,9 @@ class CallbackService(Service):
         self.clock.callLater(0, self.engine.recall_result, recall.request_id, recall.attempt, result)
 
 
-_CC_KEYS = (keys.CC_OFFER, keys.CC_TIMEOUT, keys.CC_WAIT_TIME)
+_CC_KEYS = frozenset(setting.name for setting in (keys.CC_OFFER, keys.CC_TIMEOUT, keys.CC_WAIT_TIME))
+"""Settings whose change the engine rechecks at once."""
+_KEPT_KEYS = (keys.CC_OFFER, keys.CC_TIMEOUT, keys.CC_WAIT_TIME, keys.CC_TARGET_RING_TIME)
 
 
 def _link_lost(failure: Any) -> bool:

@@ -67,6 +67,8 @@ class MissedCallService(Service):
         self._observers: list[Observer] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._pruning: IDelayedCall | None = None
+        self._finishing: dict[str, tuple[IDelayedCall, TrackedCall]] = {}
+        """Finished calls judged on the next reactor turn, by Linkedid."""
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """observer(call, decision) after every finished call (web page, tests)."""
@@ -85,6 +87,9 @@ class MissedCallService(Service):
         if self._pruning is not None and self._pruning.active():
             self._pruning.cancel()
         self._pruning = None
+        for delayed, call in list(self._finishing.values()):
+            delayed.cancel()
+            self._finish_now(call)
         self.tracker = CallTracker()
         return super().stopService()
 
@@ -113,7 +118,15 @@ class MissedCallService(Service):
         elif isinstance(change, ChannelChanged):
             finished = self.tracker.feed(change, now)
             if finished is not None:
-                self.finish(finished)
+                # Judged (store reads, maybe mails) on the next reactor turn, not
+                # here: the events after this Hangup in the same AMI read, such as
+                # the DeviceStateChange that frees a callback's target, go first.
+                delayed = self.clock.callLater(0, self._finish_now, finished)
+                self._finishing[finished.linkedid] = (delayed, finished)
+
+    def _finish_now(self, call: TrackedCall) -> None:
+        self._finishing.pop(call.linkedid, None)
+        self.finish(call)
 
     # -- one finished call --------------------------------------------------
 

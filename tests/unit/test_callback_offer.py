@@ -342,6 +342,46 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(h.service.pending(), [])
         self.assertIsNone(h.store.get(NAMESPACE, "100:200"))
 
+    def test_no_store_read_between_freeing_event_and_originate(self) -> None:
+        """The settings and notification modes a recall needs are kept from the
+        store's change notices: the event that frees the target reaches the
+        Originate without reading the store (issue 19)."""
+        h = Harness(**{"100": "idle", "200": "busy"})
+        self.started(h)
+        h.service.engine.request("100", "200")
+        reads: list[tuple[str, str]] = []
+        read = h.store.get
+
+        def counted(namespace: str, key: str, default: Any = None) -> Any:
+            reads.append((namespace, key))
+            return read(namespace, key, default)
+
+        h.store.get = counted  # type: ignore[method-assign]
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        self.assertEqual([action for action, _ in h.ami.actions], ["Originate"])
+        self.assertEqual(reads, [])
+
+    def test_settings_and_mode_changed_while_running_apply_to_the_next_recall(self) -> None:
+        """A ring time or notification mode changed on the web page while the service
+        runs is what the next recall uses."""
+        h = Harness(**{"100": "idle", "101": "idle", "200": "busy", "300": "busy"})
+        self.started(h)
+        self.assertEqual(h.service.notify_mode("101"), "ring")
+        h.settings.set(keys.CC_TARGET_RING_TIME, 25)
+        h.settings.set(keys.CC_WAIT_TIME, 30)
+        h.service.set_notify_mode("101", "mail")
+        self.assertEqual(h.service.notify_mode("101"), "mail")
+        h.service.engine.request("100", "200")
+        h.service.engine.request("101", "300")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        [(_, headers)] = h.ami.actions
+        self.assertEqual(headers["Timeout"], 30000)
+        self.assertIn("APPLIANCE_CC_RING=25", headers["Variable"])
+        h.service.set_notify_mode("101", "ring")
+        self.assertEqual(h.service.notify_mode("101"), "ring")
+        h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/300", "State": "NOT_INUSE"})
+        self.assertEqual([headers["Channel"] for _, headers in h.ami.actions], ["PJSIP/100", "PJSIP/101"])
+
     def test_recall_record_written_after_asterisk_queued_it(self) -> None:
         """The Originate goes out before the recall's store write (an fdatasync would
         hold it in our send buffer); the record follows once Asterisk answered, and a

@@ -35,7 +35,7 @@ class FakeProtocol:
 
 class EventFilterTests(SynchronousTestCase):
     def test_every_login_excludes_the_unread_events(self) -> None:
-        """Each login asks Asterisk to leave out VarSet, Newexten and TestEvent, by name."""
+        """Each login asks Asterisk to leave out every unread event (VarSet, Newexten, bridges …), by name."""
         service = FakeService()
         excludeEvents(service)
         for _ in range(2):

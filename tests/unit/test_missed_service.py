@@ -342,3 +342,43 @@ def test_caller_memory_is_pruned(rig: Rig) -> None:
     rig.service.user_logged_in("200")
     rig.script.unanswered("trunk", "+4940111", ["200"], ring=3)
     assert [e.caller_key for e in rig.journal.history(["200"])["200"]] == ["+4940111"]
+
+
+def _end_in_one_read(rig: Rig, *uids: str) -> None:
+    """Hangup events as one AMI read delivers them, before the reactor's next turn."""
+    for uid in uids:
+        rig.script.model.handle({"Event": "Hangup", "Uniqueid": uid, "Cause": "16"})
+
+
+def test_finished_call_is_judged_on_the_next_turn(rig: Rig) -> None:
+    """The store reads of judging a call wait for the reactor's next turn, so the
+    events after the last Hangup in the same AMI read (the DeviceStateChange that
+    frees a callback's target, issue 19) are not held behind them."""
+    judged: list[str] = []
+    rig.service.subscribe(lambda call, _decision: judged.append(call.linkedid))
+    caller = rig.script.caller("trunk", EXTERNAL)
+    leg = rig.script.dial(caller, "200")
+    rig.script.wait(5)
+    rig.script.end_dial(leg)
+    _end_in_one_read(rig, leg, caller)
+    assert judged == []
+    assert rig.journal.entries("200") == []
+    rig.script.clock.advance(0)
+    assert judged == [caller]
+    assert [e.id for e in rig.journal.entries("200")] == [caller]
+
+
+def test_stopping_judges_the_calls_that_just_ended(rig: Rig) -> None:
+    """A call that ended just before the service stops is judged at the stop, once."""
+    judged: list[str] = []
+    rig.service.subscribe(lambda call, _decision: judged.append(call.linkedid))
+    caller = rig.script.caller("trunk", EXTERNAL)
+    leg = rig.script.dial(caller, "200")
+    rig.script.wait(5)
+    rig.script.end_dial(leg)
+    _end_in_one_read(rig, leg, caller)
+    rig.service.stopService()
+    assert judged == [caller]
+    rig.script.clock.advance(0)
+    assert judged == [caller]
+    assert [e.id for e in rig.journal.entries("200")] == [caller]

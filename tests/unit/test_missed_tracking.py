@@ -79,8 +79,11 @@ class Script:
         self.model.handle({"Event": "DialEnd", "DestUniqueid": leg, "DialStatus": status})
 
     def hangup(self, *uids: str) -> None:
+        """The legs end in one AMI read; then the reactor's next turn (finished
+        calls are judged there)."""
         for uid in uids:
             self.model.handle({"Event": "Hangup", "Uniqueid": uid, "Cause": "16"})
+        self.clock.advance(0)
 
     def unanswered(self, endpoint: str, number: str, targets: list[str], ring: float, name: str = "") -> str:
         """A whole call from ``number`` ringing ``targets`` in parallel for ``ring`` s."""
