@@ -37,6 +37,13 @@ log = Logger()
 
 Observer = Callable[[TrackedCall, Decision], None]
 
+JUDGE_DELAY = 0.1
+"""Seconds between a call's last Hangup and judging it (store reads, maybe mails).
+Not in the same AMI read: the events after that Hangup, such as the
+DeviceStateChange that frees a callback's target, go first; and not while
+Asterisk places the recall those events may start (an INVITE leaves within a
+few milliseconds): on a busy machine the judging would take its CPU (issue 19)."""
+
 
 class MissedCallService(Service):
     def __init__(
@@ -118,10 +125,7 @@ class MissedCallService(Service):
         elif isinstance(change, ChannelChanged):
             finished = self.tracker.feed(change, now)
             if finished is not None:
-                # Judged (store reads, maybe mails) on the next reactor turn, not
-                # here: the events after this Hangup in the same AMI read, such as
-                # the DeviceStateChange that frees a callback's target, go first.
-                delayed = self.clock.callLater(0, self._finish_now, finished)
+                delayed = self.clock.callLater(JUDGE_DELAY, self._finish_now, finished)
                 self._finishing[finished.linkedid] = (delayed, finished)
 
     def _finish_now(self, call: TrackedCall) -> None:

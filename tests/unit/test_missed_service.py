@@ -19,7 +19,7 @@ from appliance.contacts import ContactDirectory
 from appliance.directory import Directory, User
 from appliance.mail import Outbox
 from appliance.missed.journal import Journal
-from appliance.missed.service import MissedCallService, directed_pickup
+from appliance.missed.service import JUDGE_DELAY, MissedCallService, directed_pickup
 from appliance.pbx import Endpoint
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
@@ -350,10 +350,10 @@ def _end_in_one_read(rig: Rig, *uids: str) -> None:
         rig.script.model.handle({"Event": "Hangup", "Uniqueid": uid, "Cause": "16"})
 
 
-def test_finished_call_is_judged_on_the_next_turn(rig: Rig) -> None:
-    """The store reads of judging a call wait for the reactor's next turn, so the
-    events after the last Hangup in the same AMI read (the DeviceStateChange that
-    frees a callback's target, issue 19) are not held behind them."""
+def test_finished_call_is_judged_a_moment_later(rig: Rig) -> None:
+    """The store reads of judging a call wait JUDGE_DELAY, so the events after the
+    last Hangup in the same AMI read (the DeviceStateChange that frees a callback's
+    target, issue 19), and the recall they start, are not held behind them."""
     judged: list[str] = []
     rig.service.subscribe(lambda call, _decision: judged.append(call.linkedid))
     caller = rig.script.caller("trunk", EXTERNAL)
@@ -361,9 +361,10 @@ def test_finished_call_is_judged_on_the_next_turn(rig: Rig) -> None:
     rig.script.wait(5)
     rig.script.end_dial(leg)
     _end_in_one_read(rig, leg, caller)
+    rig.script.clock.advance(0)
     assert judged == []
     assert rig.journal.entries("200") == []
-    rig.script.clock.advance(0)
+    rig.script.clock.advance(JUDGE_DELAY)
     assert judged == [caller]
     assert [e.id for e in rig.journal.entries("200")] == [caller]
 
@@ -379,6 +380,6 @@ def test_stopping_judges_the_calls_that_just_ended(rig: Rig) -> None:
     _end_in_one_read(rig, leg, caller)
     rig.service.stopService()
     assert judged == [caller]
-    rig.script.clock.advance(0)
+    rig.script.clock.advance(JUDGE_DELAY)
     assert judged == [caller]
     assert [e.id for e in rig.journal.entries("200")] == [caller]

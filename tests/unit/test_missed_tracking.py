@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet.task import Clock
 
+from appliance.missed.service import JUDGE_DELAY
 from appliance.missed.tracking import CallTracker, TrackedCall
 from appliance.pbx import ChannelChanged, PBXModel
 
@@ -79,11 +80,10 @@ class Script:
         self.model.handle({"Event": "DialEnd", "DestUniqueid": leg, "DialStatus": status})
 
     def hangup(self, *uids: str) -> None:
-        """The legs end in one AMI read; then the reactor's next turn (finished
-        calls are judged there)."""
+        """The legs end in one AMI read; then the moment finished calls are judged."""
         for uid in uids:
             self.model.handle({"Event": "Hangup", "Uniqueid": uid, "Cause": "16"})
-        self.clock.advance(0)
+        self.clock.advance(JUDGE_DELAY)
 
     def unanswered(self, endpoint: str, number: str, targets: list[str], ring: float, name: str = "") -> str:
         """A whole call from ``number`` ringing ``targets`` in parallel for ``ring`` s."""
