@@ -21,7 +21,10 @@ arrives and answers 486 Busy Here, which ends that request.
 Printed: hangup -> 200 free in the PBX model, and hangup -> INVITE at 100
 (the recall latency; the INVITE's arrival is the kernel's receive time at
 100's socket), median and p99 in milliseconds for each, and the ratio
-appliance / CCSS; then the load average and the CPU stall over the run
+appliance / CCSS; for the appliance also its recall split in two: hangup ->
+Originate (the call route's last FastAGI exchange, the AMI event that frees
+200, this process's reactions) and Originate -> INVITE at 100 (Asterisk
+placing the call); then the load average and the CPU stall over the run
 (bench/README.md: with a high stall, wall-time figures are noise).  The
 issue's goal: median within 1.5x of CCSS.
 """
@@ -56,6 +59,7 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
     port = reactor.listenUDP(requester.port, catcher, interface="127.0.0.1")
     to_free: dict[str, list[float]] = {kind: [] for kind in KINDS}
     to_invite: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    stages: dict[str, list[float]] = {"to_originate": [], "place": []}
 
     def all_idle() -> bool:
         return all(pbx.presence(n) is Presence.IDLE for n in ("100", "200", "300"))
@@ -110,6 +114,10 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
             to_invite[kind].append(arrived - hangup)
             if freed:
                 to_free[kind].append(freed[0] - hangup)
+            if kind == "appliance" and appliance.callbacks.originated:
+                originated = appliance.callbacks.originated[-1][0]
+                stages["to_originate"].append(originated - hangup)
+                stages["place"].append(arrived - originated)
             if kind == "ccss":
                 yield ended
             else:
@@ -122,10 +130,12 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
             phone.kill_all()
         yield port.stopListening()
         yield appliance.stopService()
-    return to_free, to_invite
+    return to_free, to_invite, stages
 
 
-def report(to_free: dict[str, list[float]], to_invite: dict[str, list[float]]) -> str:
+def report(
+    to_free: dict[str, list[float]], to_invite: dict[str, list[float]], stages: dict[str, list[float]]
+) -> str:
     def row(name: str, values: list[float]) -> list[str]:
         ordered = sorted(values)
         return [
@@ -140,6 +150,9 @@ def report(to_free: dict[str, list[float]], to_invite: dict[str, list[float]]) -
     for kind in KINDS:
         rows.append(row(f"{kind}: hangup -> 200 free (model)", to_free[kind]))
         rows.append(row(f"{kind}: hangup -> INVITE at 100", to_invite[kind]))
+        if kind == "appliance":
+            rows.append(row("  of which hangup -> Originate", stages["to_originate"]))
+            rows.append(row("  of which Originate -> INVITE at 100", stages["place"]))
     ours, theirs = sorted(to_invite["appliance"]), sorted(to_invite["ccss"])
     rows.append(
         [
