@@ -52,14 +52,14 @@ def test_endpoint_added_to_asterisk_becomes_a_user(appliance, phones, reactor, l
     removed again, it is flagged, not deleted, and the admin's e-mail stays."""
     directory = appliance.directory
     yield wait_directory(appliance, reactor, lambda: directory.user("309"), "lab endpoints are users")
-    assert directory.user("100") == User("100", "Lab 100", language="de", from_pbx=True)
+    assert directory.user("100") == User("100", "Lab 100", from_pbx=True)
     assert directory.user("trunk") is None
     assert directory.user(NEW) is None
 
     pjsip_conf(lab).write_text(pjsip_conf(lab).read_text() + NEW_ENDPOINT)
     lab.cli("module reload res_pjsip.so")
     user = yield wait_directory(appliance, reactor, lambda: directory.user(NEW), f"{NEW} becomes a user")
-    assert user == User(NEW, "Neue Kollegin", language="de", from_pbx=True)
+    assert user == User(NEW, "Neue Kollegin", from_pbx=True)
 
     directory.put_user(User(NEW, "Neue Kollegin", "neu@example.org", "en", from_pbx=True))
     new_phone = phones(NEW)
