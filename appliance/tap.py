@@ -24,6 +24,7 @@ from appliance.callwaiting import CallWaiting
 from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
 from appliance.contactsync import ContactJobs, ContactSources
+from appliance.devices import Devices
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
@@ -116,6 +117,7 @@ class Appliance(MultiService):
         self.directory = Directory(store)
         self.endpoint_sync = EndpointSync(self.ami, self.pbx, self.directory, self.settings, reactor)
         self.endpoint_sync.setServiceParent(self)
+        self.devices = Devices(self.directory, self.pbx)
         self.call_waiting = CallWaiting(
             store,
             self.settings,
@@ -123,6 +125,7 @@ class Appliance(MultiService):
             reactor,
             lambda channel, cause: self.ami.sendAction("Hangup", Channel=channel, Cause=cause),
             language_of=self._language_of,
+            devices=self.devices,
         )
         self.schedules = Schedules(store)
         self.forwarding = ScheduledForwarding(
@@ -136,7 +139,9 @@ class Appliance(MultiService):
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
         )
-        self.router = CallRouter(self.pbx, forwarding=self.forwarding, waiting=self.call_waiting)
+        self.router = CallRouter(
+            self.pbx, forwarding=self.forwarding, waiting=self.call_waiting, devices=self.devices.to_ring
+        )
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.call_waiting.register_codes(self.feature_codes)
@@ -181,6 +186,7 @@ class Appliance(MultiService):
             language=config.language,
             outbox=self.outbox,
             sender=config.smtp.sender,
+            devices=self.devices,
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
