@@ -218,6 +218,7 @@ class Appliance(MultiService):
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))
         self.web.alerts.append(self._store_alerts)
+        self.web.registered = self._registered
         self.api_tokens = ApiTokens(store, reactor)
         self.metrics = Metrics(reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
@@ -254,6 +255,12 @@ class Appliance(MultiService):
             if not line.startswith("settings/")  # the settings check names those
         ]
         return ([held] if held else []) + self.settings.stored_problems() + others
+
+    def _registered(self, endpoint: str) -> bool | None:
+        """The users page shows which of a user's phones are logged in."""
+        if not self.pbx.synced or endpoint not in self.pbx.endpoints:
+            return None
+        return self.pbx.endpoint(endpoint).registered
 
     def _plan_changed(self, name: str, value: object) -> None:
         """Contacts are indexed by their E.164 numbers: a new country or area code

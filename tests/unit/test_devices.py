@@ -3,6 +3,7 @@ person: router, busy rule, call waiting, callback, missed calls, forwarding."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -22,6 +23,7 @@ from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from tests.unit.test_callback_offer import FakeAMI, FakeSession
 from tests.unit.test_dialplan import FakeSession as RouteSession
+from tests.unit.test_web import make_lab
 
 
 def endpoint(name: str, state: str = "NOT_INUSE", registered: bool = True, dnd: bool = False) -> Endpoint:
@@ -285,3 +287,22 @@ class MissedTests(SynchronousTestCase):
         owner = {"200": "200", "200-soft": "200"}.get
         [anna] = participants_by_user([("200", 0.0, 3.0, False), ("200-soft", 0.0, 3.0, True)], owner)
         self.assertTrue(anna.answered)
+
+
+def test_users_page_shows_which_phones_are_logged_in() -> None:
+    """The admin's user list names each of a user's phones and whether it is logged in."""
+    lab = make_lab()
+    lab.directory.put_user(User("200", "Ben Cole", "ben@example.com", "en", devices=("200-soft",)))
+    lab.web.registered = {"200": False, "200-soft": True}.get
+    admin = lab.browser()
+    assert admin.login("admin", "admin-secret").code == 303
+    html = admin.get("/admin/users").text
+    row = html[html.index('id="user-200"') :]
+    row = row[: row.index("</tr>")]
+    cells = re.findall(r'<span class="phone ([a-z]+)">([^<]*)</span>', row)
+    assert [(kind, text.split(" (")[0]) for kind, text in cells] == [
+        ("unregistered", "200"),
+        ("registered", "200-soft"),
+    ]
+    anna = html[html.index('id="user-100"') :]
+    assert '<span class="phone">100</span>' in anna[: anna.index("</tr>")]  # unknown: no mark

@@ -49,6 +49,9 @@ i18n.add(
         "user_deleted": Text("User deleted.", "Benutzer gelöscht."),
         "devices": Text("Further devices (PJSIP endpoints)", "Weitere Geräte (PJSIP-Endpunkte)"),
         "asterisk": Text("Asterisk", "Asterisk"),
+        "phones": Text("Phones", "Telefone"),
+        "phone_registered": Text("logged in", "angemeldet"),
+        "phone_unregistered": Text("logged out", "abgemeldet"),
         "from_pbx": Text("from Asterisk", "aus Asterisk"),
         "vanished": Text("endpoint gone", "Endpunkt entfernt"),
         "export_csv": Text("Export CSV", "CSV exportieren"),
@@ -124,11 +127,18 @@ class UserPages:
         shown = user_slice(self.directory, page.arg("after"))
         users = shown.users
         logins = {user.extension: self.credentials.has_password(user.extension) for user in users}
+        phones = {
+            user.extension: [
+                (e, page.web.registered(e)) for e in dict.fromkeys((user.extension, *user.devices))
+            ]
+            for user in users
+        }
         imported = page.arg("imported")
         return page.render(
             "users.html",
             users=users,
             logins=logins,
+            phones=phones,
             deleted=page.arg("deleted") == "1",
             imported=int(imported) if imported.isdigit() else None,
             after=shown.after,
