@@ -16,13 +16,14 @@ from appliance.callback.service import CallbackService
 from appliance.callwaiting import USER_BUSY, CallWaiting
 from appliance.devices import Devices, person_of, person_presence
 from appliance.dialplan import Call, CallRouter
-from appliance.directory import Directory, User
+from appliance.directory import Directory, DirectoryError, User
 from appliance.missed.policy import participants_by_user
 from appliance.pbx import DeviceState, Endpoint, PBXModel, Presence
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from tests.unit.test_callback_offer import FakeAMI, FakeSession
 from tests.unit.test_dialplan import FakeSession as RouteSession
+from tests.unit.test_usercsv import admin_browser, upload
 from tests.unit.test_web import make_lab
 
 
@@ -306,3 +307,61 @@ def test_users_page_shows_which_phones_are_logged_in() -> None:
     ]
     anna = html[html.index('id="user-100"') :]
     assert '<span class="phone">100</span>' in anna[: anna.index("</tr>")]  # unknown: no mark
+
+
+class OnePersonPerPhoneTests(SynchronousTestCase):
+    """An endpoint has one owner: a device that is another user's line is refused."""
+
+    def directory(self) -> Directory:
+        directory = Directory(MemoryStore())
+        directory.put_users([User("200", "Anna", devices=("200-soft",)), User("209", "From Asterisk")])
+        return directory
+
+    def test_device_that_is_another_users_extension(self) -> None:
+        directory = self.directory()
+        with self.assertRaisesRegex(DirectoryError, r"200: devices: '209' is the extension of user 209"):
+            directory.put_user(User("200", "Anna", devices=("200-soft", "209")))
+        self.assertEqual(directory.user("200").devices, ("200-soft",))  # type: ignore[union-attr]
+        directory.delete_user("209")
+        directory.put_user(User("200", "Anna", devices=("200-soft", "209")))
+        self.assertEqual(directory.owner_of("209").extension, "200")  # type: ignore[union-attr]
+
+    def test_device_of_another_user_and_extension_that_is_a_device(self) -> None:
+        directory = self.directory()
+        with self.assertRaisesRegex(DirectoryError, r"300: devices: '200-soft' is a device of user 200"):
+            directory.put_user(User("300", "Cara", devices=("200-soft",)))
+        with self.assertRaisesRegex(DirectoryError, r"^20: devices: '200-soft' is a device of user 200$"):
+            directory.put_users([User("20", "X", devices=("200-soft",))])
+        directory.put_user(User("201", "Ben", devices=("2011",)))
+        with self.assertRaisesRegex(DirectoryError, r"2011: extension: it is a device of user 201"):
+            directory.put_user(User("2011", "Eve"))
+
+    def test_moving_a_device_in_one_write(self) -> None:
+        """One transaction may take a device from one user and give it to another."""
+        directory = self.directory()
+        directory.put_users([User("200", "Anna"), User("300", "Cara", devices=("200-soft",))])
+        self.assertEqual(directory.owner_of("200-soft").extension, "300")  # type: ignore[union-attr]
+        with self.assertRaisesRegex(DirectoryError, "is a device of user"):
+            directory.put_users([User("301", "D", devices=("x1",)), User("302", "E", devices=("x1",))])
+
+
+def test_csv_import_refuses_a_phone_with_two_owners() -> None:
+    """The import preview names the line whose device is another user's line; nothing is stored."""
+    lab, admin = admin_browser()
+    token = admin.csrf("/admin/users")
+    text = "extension,name,devices\n250,Good,\n251,Soft,100\n"
+    reply = upload(admin, "/admin/users/import", {"csrf": token}, "users.csv", text.encode())
+    assert reply.code == 400
+    assert re.findall(r'<td class="line">(\d+)</td>', reply.text) == ["3"]
+    assert "&#39;100&#39; is the extension of user 100" in reply.text
+    assert lab.directory.user("250") is None
+
+
+def test_user_form_refuses_a_phone_with_two_owners() -> None:
+    """The user form shows the conflict and keeps the stored user as it was."""
+    lab, admin = admin_browser()
+    token = admin.csrf("/admin/users/200")
+    fields = {"csrf": token, "name": "Ben Cole", "language": "en", "devices": "100"}
+    reply = admin.post("/admin/users/200", fields)
+    assert reply.code == 400 and "is the extension of user 100" in reply.text
+    assert lab.directory.user("200").devices == ()  # type: ignore[union-attr]

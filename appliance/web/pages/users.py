@@ -182,6 +182,12 @@ class UserPages:
         problems = [(p.line, p.reason) for p in parsed.problems]
         if not problems and not parsed.users:
             problems = [(2, "the file names no user")]
+        if not problems and (conflict := self.directory.device_problem(list(parsed.users))):
+            extension, why = conflict
+            line = dict(zip((u.extension for u in parsed.users), parsed.lines, strict=False)).get(
+                extension, 1
+            )
+            problems = [(line, why)]
         if problems:
             return self._preview_page(page, 400, text, problems=problems)
         if not confirmed:
@@ -259,6 +265,8 @@ class UserPages:
         password = page.arg("password")
         try:
             user = user.validated()
+            if (conflict := self.directory.device_problem([user])) is not None:
+                raise DirectoryError(conflict[1])
         except DirectoryError as problem:
             return self._form(page, 400, user, is_new=is_new, error=str(problem))
         if password and len(password) < MIN_PASSWORD_LENGTH:
