@@ -266,9 +266,10 @@ class CallbackService(Service):
         callee = self.directory.user(number)
         caller = self.directory.user(user)
         log.info("click to call: {user} -> {number}", user=user, number=number)
+        channel, ring_all = self._ring_all(user, self.settings.get(keys.CC_WAIT_TIME))
         return self.ami.sendAction(
             "Originate",
-            Channel=f"PJSIP/{user}",
+            Channel=channel,
             Context=CLICK_CONTEXT,
             Exten=number,
             Priority=1,
@@ -278,6 +279,7 @@ class CallbackService(Service):
             Variable=[
                 f"APPLIANCE_CLICK_USER={user}",
                 "APPLIANCE_CLICK_NAME=" + _caller_name(caller.name if caller else user),
+                *ring_all,
             ],
         )
 

@@ -38,8 +38,8 @@ DESK, SOFT = "200", "209"
 def two_devices(store: Any, email: str = "") -> None:
     """User 200 owns endpoint 209 too (209 is no user of its own any more)."""
     directory = Directory(store)
+    directory.delete_user(SOFT)  # created from the lab's endpoint; one phone has one owner
     directory.put_user(User(DESK, "Anna Berger", email, language="de", devices=(SOFT,)))
-    directory.delete_user(SOFT)
 
 
 def call_decided(appliance: Any, reactor: Any, extension: str) -> Any:

@@ -17,12 +17,15 @@ from appliance.callwaiting import USER_BUSY, CallWaiting
 from appliance.devices import Devices, person_of, person_presence
 from appliance.dialplan import Call, CallRouter
 from appliance.directory import Directory, DirectoryError, User
+from appliance.forwarding.records import Forward
 from appliance.missed.policy import participants_by_user
 from appliance.pbx import DeviceState, Endpoint, PBXModel, Presence
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from tests.unit.test_callback_offer import FakeAMI, FakeSession
 from tests.unit.test_dialplan import FakeSession as RouteSession
+from tests.unit.test_forwarding import FakeSession as ForwardSession
+from tests.unit.test_forwarding import World
 from tests.unit.test_usercsv import admin_browser, upload
 from tests.unit.test_web import make_lab
 
@@ -365,3 +368,42 @@ def test_user_form_refuses_a_phone_with_two_owners() -> None:
     reply = admin.post("/admin/users/200", fields)
     assert reply.code == 400 and "is the extension of user 100" in reply.text
     assert lab.directory.user("200").devices == ()  # type: ignore[union-attr]
+
+
+class CallerIsThePersonTests(SynchronousTestCase):
+    def world(self) -> World:
+        world = World()
+        world.directory.put_user(User("300", "Cara Dietz", devices=("300-soft",)))
+        return world
+
+    def test_softphone_breaks_through_the_forward_it_is_the_target_of(self) -> None:
+        """200 forwards to 300; 300's softphone calling 200 is 300 and rings 200 (seed 002)."""
+        world = self.world()
+        world.forwards.set("200", Forward("unconditional", "300"))
+        session = ForwardSession("200", "internal", channel="PJSIP/300-soft-0000000a", caller="300-soft")
+        self.successResultOf(world.router(session))
+        self.assertEqual(
+            session.executed, [("SET", "CALLERID(name)", "Cara Dietz"), ("Dial", "PJSIP/200,60,tT")]
+        )
+
+    def test_forward_set_on_the_softphone_is_the_users(self) -> None:
+        """``*21200`` dialled on 300's softphone forwards the user 300."""
+        world = self.world()
+        session = ForwardSession("*21200", channel="PJSIP/300-soft-0000000b")
+        self.successResultOf(world.forwarding.set_by_code(session, "*21", "200"))
+        self.assertEqual([f.target for f in world.forwards.of("300")], ["200"])
+
+
+def test_click_to_call_rings_every_phone_of_the_user() -> None:
+    """Click to call for a user with two registered phones rings both at once."""
+    store, directory, pbx, devices = world(**{"200": "NOT_INUSE", "200-soft": "NOT_INUSE"})
+    ami = FakeAMI()
+    service = CallbackService(store, Settings(store), pbx, ami, directory, Clock(), devices=devices)
+    service.click_to_call("200", "300")
+    [(action, headers)] = ami.actions
+    assert (action, headers["Channel"], headers["Context"]) == (
+        "Originate",
+        "Local/200@appliance-devices",
+        "appliance-click",
+    )
+    assert "_APPLIANCE_DEVICES=PJSIP/200&PJSIP/200-soft" in headers["Variable"]
