@@ -210,7 +210,11 @@ class Appliance(MultiService):
             store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
-        self.web.add(GroupPages(self.directory, self.forwarding.forwards, self.schedules, self.pbx))
+        self.web.add(
+            GroupPages(
+                self.directory, self.forwarding.forwards, self.schedules, self.pbx, self.devices.presence
+            )
+        )
         self.web.add(CallbackPages(self.callbacks, self.directory, self.call_waiting))
         self.web.on_login(self.missed.user_logged_in)
         self.web.add(JournalPages(self.missed.journal, self.directory, self.missed.user_logged_in))

@@ -16,12 +16,14 @@ from appliance.callback.service import CallbackService
 from appliance.callwaiting import USER_BUSY, CallWaiting
 from appliance.devices import Devices, person_of, person_presence
 from appliance.dialplan import Call, CallRouter
-from appliance.directory import Directory, DirectoryError, User
-from appliance.forwarding.records import Forward
+from appliance.directory import Directory, DirectoryError, Group, User
+from appliance.forwarding.records import Forward, Forwards
+from appliance.forwarding.scheduled import Schedules
 from appliance.missed.policy import participants_by_user
 from appliance.pbx import DeviceState, Endpoint, PBXModel, Presence
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
+from appliance.web.pages.groups import GroupPages
 from tests.unit.test_callback_offer import FakeAMI, FakeSession
 from tests.unit.test_dialplan import FakeSession as RouteSession
 from tests.unit.test_forwarding import FakeSession as ForwardSession
@@ -407,3 +409,18 @@ def test_click_to_call_rings_every_phone_of_the_user() -> None:
         "appliance-click",
     )
     assert "_APPLIANCE_DEVICES=PJSIP/200&PJSIP/200-soft" in headers["Variable"]
+
+
+def test_group_list_shows_a_member_busy_on_the_softphone() -> None:
+    """The admin's group list shows a member by all their phones: busy on the softphone."""
+    lab = make_lab()
+    lab.directory.put_user(User("200", "Ben Cole", devices=("200-soft",)))
+    lab.directory.put_group(Group("sales", "600", ("200",)))
+    pbx = model(**{"200": "NOT_INUSE", "200-soft": "INUSE"})
+    devices = Devices(lab.directory, pbx)
+    lab.web.add(GroupPages(lab.directory, Forwards(lab.store), Schedules(lab.store), pbx, devices.presence))
+    admin = lab.browser(**{"Accept-Language": "en"})
+    assert admin.login("admin", "admin-secret").code == 303
+    html = admin.get("/admin/groups").text
+    item = re.search(r'<li id="member-sales-200"[^>]*>(.*?)</li>', html, re.S)
+    assert item is not None and '<span class="state">busy</span>' in item.group(1)
