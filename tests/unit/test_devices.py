@@ -28,6 +28,7 @@ from tests.unit.test_callback_offer import FakeAMI, FakeSession
 from tests.unit.test_dialplan import FakeSession as RouteSession
 from tests.unit.test_forwarding import FakeSession as ForwardSession
 from tests.unit.test_forwarding import World
+from tests.unit.test_missed_service import Rig as MissedRig
 from tests.unit.test_usercsv import admin_browser, upload
 from tests.unit.test_web import make_lab
 
@@ -424,3 +425,49 @@ def test_group_list_shows_a_member_busy_on_the_softphone() -> None:
     html = admin.get("/admin/groups").text
     item = re.search(r'<li id="member-sales-200"[^>]*>(.*?)</li>', html, re.S)
     assert item is not None and '<span class="state">busy</span>' in item.group(1)
+
+
+class MissedServiceTests(SynchronousTestCase):
+    def rig(self) -> MissedRig:
+        rig = MissedRig()
+        rig.directory.put_user(User("200", "User 200", "u200@example.org", "de", devices=("200-soft",)))
+        return rig
+
+    def test_two_devices_unanswered_one_entry_one_mail(self) -> None:
+        """Desk and softphone ring 8 s together, nobody answers: one entry (8 s), one mail."""
+        rig = self.rig()
+        rig.script.unanswered("trunk", "+4930123456", ["200", "200-soft"], ring=8)
+        rig.deliver()
+        self.assertEqual(rig.recipients(), ["u200@example.org"])
+        [entry] = rig.journal.entries("200")
+        self.assertEqual(entry.ring_seconds, 8.0)
+        self.assertEqual(rig.journal.entries("200-soft"), [])
+
+    def test_softphone_answering_is_the_person_answering(self) -> None:
+        """A group call taken on 200's softphone: the others' entries name 200 as who took it."""
+        rig = self.rig()
+        rig.settings.set("MC_MAIL_IF_PICKED_UP", "on")
+        caller = rig.script.caller("trunk", "+4930123456")
+        legs = [rig.script.dial(caller, e) for e in ("200", "200-soft", "201")]
+        rig.script.wait(3)
+        rig.script.answer(legs[1])
+        rig.script.end_dial(legs[0])
+        rig.script.end_dial(legs[2])
+        rig.script.hangup(*legs, caller)
+        rig.deliver()
+        self.assertEqual(rig.journal.entries("200"), [])
+        [entry] = rig.journal.entries("201")
+        self.assertEqual(entry.answered_by, "200")
+
+    def test_call_from_the_softphone_is_the_user_calling(self) -> None:
+        """A call from 200's softphone to 201 is journalled as from 200's name, and counts
+        as 200 for the "repeated call" exception."""
+        rig = self.rig()
+        rig.settings.set("MC_EXCLUDE_REPEAT_SAME_DAY", "on")
+        rig.script.unanswered("200", "200", ["201"], ring=5)
+        rig.script.unanswered("200-soft", "200-soft", ["201"], ring=5)
+        rig.deliver()
+        first, second = sorted(rig.journal.entries("201"), key=lambda e: e.time)
+        self.assertEqual(second.caller_name, "User 200")
+        self.assertEqual(first.caller_key, second.caller_key)
+        self.assertEqual(rig.recipients(), ["u201@example.org"])  # the second is a repeat
