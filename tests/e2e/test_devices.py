@@ -13,7 +13,6 @@ from twisted.internet.defer import DeferredList
 from appliance.directory import Directory, User
 from appliance.pbx import Presence
 from tests.e2e import test_missed
-from tests.e2e.phones import Phone
 from tests.e2e.test_callback import (
     answer_expecting,
     busy_with,
@@ -26,7 +25,7 @@ from tests.e2e.test_callback import (
     wait_pending,
 )
 from tests.e2e.test_missed import Inbox, Rig, call_and_cancel, ringing_phones
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.waiting import wait_until
 
 relay_port = test_missed.relay_port
 inbox = test_missed.inbox
@@ -58,20 +57,6 @@ def call_decided(appliance: Any, reactor: Any, extension: str) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
-def in_call(reactor: Any, appliance: Any, phone: Phone, other: Phone) -> Any:
-    """``phone`` calls ``other``, which answers; both stay in the call. Returns the runs."""
-    pbx = appliance.pbx
-    answering = other.answer(ring_ms=100)
-    values = {"target": other.extension, "hold_ms": 150000, "name": f"Phone {phone.extension}"}
-    calling = phone._run("call", values, timeout=180)
-    both = (phone.extension, other.extension)
-    yield wait_model(
-        reactor, pbx, lambda: all(pbx.endpoint(n).presence is Presence.BUSY for n in both), f"{both} talking"
-    )
-    return calling, answering
-
-
-@pytest_twisted.inlineCallbacks
 def test_call_rings_both_devices_and_the_answer_cancels_the_other(appliance, phones, reactor):
     """100 calls 200: desk 200 and softphone 209 ring at once; the desk answers, the
     softphone gets a CANCEL; the person answered, so no missed-call entry."""
@@ -82,7 +67,7 @@ def test_call_rings_both_devices_and_the_answer_cancels_the_other(appliance, pho
 
     ringing = soft.ring_unanswered()
     answering = desk.answer(ring_ms=1500)
-    calling = p100._run("dev_call", {"target": DESK, "hold_ms": 3000, "name": "Phone 100"})
+    calling = p100.call(DESK, hold_ms=500)
     results = yield DeferredList([ringing.done, answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * 3, results
     [from_header] = soft.invites(ringing, "INVITE-FROM")
@@ -124,7 +109,7 @@ def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, 
     two_devices(appliance.store)
     p100, desk, soft, p300 = phones("100"), phones(DESK), phones(SOFT), phones("300")
     yield registered(reactor, appliance, p100, desk, soft, p300)
-    held = yield in_call(reactor, appliance, soft, p300)
+    held = yield busy_with(reactor, appliance, p300, soft)  # the softphone calls 300
     assert appliance.devices.presence(DESK) is Presence.BUSY
     assert appliance.pbx.endpoint(DESK).presence is Presence.IDLE
     at_desk = channels_created(appliance, DESK)
@@ -137,10 +122,9 @@ def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, 
     requester = take_recall(p100, DESK)
     desk_rings = desk.ring_unanswered()
     target = answer_expecting(soft, "100")
-    yield end_call_of(reactor, appliance, SOFT)
-    runs = [*held, requester, target, desk_rings]
-    results = yield DeferredList([run.done for run in runs], consumeErrors=True)
-    assert [ok for ok, _ in results] == [True] * 5, results
+    yield end_call_of(reactor, appliance, SOFT, held)
+    results = yield DeferredList([requester.done, target.done, desk_rings.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
     assert len(desk.invites(desk_rings, "CANCEL-AT")) == 1
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
 
