@@ -11,6 +11,7 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList
 
 from appliance.directory import Directory, User
+from appliance.forwarding.records import Forward
 from appliance.pbx import Presence
 from tests.e2e import test_missed
 from tests.e2e.test_callback import (
@@ -25,7 +26,7 @@ from tests.e2e.test_callback import (
     wait_pending,
 )
 from tests.e2e.test_missed import Inbox, Rig, call_and_cancel, ringing_phones
-from tests.e2e.waiting import wait_until
+from tests.e2e.waiting import wait_model, wait_until
 
 relay_port = test_missed.relay_port
 inbox = test_missed.inbox
@@ -154,3 +155,38 @@ def test_recall_rings_every_device_of_the_requester(appliance, phones, reactor):
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
     recall = appliance.callbacks.originated[-1][1]
     assert (recall.requester, recall.target) == (DESK, "300")
+
+
+@pytest_twisted.inlineCallbacks
+def test_call_from_the_softphone_is_the_user(appliance, phones, reactor):
+    """300 forwards every call to 200.  200's softphone calls 300: as the user the
+    forward points to it breaks through (seed 002), and 300 sees the user's name."""
+    two_devices(appliance.store)
+    soft, p300 = phones(SOFT), phones("300")
+    yield registered(reactor, appliance, soft, p300)
+    appliance.forwarding.forwards.set("300", Forward("unconditional", DESK))
+    answering = answer_expecting(p300, SOFT)
+    calling = soft.call("300", hold_ms=5000)  # 300 hangs up first
+    results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, True], results
+    [shown] = p300.invites(answering, "INVITE-FROM")
+    assert '"Anna Berger"' in shown
+
+
+@pytest_twisted.inlineCallbacks
+def test_dnd_from_the_softphone_is_the_users(appliance, phones, reactor):
+    """``*78`` on the softphone puts the user on DND: a call to 200 rings neither phone
+    and the caller gets the callback offer; ``#78`` on the desk phone ends it."""
+    two_devices(appliance.store)
+    p100, desk, soft = phones("100"), phones(DESK), phones(SOFT)
+    yield registered(reactor, appliance, p100, desk, soft)
+    pbx = appliance.pbx
+    yield soft.call("*78", hold_ms=20000).done
+    yield wait_model(reactor, pbx, lambda: appliance.devices.presence(DESK) is Presence.DND, "200 on DND")
+    assert pbx.endpoint(DESK).dnd and not pbx.endpoint(SOFT).dnd
+    at_desk, at_soft = channels_created(appliance, DESK), channels_created(appliance, SOFT)
+    yield offer(p100, DESK).done
+    assert pending_ids(appliance) == ["100:200"]
+    assert at_desk == [] and at_soft == []
+    yield desk.call("#78", hold_ms=20000).done
+    yield wait_model(reactor, pbx, lambda: not pbx.endpoint(DESK).dnd, "200 off DND")
