@@ -308,8 +308,11 @@ class Directory:
             return stored | {u.extension for u in users if endpoint in u.devices and endpoint != u.extension}
 
         for user in users:
+            stored = self._users.get(user.extension)
+            # Only what this write adds is checked: a conflict stored before the check
+            # existed must not block saving something else of that user.
             for device in user.devices:
-                if device == user.extension:
+                if device == user.extension or (stored is not None and device in stored.devices):
                     continue
                 if device in batch or device in self._users:
                     return user.extension, (
@@ -322,7 +325,7 @@ class Directory:
                         user.extension,
                         f"{user.extension}: devices: {device!r} is a device of user {others[0]}",
                     )
-            named_by = sorted(owners(user.extension) - {user.extension})
+            named_by = sorted(owners(user.extension) - {user.extension}) if stored is None else []
             if named_by:
                 return user.extension, f"{user.extension}: extension: it is a device of user {named_by[0]}"
         return None

@@ -471,3 +471,16 @@ class MissedServiceTests(SynchronousTestCase):
         self.assertEqual(second.caller_name, "User 200")
         self.assertEqual(first.caller_key, second.caller_key)
         self.assertEqual(rig.recipients(), ["u201@example.org"])  # the second is a repeat
+
+
+def test_a_conflict_stored_earlier_does_not_block_other_changes() -> None:
+    """A user whose device was another user's line before the check existed can still
+    change their language (the profile page) or be flagged by the endpoint sync."""
+    store = MemoryStore()
+    store.put("users", "209", {"extension": "209", "name": "Old"})
+    store.put("users", "200", {"extension": "200", "name": "Anna", "devices": ["209"]})
+    directory = Directory(store)
+    directory.put_user(User("200", "Anna", language="en", devices=("209",)))
+    directory.put_users([User("209", "Old", vanished=True)])
+    assert directory.user("200").language == "en"  # type: ignore[union-attr]
+    assert directory.user("209").vanished  # type: ignore[union-attr]
