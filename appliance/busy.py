@@ -7,6 +7,9 @@ waiting the second call rings; if it is still unanswered after the waiting
 time while the user is in the other call, it ends as busy after all (busy
 forward, callback offer, and a recall once that call ends).
 
+The presence is the person's over all their phones (`appliance.devices`): a
+user is in a call when any of their devices is.
+
 Pure: presence and the user's switch come in, an answer goes out.
 """
 

@@ -24,6 +24,7 @@ from appliance import busy
 from appliance import settings as keys
 from appliance.busy import Reach
 from appliance.callback import prompts
+from appliance.devices import Devices
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
 from appliance.store import IKeyValueStore
@@ -51,7 +52,10 @@ class CallWaiting:
         clock: IReactorTime,
         hangup: Hangup,
         language_of: Callable[[str], str] = lambda _line: "de",
+        devices: Devices | None = None,
     ) -> None:
+        self.devices = devices or Devices(None, pbx)
+        """A user's switch and busy state cover all of their phones."""
         self.store = store
         self.settings = settings
         self.pbx = pbx
@@ -84,21 +88,23 @@ class CallWaiting:
 
     def reach(self, number: str, leaving: str | None = None) -> Reach:
         """What a call to ``number`` meets now; FREE while the model is not synced
-        (then Dial decides) and for numbers that are no PBX endpoint.
+        (then Dial decides) and for numbers that are no PBX endpoint.  A user with
+        several phones is one person: busy when any of them is in a call.
 
         ``leaving`` is the channel that blindly transferred this call: Asterisk
         hangs it up as the transferred call re-enters the dialplan, and its
-        Hangup and device state events race our routing. If the line has no
-        other call, it is free."""
-        if not self.pbx.synced or number not in self.pbx.endpoints:
+        Hangup and device state events race our routing. If the user has no
+        other call, they are free."""
+        if not self.pbx.synced or not self.devices.known(number):
             return Reach.FREE
-        presence = self.pbx.presence(number)
-        if presence is Presence.BUSY and leaving and self._only_channel(number, leaving):
+        person = self.devices.person(number)
+        presence = self.devices.presence(person)
+        if presence is Presence.BUSY and leaving and self._only_channel(person, leaving):
             presence = Presence.IDLE
-        return busy.reach(presence, self.enabled(number))
+        return busy.reach(presence, self.enabled(person))
 
-    def _only_channel(self, number: str, name: str) -> bool:
-        return all(c.name == name for c in self.pbx.channels_of(number))
+    def _only_channel(self, person: str, name: str) -> bool:
+        return all(c.name == name for c in self.devices.channels(person))
 
     def unavailable(self, number: str) -> bool:
         return busy.unavailable(self.reach(number))
@@ -122,10 +128,11 @@ class CallWaiting:
     @inlineCallbacks
     def switch_by_code(self, session: Any, code: str, rest: str) -> Any:
         """``*43`` on, ``#43`` off, for the calling line (its PJSIP endpoint)."""
-        line = endpoint_of(session.env.get("agi_channel", "")) or ""
+        endpoint = endpoint_of(session.env.get("agi_channel", "")) or ""
+        line = self.devices.person(endpoint)
         language = self.language_of(line)
         yield session.answer()
-        if rest or line not in self.pbx.endpoints:
+        if rest or endpoint not in self.pbx.endpoints:
             yield session.streamFile(prompts.prompt(language, "cc-refused"))
             return None
         on = code == ON_CODE
@@ -149,12 +156,12 @@ class WaitingWatch:
 
     def _expired(self) -> None:
         self._timer = None
-        pbx = self.waiting.pbx
-        if not busy.still_busy(pbx.presence(self.number)):
+        devices = self.waiting.devices
+        if not busy.still_busy(devices.presence(self.number)):
             return
         legs = [
             c
-            for c in pbx.channels_of(self.number)
+            for c in devices.channels(self.number)
             if c.dialed_by == self.caller_uniqueid and c.answered is None
         ]
         if not legs:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ from twisted.logger import Logger
 
 from appliance.asterisk.fastagi import AGIArgs
 from appliance.busy import Reach
+from appliance.directory import DEVICE
 from appliance.forwarding.rules import Context, Destination, Leg, Policy, after, plan
 from appliance.pbx import PBXModel, Presence
 
@@ -181,9 +182,13 @@ class CallRouter:
         forwarding: Forwarder | None = None,
         trunk: str = "trunk",
         waiting: BusyRule | None = None,
+        devices: Callable[[str], Sequence[str]] = lambda number: (number,),
     ) -> None:
         self.pbx = pbx
         self.waiting = waiting
+        self.devices = devices
+        """Internal number -> the PJSIP endpoints a call to it rings at once
+        (`appliance.devices.Devices.to_ring`: all of a user's registered phones)."""
         self.ring_seconds = ring_seconds
         self.forwarding = forwarding
         self.trunk = trunk
@@ -231,7 +236,10 @@ class CallRouter:
             return None
         if destination.kind == "external":
             return f"PJSIP/{destination.number}@{self.trunk}"
-        return "&".join(f"PJSIP/{n}" for n in numbers)
+        endpoints = [e for n in numbers for e in self.devices(n)]
+        if not all(DEVICE.match(e) for e in endpoints):  # no & , / in an endpoint name
+            return None
+        return "&".join(f"PJSIP/{e}" for e in dict.fromkeys(endpoints))
 
     @inlineCallbacks
     def __call__(self, session: CallSession) -> Any:

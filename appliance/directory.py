@@ -278,24 +278,73 @@ class Directory:
 
     def put_user(self, user: User) -> User:
         user = user.validated()
+        self._check_devices([user])
         self.store.put(USERS, user.extension, asdict(user))
         return user
 
     def put_users(self, users: list[User]) -> list[User]:
         """Store many users in one transaction: all of them, or (on a bad one) none."""
         checked = [user.validated() for user in users]
-        self.store.apply([(USERS, user.extension, asdict(user)) for user in checked])
+        self._check_devices(checked)
+        self._write(checked)
         return checked
+
+    def _write(self, users: list[User]) -> None:
+        self.store.apply([(USERS, user.extension, asdict(user)) for user in users])
+
+    def device_problem(self, users: list[User]) -> tuple[str, str] | None:
+        """(extension, why) if storing ``users`` would give an endpoint two owners: a
+        device that is another user's extension or another user's device.  One phone,
+        one person: calls, presence, journal and callbacks rely on it."""
+        batch = {user.extension: user for user in users}
+
+        def owners(endpoint: str) -> set[str]:
+            """Users (after the write) naming ``endpoint`` as one of their devices."""
+            stored = {
+                e
+                for e in self._claims.get(endpoint, ())
+                if e not in batch and endpoint in self._users[e].devices
+            }
+            return stored | {u.extension for u in users if endpoint in u.devices and endpoint != u.extension}
+
+        for user in users:
+            stored = self._users.get(user.extension)
+            # Only what this write adds is checked: a conflict stored before the check
+            # existed must not block saving something else of that user.
+            for device in user.devices:
+                if device == user.extension or (stored is not None and device in stored.devices):
+                    continue
+                if device in batch or device in self._users:
+                    return user.extension, (
+                        f"{user.extension}: devices: {device!r} is the extension of user {device} "
+                        "(delete that user first, or name another endpoint)"
+                    )
+                others = sorted(owners(device) - {user.extension})
+                if others:
+                    return (
+                        user.extension,
+                        f"{user.extension}: devices: {device!r} is a device of user {others[0]}",
+                    )
+            named_by = sorted(owners(user.extension) - {user.extension}) if stored is None else []
+            if named_by:
+                return user.extension, f"{user.extension}: extension: it is a device of user {named_by[0]}"
+        return None
+
+    def _check_devices(self, users: list[User]) -> None:
+        problem = self.device_problem(users)
+        if problem is not None:
+            raise DirectoryError(problem[1])
 
     def put_users_in_slices(self, users: list[User], cooperator: Cooperator) -> Deferred[list[User]]:
         """`put_users` for thousands: every user is checked first (a bad one stores
         none), then they are written `USER_BATCH` to a transaction, the reactor running
         in between."""
         checked = [user.validated() for user in users]
+        self._check_devices(checked)
 
         def steps() -> Iterator[None]:
             for start in range(0, len(checked), USER_BATCH):
-                self.put_users(checked[start : start + USER_BATCH])
+                self._write(checked[start : start + USER_BATCH])
                 yield None
 
         return cooperator.coiterate(steps()).addCallback(lambda _: checked)

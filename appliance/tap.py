@@ -24,6 +24,7 @@ from appliance.callwaiting import CallWaiting
 from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
 from appliance.contactsync import ContactJobs, ContactSources
+from appliance.devices import Devices
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
@@ -116,6 +117,7 @@ class Appliance(MultiService):
         self.directory = Directory(store)
         self.endpoint_sync = EndpointSync(self.ami, self.pbx, self.directory, self.settings, reactor)
         self.endpoint_sync.setServiceParent(self)
+        self.devices = Devices(self.directory, self.pbx)
         self.call_waiting = CallWaiting(
             store,
             self.settings,
@@ -123,6 +125,7 @@ class Appliance(MultiService):
             reactor,
             lambda channel, cause: self.ami.sendAction("Hangup", Channel=channel, Cause=cause),
             language_of=self._language_of,
+            devices=self.devices,
         )
         self.schedules = Schedules(store)
         self.forwarding = ScheduledForwarding(
@@ -136,7 +139,9 @@ class Appliance(MultiService):
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
         )
-        self.router = CallRouter(self.pbx, forwarding=self.forwarding, waiting=self.call_waiting)
+        self.router = CallRouter(
+            self.pbx, forwarding=self.forwarding, waiting=self.call_waiting, devices=self.devices.to_ring
+        )
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.call_waiting.register_codes(self.feature_codes)
@@ -181,6 +186,7 @@ class Appliance(MultiService):
             language=config.language,
             outbox=self.outbox,
             sender=config.smtp.sender,
+            devices=self.devices,
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
@@ -204,7 +210,11 @@ class Appliance(MultiService):
             store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
-        self.web.add(GroupPages(self.directory, self.forwarding.forwards, self.schedules, self.pbx))
+        self.web.add(
+            GroupPages(
+                self.directory, self.forwarding.forwards, self.schedules, self.pbx, self.devices.presence
+            )
+        )
         self.web.add(CallbackPages(self.callbacks, self.directory, self.call_waiting))
         self.web.on_login(self.missed.user_logged_in)
         self.web.add(JournalPages(self.missed.journal, self.directory, self.missed.user_logged_in))
@@ -212,6 +222,7 @@ class Appliance(MultiService):
         self.web.add(NotificationPages(self.missed.journal, self.directory))
         self.web.add(ContactPages(self.contacts, self.contact_jobs, self.contact_sources))
         self.web.alerts.append(self._store_alerts)
+        self.web.registered = self._registered
         self.api_tokens = ApiTokens(store, reactor)
         self.metrics = Metrics(reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
@@ -248,6 +259,12 @@ class Appliance(MultiService):
             if not line.startswith("settings/")  # the settings check names those
         ]
         return ([held] if held else []) + self.settings.stored_problems() + others
+
+    def _registered(self, endpoint: str) -> bool | None:
+        """The users page shows which of a user's phones are logged in."""
+        if not self.pbx.synced or endpoint not in self.pbx.endpoints:
+            return None
+        return self.pbx.endpoint(endpoint).registered
 
     def _plan_changed(self, name: str, value: object) -> None:
         """Contacts are indexed by their E.164 numbers: a new country or area code

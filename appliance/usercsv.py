@@ -36,6 +36,8 @@ class Problem:
 class Parsed:
     users: tuple[User, ...]
     problems: tuple[Problem, ...]
+    lines: tuple[int, ...] = ()
+    """The line of each user, in the same order."""
 
 
 def _guarded(text: str) -> str:
@@ -103,6 +105,7 @@ def parse_steps(text: str, existing: dict[str, User] | None = None) -> Generator
         )
         return Parsed((), (Problem(1, reason + f" (columns: {', '.join(COLUMNS)})"),))
     users: list[User] = []
+    user_lines: list[int] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for number, row in enumerate(rows[1:], start=2):
@@ -131,6 +134,7 @@ def parse_steps(text: str, existing: dict[str, User] | None = None) -> Generator
         )
         try:
             users.append(user.validated())
+            user_lines.append(number)
         except DirectoryError as problem:
             problems.append(Problem(number, str(problem)))
-    return Parsed(tuple(users), tuple(problems))
+    return Parsed(tuple(users), tuple(problems), tuple(user_lines))

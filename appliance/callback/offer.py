@@ -55,12 +55,6 @@ class OfferSession(Protocol):
     def setVariable(self, name: str, value: str) -> Deferred[None]: ...
 
 
-def own_extension(session: OfferSession) -> str | None:
-    """The endpoint the channel belongs to, if it is an extension."""
-    name = endpoint_of(session.env.get("agi_channel", ""))
-    return name if name and EXTENSION.match(name) else None
-
-
 class Offers:
     """The unreachable handler and the feature codes, over one engine."""
 
@@ -71,7 +65,10 @@ class Offers:
         store: Any,
         language_of: Callable[[str], str],
         presence: Callable[[str], Presence],
+        person: Callable[[str], str] = lambda endpoint: endpoint,
     ) -> None:
+        self.person = person
+        """Endpoint -> its user's extension: a call from a user's softphone is the user."""
         self.engine = engine
         self.settings = settings
         self.store = store
@@ -130,7 +127,8 @@ class Offers:
         """A call to ``call.number`` rang and was not answered (timeout, the
         caller's CANCEL, a no-answer forward): it is now the caller's "last
         unanswered number" for a plain ``*39``."""
-        requester = endpoint_of(call.channel) if call.origin == "internal" else None
+        endpoint = endpoint_of(call.channel) if call.origin == "internal" else None
+        requester = self.person(endpoint) if endpoint else None
         target = call.number
         if requester and EXTENSION.match(requester) and EXTENSION.match(target) and requester != target:
             self.store.put(LAST_UNANSWERED, requester, target)
@@ -138,9 +136,15 @@ class Offers:
 
     def _requester(self, session: OfferSession, call: Call) -> tuple[str | None, str]:
         if call.origin == "internal":
-            return own_extension(session), "internal"
+            return self._own(session), "internal"
         number = call.caller_num
         return (number if EXTERNAL_NUMBER.match(number) else None), "external"
+
+    def _own(self, session: OfferSession) -> str | None:
+        """The calling user's extension, from the channel's endpoint (any of their devices)."""
+        name = endpoint_of(session.env.get("agi_channel", ""))
+        person = self.person(name) if name else None
+        return person if person and EXTENSION.match(person) else None
 
     def _plain(self, session: OfferSession, reason: Unreachable) -> Deferred[int]:
         """What the caller meets without an offer: busy, or congestion for a logged-out line."""
@@ -153,7 +157,7 @@ class Offers:
     @inlineCallbacks
     def request_code(self, session: OfferSession, code: str, rest: str) -> Any:
         """``*39``: callback to the last unanswered number; ``*39<target>``: to that one."""
-        requester = own_extension(session)
+        requester = self._own(session)
         yield session.answer()
         lang = self.language_of(requester or "")
         target = rest or (self.store.get(LAST_UNANSWERED, requester) if requester else None) or ""
@@ -176,7 +180,7 @@ class Offers:
     @inlineCallbacks
     def cancel_code(self, session: OfferSession, code: str, rest: str) -> Any:
         """``#39``: cancel all of the caller's requests; ``#39<target>``: that one."""
-        requester = own_extension(session)
+        requester = self._own(session)
         yield session.answer()
         lang = self.language_of(requester or "")
         gone = []
@@ -189,7 +193,7 @@ class Offers:
     def dnd_code(self, session: OfferSession, code: str, rest: str) -> Any:
         """``*78`` / ``#78``: do not disturb on / off for the calling line, as
         Asterisk presence ``CustomPresence:<ext>`` (kept in Asterisk's astdb)."""
-        extension = own_extension(session)
+        extension = self._own(session)
         on = code.startswith("*")
         yield session.answer()
         lang = self.language_of(extension or "")

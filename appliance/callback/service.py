@@ -39,7 +39,8 @@ from appliance.callback.engine import (
     Request,
 )
 from appliance.callback.offer import EXTENSION, EXTERNAL_NUMBER, Offers
-from appliance.directory import Directory
+from appliance.devices import Devices
+from appliance.directory import DEVICE, Directory
 from appliance.pbx import Change, EndpointChanged, PBXModel, Presence, Resynced
 from appliance.settings import Setting, Settings
 from appliance.store import Change as StoreChange
@@ -50,6 +51,7 @@ log = Logger()
 NAMESPACE = "callbacks"
 CONTEXT = "appliance-callback"
 CLICK_CONTEXT = "appliance-click"
+DEVICES_CONTEXT = "appliance-devices"
 CLICK_NUMBER = re.compile(r"^[0-9]{2,20}$")
 USER_EVENT = "ApplianceCallback"
 _SAFE_ID = re.compile(r"^[0-9+]{2,21}:[0-9]{2,8}$")
@@ -112,7 +114,10 @@ class CallbackService(Service):
         trunk: str = "trunk",
         outbox: Any = None,
         sender: str = "",
+        devices: Devices | None = None,
     ) -> None:
+        self.devices = devices or Devices(directory, pbx)
+        """Requester and target are persons: free when all their phones are, rung on all."""
         self.outbox = outbox
         """`appliance.mail.Outbox`, shared with the missed-call mails; None: no mails."""
         self.sender = sender
@@ -124,10 +129,11 @@ class CallbackService(Service):
         self.clock = clock
         self.language = language
         self.trunk = trunk
+        presence = self.devices.presence
         self.engine = CallbackEngine(
-            clock, _Outputs(self), pbx.presence, self._engine_settings, members=self._members_of
+            clock, _Outputs(self), presence, self._engine_settings, members=self._members_of
         )
-        self.offers = Offers(self.engine, settings, store, self._language_of, pbx.presence)
+        self.offers = Offers(self.engine, settings, store, self._language_of, presence, self.devices.person)
         self._actions: dict[str, tuple[str, int]] = {}
         """AMI ActionID of an Originate → (request id, attempt)."""
         self._held: dict[str, list[Request | None]] = {}
@@ -237,11 +243,11 @@ class CallbackService(Service):
         ``invalid`` or ``reachable`` (just call it)."""
         if not self.settings.get(keys.CC_OFFER) or not EXTENSION.match(target):
             return Outcome.INVALID.value
-        lines = self._members_of(target) or ((target,) if target in self.pbx.endpoints else ())
+        lines = self._members_of(target) or ((target,) if self.devices.known(target) else ())
         if not EXTENSION.match(requester) or requester == target or not lines:
             return Outcome.INVALID.value
         others = [line for line in lines if line != requester]
-        if any(self.pbx.presence(line) in (Presence.IDLE, Presence.RINGING) for line in others):
+        if any(self.devices.presence(line) in (Presence.IDLE, Presence.RINGING) for line in others):
             return "reachable"
         outcome = self.engine.request(requester, target, Kind.BUSY)
         log.info(
@@ -260,9 +266,10 @@ class CallbackService(Service):
         callee = self.directory.user(number)
         caller = self.directory.user(user)
         log.info("click to call: {user} -> {number}", user=user, number=number)
+        channel, ring_all = self._ring_all(user, self.settings.get(keys.CC_WAIT_TIME))
         return self.ami.sendAction(
             "Originate",
-            Channel=f"PJSIP/{user}",
+            Channel=channel,
             Context=CLICK_CONTEXT,
             Exten=number,
             Priority=1,
@@ -272,6 +279,7 @@ class CallbackService(Service):
             Variable=[
                 f"APPLIANCE_CLICK_USER={user}",
                 "APPLIANCE_CLICK_NAME=" + _caller_name(caller.name if caller else user),
+                *ring_all,
             ],
         )
 
@@ -325,8 +333,9 @@ class CallbackService(Service):
 
     def _pbx_changed(self, change: Change) -> None:
         if isinstance(change, EndpointChanged):
-            if change.old.presence is not change.new.presence:
-                self.engine.presence_changed(change.new.name, change.old.presence, change.new.presence)
+            person, old, new = self.devices.presence_change(change)
+            if old is not new:
+                self.engine.presence_changed(person, old, new)
         elif isinstance(change, Resynced):
             self.engine.resynced()
 
@@ -377,8 +386,9 @@ class CallbackService(Service):
         if not EXTENSION.match(recall.target):
             self._fail_later(recall, "bad target")
             return
+        ring_all: list[str] = []
         if recall.origin == "internal" and EXTENSION.match(recall.requester):
-            channel = f"PJSIP/{recall.requester}"
+            channel, ring_all = self._ring_all(recall.requester, recall.wait_seconds)
         elif recall.origin == "external" and EXTERNAL_NUMBER.match(recall.requester):
             channel = f"PJSIP/{recall.requester}@{self.trunk}"
         else:
@@ -409,6 +419,8 @@ class CallbackService(Service):
                 f"APPLIANCE_CC_REQUESTER={recall.requester}",
                 f"APPLIANCE_CC_RING={self._setting(keys.CC_TARGET_RING_TIME)}",
                 f"APPLIANCE_CC_REQUESTER_NAME={requester_name}",
+                "APPLIANCE_CC_TARGET=" + self._dial_list(recall.target),
+                *ring_all,
             ],
         )
 
@@ -432,6 +444,21 @@ class CallbackService(Service):
             self._fail_later(recall, f"Originate failed: {failure.getErrorMessage()}", result)
 
         d.addCallbacks(queued, failed)
+
+    def _dial_list(self, user: str) -> str:
+        """``PJSIP/300&PJSIP/300-soft``: every registered phone of ``user`` (names as validated)."""
+        return "&".join(f"PJSIP/{e}" for e in self.devices.to_ring(user) if DEVICE.match(e))
+
+    def _ring_all(self, user: str, seconds: int) -> tuple[str, list[str]]:
+        """The Originate channel ringing ``user``: the phone itself, or for several
+        registered phones a Local channel whose other half dials them all at once
+        (shipped context ``[appliance-devices]``); the first to answer takes the recall."""
+        endpoints = [e for e in self.devices.to_ring(user) if DEVICE.match(e)]
+        if len(endpoints) <= 1:
+            return f"PJSIP/{endpoints[0] if endpoints else user}", []
+        dial = "&".join(f"PJSIP/{e}" for e in endpoints)
+        ring = [f"_APPLIANCE_DEVICES={dial}", f"_APPLIANCE_DEVICES_RING={seconds}"]
+        return f"Local/{user}@{DEVICES_CONTEXT}", ring
 
     def _fail_later(self, recall: Recall, why: str, result: RecallResult = RecallResult.FAILED) -> None:
         """Report a failure on the next turn: the engine is still deciding (no re-entry)."""

@@ -28,6 +28,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from appliance import settings as keys
+from appliance.devices import person_of
 from appliance.dialplan import Call, CallSession, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.prompts import prompts
@@ -144,7 +145,7 @@ class Forwarding:
         another line by sending another caller ID.  A channel that is no internal
         line (the trunk) is an external caller, whatever context it came through
         (a blindly transferred external call runs in the transferer's context)."""
-        endpoint = endpoint_of(call.channel) or ""
+        endpoint = self._person(endpoint_of(call.channel) or "")
         internal = self.numbering.internal(endpoint) if LINE.match(endpoint) else None
         if internal is None or internal.kind != "line":
             return Caller("external", call.caller_num, call.caller_name, blind_transfer=blind_transfer)
@@ -207,8 +208,12 @@ class Forwarding:
             codes.register(code, self.clear_by_code)
         codes.register(CLEAR_ALL, self.clear_by_code)
 
+    def _person(self, endpoint: str) -> str:
+        """A user's further device (softphone …) stands for the user's line."""
+        return person_of(self.directory, endpoint)
+
     def _line_of(self, session: CallSession) -> str | None:
-        endpoint = endpoint_of(session.env.get("agi_channel", "")) or ""
+        endpoint = self._person(endpoint_of(session.env.get("agi_channel", "")) or "")
         return endpoint if LINE.match(endpoint) else None
 
     def _language(self, line: str | None) -> str:

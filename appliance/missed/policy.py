@@ -8,7 +8,8 @@ Decisions, in this order:
 
 1. Participants are *users* whose phone rang (a user whose phones rang several
    times in one call — parallel ringing, group, hunt, forwarding — is one
-   participant, first ring counting for the order, ring times added up).  Those
+   participant, first ring counting for the order, the time any of their phones
+   rang as ring time).  Those
    who did not answer themselves get a journal entry, whatever the mail
    settings: the journal exists for users without e-mail, too.
 2. Mail: nobody if a third party answered (pickup, another group member) unless
@@ -176,17 +177,23 @@ def participants_by_user(
     legs: Iterable[tuple[str, float, float, bool]], owner: Callable[[str], str | None]
 ) -> tuple[Participant, ...]:
     """(endpoint, ring start, ring seconds, answered) per rung leg → one participant per
-    user, ordered by first ring; legs of phones without an owner are left out."""
+    user, ordered by first ring; legs of phones without an owner are left out.  A user's
+    ring time is the time any of their phones rang: two devices ringing together for
+    10 s are 10 s, one after the other 20 s."""
     merged: dict[str, Participant] = {}
+    rang_until: dict[str, float] = {}
     for endpoint, start, seconds, answered in sorted(legs, key=lambda leg: leg[1]):
         user = owner(endpoint)
         if user is None:
             continue
         known = merged.get(user)
+        end = start + seconds
         if known is None:
             merged[user] = Participant(user, start, seconds, answered)
         else:
+            added = max(0.0, end - max(start, rang_until[user]))
             merged[user] = Participant(
-                user, known.first_ring, known.ring_seconds + seconds, known.answered or answered
+                user, known.first_ring, known.ring_seconds + added, known.answered or answered
             )
+        rang_until[user] = max(end, rang_until.get(user, end))
     return tuple(merged.values())

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from appliance.contacts import Contact, ContactDirectory
+from appliance.devices import person_of
 from appliance.directory import EXTENSION, Directory
 from appliance.mail import Outbox, address, compose, is_address, message_id
 from appliance.missed.journal import DAY, Entry, Journal
@@ -138,10 +139,17 @@ class MissedCallService(Service):
         user = self.directory.owner_of(endpoint)
         return user.extension if user else None
 
+    def _person(self, endpoint: str | None) -> str | None:
+        """The user a device belongs to (the journal names people, not phones)."""
+        return person_of(self.directory, endpoint) if endpoint else endpoint
+
     def facts(self, call: TrackedCall) -> tuple[MissedCall, Contact | None]:
         suppressed = call.suppressed
         contact = None if suppressed else self.contacts.lookup(call.caller_num)
         internal_user = None if suppressed else self.directory.owner_of(call.caller_num)
+        caller_num = call.caller_num
+        if internal_user is not None and caller_num in internal_user.devices:
+            caller_num = internal_user.extension  # a user's softphone is the user: one caller
         internal = internal_user is not None or (
             call.caller_endpoint is not None and call.caller_endpoint == call.caller_num
         )
@@ -152,12 +160,12 @@ class MissedCallService(Service):
         facts = MissedCall(
             linkedid=call.linkedid,
             time=call.started,
-            caller_key="" if suppressed else self.contacts.normalize(call.caller_num),
+            caller_key="" if suppressed else self.contacts.normalize(caller_num),
             internal=internal,
             suppressed=suppressed,
             resolved=contact is not None or internal_user is not None,
             participants=participants_by_user(legs, self._owner),
-            answered_by=call.answered_by(),
+            answered_by=self._person(call.answered_by()),
         )
         return facts, contact
 

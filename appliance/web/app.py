@@ -244,6 +244,8 @@ class WebApp:
         self.secure_cookies = secure_cookies
         self.limits = limits
         self.alerts: list[Callable[[], list[str]]] = []
+        self.registered: Callable[[str], bool | None] = lambda endpoint: None
+        """Is this PJSIP endpoint logged in (the users page); None: not known (no PBX link)."""
         """Problems the admin must see on every page (store not writable, bad values)."""
         """Always mark cookies Secure (for TLS added by a proxy on another host)."""
         if run is None:

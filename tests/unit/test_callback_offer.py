@@ -331,6 +331,7 @@ class ServiceTests(SynchronousTestCase):
                     "APPLIANCE_CC_REQUESTER=100",
                     "APPLIANCE_CC_RING=60",
                     "APPLIANCE_CC_REQUESTER_NAME=100",
+                    "APPLIANCE_CC_TARGET=PJSIP/200",
                 ],
             },
         )

@@ -11,12 +11,13 @@ in the same transaction as the group itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.directory import STRATEGIES, Directory, Group
 from appliance.forwarding.records import KINDS, SCOPES, Forward, Forwards
 from appliance.forwarding.scheduled import Schedules
-from appliance.pbx import PBXModel
+from appliance.pbx import PBXModel, Presence
 from appliance.settings import Text
 from appliance.store import StoreChange
 from appliance.web import i18n
@@ -113,11 +114,20 @@ class MemberRow:
 
 
 class GroupPages:
-    def __init__(self, directory: Directory, forwards: Forwards, schedules: Schedules, pbx: PBXModel) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        forwards: Forwards,
+        schedules: Schedules,
+        pbx: PBXModel,
+        presence: Callable[[str], Presence] | None = None,
+    ) -> None:
         self.directory = directory
         self.forwards = forwards
         self.schedules = schedules
         self.pbx = pbx
+        self.presence = presence or pbx.presence
+        """A member's state over all their phones (`appliance.devices.Devices.presence`)."""
 
     def install(self, router: Router) -> None:
         nav = NavEntry("/admin/groups", "nav_groups", "admin", order=25)
@@ -159,7 +169,7 @@ class GroupPages:
             return MemberRow(extension, "", "state_no_user", listed)
         if not self.pbx.synced:
             return MemberRow(extension, user.name, "state_unknown", listed)
-        return MemberRow(extension, user.name, "state_" + self.pbx.presence(extension).value, listed)
+        return MemberRow(extension, user.name, "state_" + self.presence(extension).value, listed)
 
     # --- one group -------------------------------------------------------------
 

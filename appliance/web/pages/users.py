@@ -49,6 +49,9 @@ i18n.add(
         "user_deleted": Text("User deleted.", "Benutzer gelöscht."),
         "devices": Text("Further devices (PJSIP endpoints)", "Weitere Geräte (PJSIP-Endpunkte)"),
         "asterisk": Text("Asterisk", "Asterisk"),
+        "phones": Text("Phones", "Telefone"),
+        "phone_registered": Text("logged in", "angemeldet"),
+        "phone_unregistered": Text("logged out", "abgemeldet"),
         "from_pbx": Text("from Asterisk", "aus Asterisk"),
         "vanished": Text("endpoint gone", "Endpunkt entfernt"),
         "export_csv": Text("Export CSV", "CSV exportieren"),
@@ -124,11 +127,18 @@ class UserPages:
         shown = user_slice(self.directory, page.arg("after"))
         users = shown.users
         logins = {user.extension: self.credentials.has_password(user.extension) for user in users}
+        phones = {
+            user.extension: [
+                (e, page.web.registered(e)) for e in dict.fromkeys((user.extension, *user.devices))
+            ]
+            for user in users
+        }
         imported = page.arg("imported")
         return page.render(
             "users.html",
             users=users,
             logins=logins,
+            phones=phones,
             deleted=page.arg("deleted") == "1",
             imported=int(imported) if imported.isdigit() else None,
             after=shown.after,
@@ -172,6 +182,12 @@ class UserPages:
         problems = [(p.line, p.reason) for p in parsed.problems]
         if not problems and not parsed.users:
             problems = [(2, "the file names no user")]
+        if not problems and (conflict := self.directory.device_problem(list(parsed.users))):
+            extension, why = conflict
+            line = dict(zip((u.extension for u in parsed.users), parsed.lines, strict=False)).get(
+                extension, 1
+            )
+            problems = [(line, why)]
         if problems:
             return self._preview_page(page, 400, text, problems=problems)
         if not confirmed:
@@ -249,6 +265,8 @@ class UserPages:
         password = page.arg("password")
         try:
             user = user.validated()
+            if (conflict := self.directory.device_problem([user])) is not None:
+                raise DirectoryError(conflict[1])
         except DirectoryError as problem:
             return self._form(page, 400, user, is_new=is_new, error=str(problem))
         if password and len(password) < MIN_PASSWORD_LENGTH:
