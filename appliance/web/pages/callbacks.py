@@ -17,8 +17,8 @@ from appliance.callback.engine import Request
 from appliance.directory import Directory
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
 from appliance.web.pages.paging import UserSlice, user_slice
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {
