@@ -13,11 +13,11 @@ from appliance.callback.engine import (
     Outcome,
     Recall,
     RecallResult,
-    RecordingOutputs,
     Request,
     State,
 )
 from appliance.pbx import Presence
+from appliance.testing import RecordingOutputs
 
 I, B, L, D = Presence.IDLE, Presence.BUSY, Presence.LOGGED_OUT, Presence.DND  # noqa: E741
 
