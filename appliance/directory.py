@@ -21,6 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
+from appliance.observers import Observers
 from appliance.store import DELETE, Change, IKeyValueStore, StoreChange
 
 USERS = "users"
@@ -191,7 +192,7 @@ class Directory:
         """Group name -> extensions (listed in the group or naming it)."""
         self._member_of: dict[str, set[str]] = {}
         """Extension -> group names: the reverse of ``_members``."""
-        self._listeners: list[Callable[[], object]] = []
+        self._listeners: Observers[[]] = Observers("directory")
         self._unsubscribe = store.subscribe(self._changed)
         for key, record in store.items(USERS):
             if (user := _user(record)) is not None and user.extension == key:
@@ -215,12 +216,11 @@ class Directory:
                 self._add_group(new)
         else:
             return
-        for listener in list(self._listeners):
-            listener()
+        self._listeners.notify()
 
     def on_change(self, listener: Callable[[], object]) -> None:
         """``listener()`` after every change of a user or group (caches that depend on them)."""
-        self._listeners.append(listener)
+        self._listeners.subscribe(listener)
 
     def _add_user(self, user: User) -> None:
         self._users[user.extension] = user

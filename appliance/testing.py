@@ -18,10 +18,10 @@ from zope.interface import implementer
 from appliance.callback.engine import IRecallOutputs, Recall, Request
 from appliance.store import (
     DELETE,
+    ChangeObservers,
     IKeyValueStore,
     JSONValue,
     Observer,
-    ObserverList,
     StoreError,
     check_name,
     decode_value,
@@ -40,7 +40,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], str] | None = {}
-        self._observers = ObserverList()
+        self._observers = ChangeObservers()
 
     def _entries(self) -> dict[tuple[str, str], str]:
         if self._data is None:
@@ -81,7 +81,7 @@ class MemoryStore:
                 data.pop(name, None)
             else:
                 data[name] = text
-        self._observers.notify(old, new)
+        self._observers.notify_write(old, new)
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         return self._observers.subscribe(observer)

@@ -30,12 +30,13 @@ from appliance.missed.language import mail_language
 from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
 from appliance.missed.render import Notice, Renderer, link_for
 from appliance.missed.tracking import CallTracker, TrackedCall
+from appliance.observers import Observers
 from appliance.pbx import Change, ChannelChanged, EndpointChanged, PBXModel
 from appliance.settings import Settings
 
 log = Logger()
 
-Observer = Callable[[TrackedCall, Decision], None]
+Observer = Callable[[TrackedCall, Decision], object]
 
 JUDGE_DELAY = 0.1
 """Seconds between a call's last Hangup and judging it (store reads, maybe mails).
@@ -71,7 +72,7 @@ class MissedCallService(Service):
         self.language = language
         """The appliance's language: the last fallback for a mail's language."""
         self.tracker = CallTracker()
-        self._observers: list[Observer] = []
+        self._observers: Observers[[TrackedCall, Decision]] = Observers("missed-call")
         self._unsubscribe: Callable[[], None] | None = None
         self._pruning: IDelayedCall | None = None
         self._finishing: dict[str, tuple[IDelayedCall, TrackedCall]] = {}
@@ -79,8 +80,7 @@ class MissedCallService(Service):
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """observer(call, decision) after every finished call (web page, tests)."""
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer) if observer in self._observers else None
+        return self._observers.subscribe(observer)
 
     def startService(self) -> None:
         super().startService()
@@ -216,11 +216,7 @@ class MissedCallService(Service):
             mail=list(decision.mail),
             reasons=dict(decision.reasons),
         )
-        for observer in list(self._observers):
-            try:
-                observer(call, decision)
-            except Exception:
-                log.failure("missed-call observer failed")
+        self._observers.notify(call, decision)
         return decision
 
     def _caller_name(self, call: TrackedCall, contact: Contact | None) -> str:

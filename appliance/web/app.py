@@ -31,6 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
+from appliance.observers import Observers
 from appliance.settings import Language, Settings
 from appliance.shipped import web_root
 from appliance.store import IKeyValueStore, InvalidName
@@ -107,7 +108,7 @@ class WebApp:
         """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
         self.sessions = Sessions(store, clock)
         self.throttle = LoginThrottle(clock)
-        self._login_observers: list[Callable[[str], object]] = []
+        self._login_observers: Observers[[str]] = Observers("web login")
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(web_root / "templates"),
             autoescape=True,
@@ -139,7 +140,7 @@ class WebApp:
     def on_login(self, observer: Callable[[str], object]) -> None:
         """``observer(login)`` after every successful login (the missed-call exceptions
         count a web login as the user being back)."""
-        self._login_observers.append(observer)
+        self._login_observers.subscribe(observer)
 
     def add(self, group: PageGroup) -> None:
         """Serve a feature's pages (see `appliance.web.pages`)."""
@@ -298,8 +299,7 @@ class WebApp:
             self.throttle.finish(login, address, succeeded=True)
             session = self.sessions.create(login)
             log.info("web login of {login!r} from {address}", login=login, address=address)
-            for observer in self._login_observers:
-                observer(login)
+            self._login_observers.notify(login)
             self._set_cookie(page.request, SESSION_COOKIE, session.id.encode("ascii"), b"/")
             self._set_cookie(page.request, LOGIN_COOKIE, b"", b"/login", expire=True)
             target = page.arg("next")
