@@ -21,16 +21,15 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
+from appliance.numbers import EXTENSION, EXTERNAL_NUMBER
 from appliance.observers import Observers
 from appliance.store import DELETE, Change, IKeyValueStore, StoreChange
 
 USERS = "users"
 GROUPS = "groups"
 
-EXTENSION = re.compile(r"^[0-9]{2,8}$")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
-EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 LANGUAGES = ("de", "en")
 USER_BATCH = 200

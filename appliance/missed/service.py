@@ -13,7 +13,6 @@ Also here, for calls the policy must see: `directed_pickup` (feature code
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,13 +22,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from appliance.contacts import Contact, ContactDirectory
-from appliance.directory import EXTENSION, Directory
+from appliance.directory import Directory
 from appliance.mail import Outbox, address, compose, is_address, message_id
 from appliance.missed.journal import DAY, Entry, Journal
 from appliance.missed.language import mail_language
 from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
 from appliance.missed.render import Notice, Renderer, link_for
 from appliance.missed.tracking import CallTracker, TrackedCall
+from appliance.numbers import EXTENSION
 from appliance.observers import Observers
 from appliance.pbx import Change, ChannelChanged, EndpointChanged, PBXModel
 from appliance.settings import Settings
@@ -276,11 +276,8 @@ class MissedCallService(Service):
 # -- call routing helpers ------------------------------------------------------
 
 
-_PICKUP_TARGET = re.compile(EXTENSION.pattern)
-
-
 def directed_pickup(session: Any, code: str, rest: str) -> Deferred[int]:
     """``*8200``: take the call ringing at 200 (Asterisk ``PickupChan``)."""
-    if not _PICKUP_TARGET.match(rest):
+    if not EXTENSION.match(rest):
         return session.exec_("Playback", "invalid")
     return session.exec_("PickupChan", f"PJSIP/{rest}")
