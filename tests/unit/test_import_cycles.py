@@ -155,6 +155,25 @@ def test_no_cycle_hides_behind_an_import_in_a_function() -> None:
     assert cycles(import_graph(ROOT, "appliance", deferred=True)) == []
 
 
+def private_imports(root: Path, package: str) -> list[str]:
+    """``from other import _name`` anywhere in ``package``: a private name used by another module."""
+    found = []
+    for name, path in module_names(root, package).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(
+                            f"{name}: from {'.' * node.level}{node.module or ''} import {alias.name}"
+                        )
+    return found
+
+
+def test_no_module_imports_private_names_of_another() -> None:
+    """What one module uses of another is public there (fastagi once took five of agi's private names)."""
+    assert private_imports(ROOT, "appliance") == []
+
+
 def _package(tmp_path: Path, files: dict[str, str]) -> dict[str, set[str]]:
     for relative, text in files.items():
         path = tmp_path / relative
@@ -199,3 +218,9 @@ def test_type_checking_and_function_imports_do_not_count(tmp_path: Path) -> None
     assert cycles(graph) == [["pkg.c", "pkg.d"]]
     everywhere = import_graph(tmp_path, "pkg", deferred=True)
     assert everywhere["pkg.a"] == set() and everywhere["pkg.b"] == {"pkg.a"}
+
+
+def test_private_imports_are_found(tmp_path: Path) -> None:
+    """A private name imported from another module is found, in a function too."""
+    _package(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": "def f():\n    from .b import _x, y\n"})
+    assert private_imports(tmp_path, "pkg") == ["pkg.a: from .b import _x"]
