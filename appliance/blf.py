@@ -12,7 +12,6 @@ web page or API lights the key alike.  After every PBX resync (each AMI
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from twisted.logger import Logger
 from appliance.forwarding.records import NAMESPACE as FORWARDS
 from appliance.forwarding.records import UNCONDITIONAL, Forward
 from appliance.forwarding.scheduled import NAMESPACE as SCHEDULES
+from appliance.numbers import EXTENSION
 from appliance.pbx import Change as PBXChange
 from appliance.pbx import EndpointChanged, PBXModel, Resynced
 from appliance.store import Change, IKeyValueStore
@@ -42,7 +42,6 @@ LAMPS = (DND, FORWARD, CALLBACK)
 ON = "INUSE"
 OFF = "NOT_INUSE"
 
-_EXTENSION = re.compile(r"^[0-9]{2,8}$")
 RECHECK_SECONDS = 60.0
 """How soon a lamp follows a forward's schedule opening or closing."""
 
@@ -137,7 +136,7 @@ class BLFService(Service):
         names = set(self.users()) | set(self.pbx.endpoints)
         names |= {key for key, _ in self.store.items(FORWARDS)}
         names |= {key.split(":", 1)[0] for key, _ in self.store.items(CALLBACKS)}
-        return {name for name in names if _EXTENSION.match(name)}
+        return {name for name in names if EXTENSION.match(name)}
 
     # -- inputs -------------------------------------------------------------------
 
@@ -168,7 +167,7 @@ class BLFService(Service):
                 self.update(extension)
 
     def update(self, extension: str) -> None:
-        if not _EXTENSION.match(extension):
+        if not EXTENSION.match(extension):
             return
         for name, state in self.lamps.changes(extension, self.states(extension)):
             self._publish(name, state)

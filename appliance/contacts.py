@@ -122,7 +122,8 @@ def parse_vcards(text: str) -> list[Contact]:
     return list(iter_vcards(text))
 
 
-def _contact(record: object) -> Contact | None:
+def stored_contact(record: object) -> Contact | None:
+    """The contact a store record holds, or None if the record is not one."""
     if not isinstance(record, dict):
         return None
     try:
@@ -228,7 +229,7 @@ class ContactDirectory:
         return self.store.get(INDEX, COUNT) is None and bool(self.store.page(CONTACTS, limit=1))
 
     def get(self, uid: str) -> Contact | None:
-        return _contact(self.store.get(CONTACTS, uid))
+        return stored_contact(self.store.get(CONTACTS, uid))
 
     def lookup(self, number: str) -> Contact | None:
         """The contact one of whose numbers is ``number`` after normalisation."""
@@ -245,7 +246,7 @@ class ContactDirectory:
 
     def contacts(self) -> list[Contact]:
         """Every contact (tests and small tools; pages use `page`)."""
-        return [c for _, record in self.store.items(CONTACTS) if (c := _contact(record))]
+        return [c for _, record in self.store.items(CONTACTS) if (c := stored_contact(record))]
 
     def page(self, after: str = "", limit: int = 50, search: str = "") -> tuple[list[Contact], str]:
         """Up to ``limit`` contacts sorted by name after the cursor ``after``, optionally

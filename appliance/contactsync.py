@@ -27,8 +27,8 @@ from appliance.contacts import (
     Contact,
     ContactDirectory,
     ContactError,
-    _contact,
     iter_vcards,
+    stored_contact,
 )
 
 log = Logger()
@@ -128,7 +128,7 @@ class ContactJobs:
         def steps() -> Generator[object, None, int]:
             after, count = "", 0
             while rows := self.contacts.store.page(CONTACTS, after=after, limit=WRITE_BATCH):
-                batch = [c for _, record in rows if (c := _contact(record))]
+                batch = [c for _, record in rows if (c := stored_contact(record))]
                 self.contacts.put(batch)
                 after, count = rows[-1][0], count + len(rows)
                 self.progress(name, count, 0)

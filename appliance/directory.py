@@ -21,15 +21,15 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
+from appliance.numbers import EXTENSION, EXTERNAL_NUMBER
+from appliance.observers import Observers
 from appliance.store import DELETE, Change, IKeyValueStore, StoreChange
 
 USERS = "users"
 GROUPS = "groups"
 
-EXTENSION = re.compile(r"^[0-9]{2,8}$")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
-EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 LANGUAGES = ("de", "en")
 USER_BATCH = 200
@@ -191,7 +191,7 @@ class Directory:
         """Group name -> extensions (listed in the group or naming it)."""
         self._member_of: dict[str, set[str]] = {}
         """Extension -> group names: the reverse of ``_members``."""
-        self._listeners: list[Callable[[], object]] = []
+        self._listeners: Observers[[]] = Observers("directory")
         self._unsubscribe = store.subscribe(self._changed)
         for key, record in store.items(USERS):
             if (user := _user(record)) is not None and user.extension == key:
@@ -215,12 +215,11 @@ class Directory:
                 self._add_group(new)
         else:
             return
-        for listener in list(self._listeners):
-            listener()
+        self._listeners.notify()
 
     def on_change(self, listener: Callable[[], object]) -> None:
         """``listener()`` after every change of a user or group (caches that depend on them)."""
-        self._listeners.append(listener)
+        self._listeners.subscribe(listener)
 
     def _add_user(self, user: User) -> None:
         self._users[user.extension] = user

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from appliance.observers import Observers
 from appliance.store import (
     DELETE,
     IKeyValueStore,
@@ -50,7 +51,7 @@ class HoldingStore:
         self._held: dict[tuple[str, str], str | None] = {}
         self._timer: IDelayedCall | None = None
         self.last_error = ""
-        self._listeners: list[Callable[[bool], object]] = []
+        self._listeners: Observers[[bool]] = Observers("store holding")
 
     # --- state ------------------------------------------------------------
 
@@ -67,7 +68,7 @@ class HoldingStore:
 
     def on_holding(self, listener: Callable[[bool], object]) -> None:
         """``listener(True)`` when writes start being held, ``listener(False)`` when written."""
-        self._listeners.append(listener)
+        self._listeners.subscribe(listener)
 
     # --- writes -----------------------------------------------------------
 
@@ -103,8 +104,7 @@ class HoldingStore:
             retry=self.retry,
         )
         self._schedule()
-        for listener in list(self._listeners):
-            listener(True)
+        self._listeners.notify(True)
 
     def _schedule(self) -> None:
         if self._timer is None or not self._timer.active():
@@ -128,8 +128,7 @@ class HoldingStore:
             return False
         self._held.clear()
         log.warn("store writable again: {count} kept changes written", count=len(held))
-        for listener in list(self._listeners):
-            listener(False)
+        self._listeners.notify(False)
         return True
 
     # --- reads see held changes -------------------------------------------

@@ -52,6 +52,7 @@ from twisted.mail.smtp import ESMTPSenderFactory, SMTPDeliveryError
 from twisted.python.failure import Failure
 
 from appliance.config import ConfigError, SMTPConfig
+from appliance.observers import Observers
 from appliance.store import DELETE, IKeyValueStore, JSONValue
 
 log = Logger()
@@ -212,7 +213,7 @@ class Outbox(Service):
         self.backoff = backoff or default_backoff()
         self._timer: IDelayedCall | None = None
         self._sending: Deferred[Any] | None = None
-        self._observers: list[Callable[[str, str], None]] = []
+        self._observers: Observers[[str, str]] = Observers("mail outbox")
 
     # -- queue --------------------------------------------------------------
 
@@ -247,10 +248,9 @@ class Outbox(Service):
         self.store.apply(self.enqueue_change(key, sender, recipients, message))
         self.wake()
 
-    def subscribe(self, observer: Callable[[str, str], None]) -> Callable[[], None]:
+    def subscribe(self, observer: Callable[[str, str], object]) -> Callable[[], None]:
         """observer(key, state) after each attempt ("sent", "pending", "failed")."""
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer) if observer in self._observers else None
+        return self._observers.subscribe(observer)
 
     # -- service ------------------------------------------------------------
 
@@ -333,8 +333,7 @@ class Outbox(Service):
         record.update(changes)
         self.store.put(OUTBOX, key, record)
         state = str(record["state"])
-        for observer in list(self._observers):
-            observer(key, state)
+        self._observers.notify(key, state)
         return state
 
     def _sent(self, _result: object, key: str) -> None:

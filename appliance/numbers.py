@@ -22,6 +22,17 @@ import phonenumbers
 _DIGITS = re.compile(r"[0-9]+")
 _NOISE = re.compile(r"[\s()./-]")
 
+# The shapes of numbers every feature checks input against, in one place.
+# \Z, not $: "$" also matches before a final newline, so "200\n" would pass.
+EXTENSION = re.compile(r"^[0-9]{2,8}\Z")
+"""An internal number: a user's extension, a group's number, a PJSIP line."""
+EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}\Z")
+"""A number outside the appliance as dialled or received, a leading ``+`` allowed."""
+FORWARD_TARGET = re.compile(r"^\+?[0-9]{2,20}\Z")
+"""Where a forward sends calls: an extension or an external number."""
+TYPED_NUMBER = re.compile(r"^[0-9]{2,20}\Z")
+"""A number a user types on the web page for a callback now: digits only."""
+
 INTERNAL_MAX_DIGITS = 4
 """Unprefixed numbers this short are extensions, never local numbers."""
 

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
+from appliance.observers import Observers
 
 log = Logger()
 
@@ -161,7 +162,9 @@ class PBXModel:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
     synced: bool = False
-    _observers: list[Callable[[Change], None]] = field(default_factory=list)
+    _observers: Observers[[Change]] = field(
+        default_factory=lambda: Observers("PBX model"), repr=False, compare=False
+    )
 
     # -- queries ------------------------------------------------------------
 
@@ -181,21 +184,11 @@ class PBXModel:
 
     # -- observers ----------------------------------------------------------
 
-    def subscribe(self, observer: Callable[[Change], None]) -> Callable[[], None]:
-        self._observers.append(observer)
-
-        def unsubscribe() -> None:
-            if observer in self._observers:
-                self._observers.remove(observer)
-
-        return unsubscribe
+    def subscribe(self, observer: Callable[[Change], object]) -> Callable[[], None]:
+        return self._observers.subscribe(observer)
 
     def _emit(self, change: Change) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(change)
-            except Exception:
-                log.failure("PBX model observer {observer!r} failed", observer=observer)
+        self._observers.notify(change)
 
     def _set_endpoint(self, new: Endpoint) -> None:
         old = self.endpoint(new.name)

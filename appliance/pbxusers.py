@@ -28,7 +28,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from appliance.asterisk.ami import AMIActionError, AMIConnectionLost, AMINotConnected
-from appliance.directory import EXTENSION, USER_BATCH, Directory, User
+from appliance.directory import USER_BATCH, Directory, User
+from appliance.numbers import EXTENSION
 from appliance.pbx import Change, EndpointChanged, PBXModel
 from appliance.settings import DIR_PBX_USERS, Settings
 from appliance.slices import SLICE_PAUSE

@@ -2,8 +2,8 @@
 how they are built.
 
 Each feature keeps its texts beside its code (`appliance.callback.prompts`,
-`appliance.forwarding.prompts`); this module names the sound files and
-generates them: espeak-ng speaks the text, sox converts it to what Asterisk
+`appliance.forwarding.prompts`), `appliance.sounds` names the sound files,
+and this module generates them: espeak-ng speaks the text, sox converts it to what Asterisk
 plays without transcoding trouble (8 kHz, mono, 16 bit WAV).  They go to
 ``<sounds>/appliance/<lang>/<name>.wav`` and are played as
 ``appliance/<lang>/<name>`` (the language is chosen by the appliance, per
@@ -27,25 +27,16 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-VOICES = {"de": "de", "en": "en-gb"}
-"""The languages announcements exist in, with their espeak-ng voice."""
-FALLBACK = "en"
-"""What a user with any other language hears."""
+from appliance.callback import prompts as callback
+from appliance.forwarding import prompts as forwarding
+from appliance.sounds import VOICES
 
 Texts = Mapping[tuple[str, str], str]
 """(language, file name) → the text spoken."""
 
 
-def sound(language: str, name: str) -> str:
-    """The sound file (for Playback / STREAM FILE) saying ``name`` in ``language``."""
-    return f"appliance/{language if language in VOICES else FALLBACK}/{name}"
-
-
 def texts() -> dict[tuple[str, str], str]:
     """Every announcement of every feature."""
-    from appliance.callback import prompts as callback
-    from appliance.forwarding import prompts as forwarding
-
     out: dict[tuple[str, str], str] = {}
     for feature in (callback.texts(), forwarding.texts()):
         clash = set(out) & set(feature)

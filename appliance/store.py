@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, TypeAlias
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from appliance.observers import Observers
+
 __all__ = [
     "DELETE",
     "Change",
@@ -225,29 +227,14 @@ def moved(store: IKeyValueStore, namespace: str, old: str, new: str | None) -> l
     return [(namespace, new, DELETE if value is None else value), (namespace, old, DELETE)]
 
 
-class ObserverList:
-    """Notify observers so that one failing observer neither breaks the write that
-    already happened nor keeps the others from hearing of it.
-    """
+class ChangeObservers(Observers[[Change]]):
+    """The store's observers, told of each key a write changed, after the write
+    (a failing observer is logged, see `appliance.observers`)."""
 
     def __init__(self) -> None:
-        self._observers: list[Observer] = []
+        super().__init__("store", lambda change: {"namespace": change.namespace, "key": change.key})
 
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        # A private wrapper makes unsubscribing remove exactly this
-        # subscription, even if the same callable subscribed twice.
-        def entry(change: Change) -> object:
-            return observer(change)
-
-        self._observers.append(entry)
-
-        def unsubscribe() -> None:
-            if entry in self._observers:
-                self._observers.remove(entry)
-
-        return unsubscribe
-
-    def notify(
+    def notify_write(
         self,
         old: dict[tuple[str, str], str | None],
         new: dict[tuple[str, str], str | None],
@@ -261,16 +248,7 @@ class ObserverList:
                 was = DELETE if before is None else decode_value(before)
             except ValueError:
                 was = DELETE  # an unreadable value was as good as absent
-            change = Change(namespace, key, was, DELETE if text is None else decode_value(text))
-            for observer in list(self._observers):
-                try:
-                    observer(change)
-                except Exception:
-                    log.failure(
-                        "store observer failed on {namespace}/{key}",
-                        namespace=namespace,
-                        key=key,
-                    )
+            self.notify(Change(namespace, key, was, DELETE if text is None else decode_value(text)))
 
 
 _SCHEMA = """
@@ -295,7 +273,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._observers = ObserverList()
+        self._observers = ChangeObservers()
         self.unreadable = Unreadable()
         self._created = False
         self._create_file()
@@ -438,7 +416,7 @@ class SQLiteStore:
             code = getattr(e, "sqlite_errorcode", 0) & 0xFF
             refused = StoreWriteRefused if code in _RETRYABLE else StoreError
             raise refused(f"writing store {self.path} failed: {e}") from None
-        self._observers.notify(old, new)
+        self._observers.notify_write(old, new)
 
     @staticmethod
     def _write(

@@ -1,8 +1,10 @@
 """
-In-memory fakes of the appliance's interfaces, for tests.
+Fakes of the appliance's interfaces, for tests; not shipped in the package.
 
-Each fake is verified by the same test suite as the real implementation, so
-tests that use a fake exercise the behaviour production code will see.
+A fake that stands in for a real implementation (the memory store) is
+verified by the same test suite as the real one, so tests that use it
+exercise the behaviour production code will see.  A recorder (the callback
+engine's outputs) only keeps what it was asked, for tests to assert on.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from typing import Any
 from twisted.internet.task import Cooperator
 from zope.interface import implementer
 
+from appliance.callback.engine import IRecallOutputs, Recall, Request
 from appliance.store import (
     DELETE,
+    ChangeObservers,
     IKeyValueStore,
     JSONValue,
     Observer,
-    ObserverList,
     StoreError,
     check_name,
     decode_value,
@@ -37,7 +40,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], str] | None = {}
-        self._observers = ObserverList()
+        self._observers = ChangeObservers()
 
     def _entries(self) -> dict[tuple[str, str], str]:
         if self._data is None:
@@ -78,7 +81,7 @@ class MemoryStore:
                 data.pop(name, None)
             else:
                 data[name] = text
-        self._observers.notify(old, new)
+        self._observers.notify_write(old, new)
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         return self._observers.subscribe(observer)
@@ -100,3 +103,23 @@ def synchronous_cooperator() -> Cooperator:
         run()  # the Cooperator only keeps the result to cancel a pending slice: none is pending
 
     return Cooperator(scheduler=at_once, terminationPredicateFactory=lambda: lambda: False)
+
+
+# --- Callback engine outputs (appliance.callback.engine.IRecallOutputs) ---------
+
+
+@implementer(IRecallOutputs)
+class RecordingOutputs:
+    """Keeps every output of the callback engine in order; its tests assert on ``log``."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    def originate(self, recall: Recall) -> None:
+        self.log.append(("originate", recall))
+
+    def saved(self, request: Request) -> None:
+        self.log.append(("saved", request))
+
+    def removed(self, request: Request, why: str) -> None:
+        self.log.append(("removed", (request.id, why)))

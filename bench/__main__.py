@@ -7,7 +7,8 @@
 
 Progress goes to stderr, the tables to stdout.  Log events of warning level
 and above go to stderr; lower ones are dropped by a level filter (the
-C{FastAGI + twistd log} row shows the cost of writing them all).
+C{FastAGI + journal log} row shows the cost of writing them all, as the
+shipped unit does).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import DatagramProtocol
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ class RefusingPhone(DatagramProtocol):
 
     def startProtocol(self) -> None:
         assert self.transport is not None
-        kernel_arrival(self.transport.getHandle())
+        kernel_arrival(ISystemHandle(self.transport).getHandle())
 
     def __init__(self, clock: Any, status: str, tag: str) -> None:
         self.clock = clock
@@ -75,7 +76,7 @@ class RefusingPhone(DatagramProtocol):
         if not text.startswith("INVITE "):
             return
         assert self.transport is not None
-        arrived = kernel_arrival(self.transport.getHandle()) or self.clock.seconds()
+        arrived = kernel_arrival(ISystemHandle(self.transport).getHandle()) or self.clock.seconds()
         headers = [
             h + f";tag={self.tag}" if h.lower().startswith("to:") and "tag=" not in h else h
             for h in sip_headers(text, "via", "from", "to", "call-id", "cseq")

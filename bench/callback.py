@@ -69,7 +69,11 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
         seen: list[object] = []
 
         def subscribe(callback: Any) -> Any:
-            return ami.subscribe(name, lambda event: (seen.append(event), callback(event)))
+            def noted(event: object) -> Any:
+                seen.append(event)
+                return callback(event)
+
+            return ami.subscribe(name, noted)
 
         return wait_until(reactor, subscribe, lambda: seen, name, timeout=10)
 

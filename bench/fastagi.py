@@ -4,16 +4,16 @@ The server runs in this process's reactor; the load generator
 (L{bench.agiload}, playing Asterisk) runs in a child process so it does not
 take the server's event loop.  Each session is a trivial script with two
 round trips (C{SET VARIABLE} then C{GET VARIABLE}), served by
-L{FastAGIFactory} under the same endpoint string the appliance uses
-(C{tcp:PORT:interface=...}, listen backlog 50).
+L{FastAGIFactory} on an endpoint built the way the appliance builds its own
+(L{appliance.config.Listen.endpoint}: listen backlog 1024), on port 0.
 
 Baseline, same run, same client: a bare L{LineOnlyReceiver} that skips the
 environment lines, then writes the same two command lines, one per reply, and
 closes; no AGI parsing, no routing, no timeout, no logging.
 
 At 50 concurrent sessions ours runs a second time with every log event also
-written to a file as text, which is what plain C{twistd} does (it installs
-no level filter, so FastAGIProtocol's per-line C{log.debug} is written).
+written to a file by the journal observer the shipped systemd unit selects
+(L{appliance.journal.observer}; like plain C{twistd}, it filters no level).
 
 Each scenario stops after C{requests} sessions or C{seconds}, whichever comes
 first, after a 200-session warm-up that is not counted.  The rate is every
@@ -39,11 +39,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
-from twisted.logger import globalLogPublisher, textFileLogObserver
+from twisted.logger import globalLogPublisher
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from appliance import journal
 from appliance.asterisk.fastagi import FastAGIFactory, FastAGIProtocol, formatCommand
+from appliance.config import Listen
 from bench._report import fmt, ratio, table
 from bench.agiload import MEASURING
 
@@ -51,8 +53,8 @@ CONCURRENCY = (1, 50, 200)
 REQUESTS = 5000
 SECONDS = 10.0
 WARMUP = 200
-#: The appliance's FastAGI endpoint string shape (Twisted's default backlog, 50), on a fresh port.
-ENDPOINT = "tcp:0:interface=127.0.0.1"
+#: The appliance's FastAGI endpoint (its listen backlog too), on a fresh port.
+ENDPOINT = Listen("127.0.0.1", 0).endpoint()
 
 _ROOT = Path(__file__).resolve().parent.parent
 _COMMANDS = (formatCommand("SET VARIABLE", "X", "1"), formatCommand("GET VARIABLE", "X"))
@@ -109,21 +111,21 @@ def bareFactory(reactor: Any) -> Factory:
 class Server:
     """A server under test.
 
-    C{twistdLog}: while it runs, every log event is also written as text to
-    a file, as C{twistd} does when nothing filters by level.
+    C{journalLog}: while it runs, every log event is also written to a file
+    by the shipped unit's journal observer, which filters no level.
     """
 
     name: str
     makeFactory: Callable[[Any], Factory]
     baseline: bool = False
-    twistdLog: bool = False
+    journalLog: bool = False
 
 
 BASELINE = Server("bare LineReceiver", bareFactory, baseline=True)
 OURS = Server("FastAGIFactory", fastAGIFactory)
-OURS_TWISTD_LOG = Server("FastAGI + twistd log", fastAGIFactory, twistdLog=True)
-#: Concurrencies at which OURS_TWISTD_LOG runs too.
-TWISTD_LOG_CONCURRENCY = (50,)
+OURS_JOURNAL_LOG = Server("FastAGI + journal log", fastAGIFactory, journalLog=True)
+#: Concurrencies at which OURS_JOURNAL_LOG runs too.
+JOURNAL_LOG_CONCURRENCY = (50,)
 
 
 # Results ----------------------------------------------------------------------
@@ -265,8 +267,8 @@ async def runScenario(
 ) -> AGIResult:
     """Listen on a fresh loopback port, drive it with the child, stop listening."""
     listening: IListeningPort = await serverFromString(reactor, endpoint).listen(server.makeFactory(reactor))
-    log_file = tempfile.TemporaryFile("w", encoding="utf-8") if server.twistdLog else None
-    observer = textFileLogObserver(log_file) if log_file is not None else None
+    log_file = tempfile.TemporaryFile("w", encoding="utf-8") if server.journalLog else None
+    observer = journal.observer(log_file) if log_file is not None else None
     if observer is not None:
         globalLogPublisher.addObserver(observer)
     try:
@@ -313,8 +315,8 @@ def scenarios(concurrencies: Sequence[int] = CONCURRENCY) -> list[tuple[Server, 
     plan = []
     for concurrency in concurrencies:
         plan += [(BASELINE, concurrency), (OURS, concurrency)]
-        if concurrency in TWISTD_LOG_CONCURRENCY:
-            plan.append((OURS_TWISTD_LOG, concurrency))
+        if concurrency in JOURNAL_LOG_CONCURRENCY:
+            plan.append((OURS_JOURNAL_LOG, concurrency))
     return plan
 
 

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     for name, command in [
         ("ruff", [PY, "-m", "ruff", "check", *CHECKED]),
         ("format", [PY, "-m", "ruff", "format", "--check", *CHECKED]),
-        ("mypy", [PY, "-m", "mypy", "appliance", "twisted/plugins"]),
+        ("mypy", [PY, "-m", "mypy", "appliance", "twisted/plugins", "tests", "bench"]),
         ("unit", [PY, "-m", "pytest", "-p", "no:twisted", "tests/unit"]),
         # Real headless Chromium against the real web service; owns the reactor.
         ("browser", [PY, "-m", "pytest", "-p", "no:twisted", "tests/browser"]),

@@ -19,8 +19,10 @@ from twisted.internet.defer import Deferred
 #: a longer line is cut and the rest runs as a *second* command.
 MAX_COMMAND_BYTES = 2047  # including the trailing newline
 
-_USAGE_END = "520 End of proper usage."
-_STATUS_LINE = re.compile(r"^(\d{3}) (.*)$")
+#: The last line of res_agi's multi-line 520 usage reply.
+USAGE_END = "520 End of proper usage."
+#: A reply line: three-digit status, a space, the rest.
+STATUS_LINE = re.compile(r"^(\d{3}) (.*)$")
 _RESULT = re.compile(r"^result=(\S*)(.*)$")
 # After the result: an optional " (data)" then " key=value" pairs.  The data
 # part is greedy so a value containing ")" stays whole; extras may not hold
@@ -130,7 +132,7 @@ def formatCommand(verb: str, *args: str | int) -> str:
     return " ".join(words)
 
 
-def _decode(raw: bytes) -> str:
+def decodeLine(raw: bytes) -> str:
     """UTF-8, else Latin-1: caller names from old phones/trunks are Latin-1."""
     try:
         return raw.decode("utf-8")
@@ -138,7 +140,7 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _encodeCommand(command: str) -> bytes:
+def encodeCommand(command: str) -> bytes:
     """Validate a raw command line and return its wire bytes."""
     if "\r" in command or "\n" in command:
         raise ValueError(f"CR/LF in AGI command (command injection): {command!r}")
@@ -162,7 +164,7 @@ def parseResponse(line: str) -> AGIResponse:
 
     Raise C{ValueError} for anything that is not a 200 reply.
     """
-    status = _STATUS_LINE.match(line)
+    status = STATUS_LINE.match(line)
     if status is None or status.group(1) != "200":
         raise ValueError(f"not a 200 AGI reply: {line!r}")
     result = _RESULT.match(status.group(2))
@@ -187,7 +189,7 @@ def parseResponse(line: str) -> AGIResponse:
     )
 
 
-def _errorFor(code: int, text: str, command: str) -> AGIResponseError:
+def errorForStatus(code: int, text: str, command: str) -> AGIResponseError:
     """Map a non-200 status line to its exception."""
     if code == 510:
         return AGIInvalidCommand(code, text, command)

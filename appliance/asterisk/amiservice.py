@@ -16,6 +16,7 @@ hooks resync, instead of every action timing out one by one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -40,6 +41,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from appliance.observers import Observers
+
 from .ami import (
     AMIAuthenticationError,
     AMIConnectionLost,
@@ -55,13 +58,6 @@ log = Logger()
 
 EventCallback = Callable[[AMIMessage], object]
 ConnectedHook = Callable[[AMIProtocol], object]
-
-
-@dataclass(eq=False)
-class _Subscription:
-    name: str | None
-    callback: EventCallback
-    active: bool = True
 
 
 @dataclass(eq=False)
@@ -105,7 +101,7 @@ class AMIService(MultiService):
         self._md5 = md5
         self._prefix = actionIDPrefix
         self._current: AMIProtocol | None = None
-        self._subscriptions: list[_Subscription] = []
+        self._subscribers: Observers[[AMIMessage]] = Observers("AMI event")
         self._hooks: list[_Hook] = []
         self._waiters: list[Deferred[AMIProtocol]] = []
         self._stopped = False
@@ -224,15 +220,15 @@ class AMIService(MultiService):
         Returns the function that unsubscribes. A callback that raises, or
         returns a failing Deferred, is logged; the others still run.
         """
-        subscription = _Subscription(None if event is None else event.lower(), callback)
-        self._subscriptions.append(subscription)
+        if event is None:
+            return self._subscribers.subscribe(callback)
+        wanted = event.lower()
 
-        def unsubscribe() -> None:
-            subscription.active = False
-            if subscription in self._subscriptions:
-                self._subscriptions.remove(subscription)
+        @functools.wraps(callback)  # the log names the callback, not this filter
+        def named(message: AMIMessage) -> object:
+            return callback(message) if (message.name or "").lower() == wanted else None
 
-        return unsubscribe
+        return self._subscribers.subscribe(named)
 
     def addConnectedHook(self, hook: ConnectedHook) -> Callable[[], None]:
         """Call C{hook(protocol)} after every successful login, e.g. to resync
@@ -252,27 +248,7 @@ class AMIService(MultiService):
         return remove
 
     def _dispatchEvent(self, event: AMIMessage) -> None:
-        name = (event.name or "").lower()
-        for subscription in list(self._subscriptions):
-            if not subscription.active or subscription.name not in (None, name):
-                continue
-            try:
-                result = subscription.callback(event)
-            except Exception:
-                log.failure(
-                    "AMI subscriber {callback!r} failed on {event}",
-                    callback=subscription.callback,
-                    event=event.name,
-                )
-                continue
-            if isinstance(result, Deferred):
-                result.addErrback(self._subscriberFailed, subscription.callback, event.name)
-
-    @staticmethod
-    def _subscriberFailed(failure: Failure, callback: EventCallback, name: str | None) -> None:
-        log.failure(
-            "AMI subscriber {callback!r} failed on {event}", failure=failure, callback=callback, event=name
-        )
+        self._subscribers.notify(event)
 
     # -- connection lifecycle ---------------------------------------------------
 

@@ -50,8 +50,8 @@ from twisted.python.failure import Failure
 
 from appliance.asterisk._tcp import acknowledgeNow, sendWithoutDelay, writeNow
 from appliance.asterisk.agi import (
-    _STATUS_LINE,
-    _USAGE_END,
+    STATUS_LINE,
+    USAGE_END,
     AGIChannelDead,
     AGICommandError,
     AGICommands,
@@ -61,9 +61,9 @@ from appliance.asterisk.agi import (
     AGIResponse,
     AGIResponseError,
     AGIUsageError,
-    _decode,
-    _encodeCommand,
-    _errorFor,
+    decodeLine,
+    encodeCommand,
+    errorForStatus,
     formatCommand,
     parseResponse,
     quote,
@@ -336,12 +336,12 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._buffer = b""
-        self._protocolError(f"line longer than {self.MAX_LENGTH} bytes", _decode(line[:200]))
+        self._protocolError(f"line longer than {self.MAX_LENGTH} bytes", decodeLine(line[:200]))
 
     def lineReceived(self, raw: bytes) -> None:
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return
-        line = _decode(raw)
+        line = decodeLine(raw)
         if line.endswith("\r"):
             line = line[:-1]
         if self.trace:
@@ -434,8 +434,8 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
         """Collect a 520- usage block; its end marker may trail the last
         usage line when the usage text lacks a newline (old Asterisk)."""
         assert self._usage is not None
-        if line.endswith(_USAGE_END):
-            head = line[: -len(_USAGE_END)]
+        if line.endswith(USAGE_END):
+            head = line[: -len(USAGE_END)]
             if head:
                 self._usage.append(head)
             usage, self._usage = "\n".join(self._usage), None
@@ -459,13 +459,13 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
             self._usageHeader = line[4:]
             self._usage = []
             return
-        status = _STATUS_LINE.match(line)
+        status = STATUS_LINE.match(line)
         if status is None:
             self._protocolError("malformed reply", line)
             return
         code = int(status.group(1))
         if code != 200:
-            self._finishPending(Failure(_errorFor(code, status.group(2), self._pending.text)))
+            self._finishPending(Failure(errorForStatus(code, status.group(2), self._pending.text)))
             return
         try:
             response = parseResponse(line)
@@ -502,7 +502,7 @@ class FastAGIProtocol(LineOnlyReceiver, AGICommands):
 
         @raise ValueError: the line contains CR/LF/NUL or is too long.
         """
-        wire = _encodeCommand(command)
+        wire = encodeCommand(command)
         if self._phase in (_Phase.CLOSING, _Phase.CLOSED):
             return fail(AGIConnectionLost(f"connection closed before {command!r}"))
         if self._lastWritten or (self._lastQueued and self._queue):

@@ -37,7 +37,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Interface
 
 from appliance.pbx import Presence
 
@@ -522,20 +522,3 @@ class CallbackEngine:
             why=why,
         )
         self.outputs.removed(request, why)
-
-
-@implementer(IRecallOutputs)
-class RecordingOutputs:
-    """Keeps every output in order; the engine tests assert on ``log``."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, Any]] = []
-
-    def originate(self, recall: Recall) -> None:
-        self.log.append(("originate", recall))
-
-    def saved(self, request: Request) -> None:
-        self.log.append(("saved", request))
-
-    def removed(self, request: Request, why: str) -> None:
-        self.log.append(("removed", (request.id, why)))

@@ -9,7 +9,6 @@ used only for the recall over the trunk and only when it is a plain number.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,13 +20,12 @@ from appliance.asterisk.fastagi import AGIArgs
 from appliance.callback import prompts
 from appliance.callback.engine import CallbackEngine, Kind, Outcome
 from appliance.dialplan import Call, Unreachable
+from appliance.numbers import EXTENSION, EXTERNAL_NUMBER
 from appliance.pbx import Presence, endpoint_of
 from appliance.settings import Settings
 
 log = Logger()
 
-EXTENSION = re.compile(r"^[0-9]{2,8}$")
-EXTERNAL_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 DIGIT_WAIT_MS = 5000
 BUSY_TONE_MS = 15000
 """How long the busy tone plays (and the key is accepted) with CC_BUSY_TONE."""

@@ -1,12 +1,12 @@
 """The callback announcements in German and English.
 
 The texts live here; `appliance.prompts` generates the sound files (with every
-other feature's) and names them: ``appliance/<lang>/<name>``.
+other feature's); `appliance.sounds` names them: ``appliance/<lang>/<name>``.
 """
 
 from __future__ import annotations
 
-from appliance.prompts import VOICES, sound
+from appliance.sounds import VOICES, sound
 
 KEYS = "0123456789*#"
 KEY_WORDS = {"de": {"*": "Stern", "#": "Raute"}, "en": {"*": "star", "#": "hash"}}

@@ -38,9 +38,10 @@ from appliance.callback.engine import (
     RecallResult,
     Request,
 )
-from appliance.callback.offer import EXTENSION, EXTERNAL_NUMBER, Offers
+from appliance.callback.offer import Offers
 from appliance.devices import Devices
 from appliance.directory import DEVICE, Directory
+from appliance.numbers import EXTENSION, EXTERNAL_NUMBER, TYPED_NUMBER
 from appliance.pbx import Change, EndpointChanged, PBXModel, Presence, Resynced
 from appliance.settings import Setting, Settings
 from appliance.store import Change as StoreChange
@@ -52,7 +53,6 @@ NAMESPACE = "callbacks"
 CONTEXT = "appliance-callback"
 CLICK_CONTEXT = "appliance-click"
 DEVICES_CONTEXT = "appliance-devices"
-CLICK_NUMBER = re.compile(r"^[0-9]{2,20}$")
 USER_EVENT = "ApplianceCallback"
 _SAFE_ID = re.compile(r"^[0-9+]{2,21}:[0-9]{2,8}$")
 
@@ -261,7 +261,7 @@ class CallbackService(Service):
     def click_to_call(self, user: str, number: str) -> Deferred[Any]:
         """Ring ``user``'s phone; once answered, the call to ``number`` runs the
         ordinary internal call route (forwards, offers) as if dialled there."""
-        if not EXTENSION.match(user) or not CLICK_NUMBER.match(number):
+        if not EXTENSION.match(user) or not TYPED_NUMBER.match(number):
             return fail(ValueError(f"cannot call {number!r} for {user!r}"))
         callee = self.directory.user(number)
         caller = self.directory.user(user)

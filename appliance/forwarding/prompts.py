@@ -8,7 +8,7 @@ English.
 
 from __future__ import annotations
 
-from appliance.prompts import VOICES, sound
+from appliance.sounds import VOICES, sound
 
 TEXTS: dict[str, dict[str, str]] = {
     "fwd-unconditional-on": {

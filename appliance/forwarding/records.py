@@ -9,12 +9,12 @@ behind that no longer validate are skipped with a log line, never half-used.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from twisted.logger import Logger
 
+from appliance.numbers import EXTENSION, FORWARD_TARGET
 from appliance.store import IKeyValueStore, StoreChange, moved
 
 log = Logger()
@@ -31,8 +31,6 @@ INTERNAL = "internal"
 EXTERNAL = "external"
 SCOPES = (ALL, INTERNAL, EXTERNAL)
 
-EXTENSION = re.compile(r"^[0-9]{2,8}$")
-TARGET = re.compile(r"^\+?[0-9]{2,20}$")
 """An internal number, a group number or an external number; never anything Dial() could misread."""
 
 DEFAULT_SECONDS = 20
@@ -65,7 +63,7 @@ class Forward:
             raise ForwardError(f"{where}: kind: {self.kind!r} is not one of " + ", ".join(KINDS))
         if self.scope not in SCOPES:
             raise ForwardError(f"{where}: scope: {self.scope!r} is not one of " + ", ".join(SCOPES))
-        if not isinstance(self.target, str) or not TARGET.match(self.target):
+        if not isinstance(self.target, str) or not FORWARD_TARGET.match(self.target):
             raise ForwardError(f"{where}: target: {self.target!r} is not a phone number")
         if self.target == owner:
             raise ForwardError(f"{where}: target: a line cannot forward to itself")

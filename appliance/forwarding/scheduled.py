@@ -19,10 +19,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from appliance.dialplan import Call
-from appliance.forwarding.records import EXTENSION, KINDS, SCOPES, Forward
+from appliance.forwarding.records import KINDS, SCOPES, Forward
 from appliance.forwarding.rules import Context
 from appliance.forwarding.schedule import Schedule, ScheduleError
 from appliance.forwarding.service import Forwarding
+from appliance.numbers import EXTENSION
 from appliance.store import IKeyValueStore, StoreChange, moved
 
 log = Logger()

@@ -20,7 +20,6 @@ activated / de-activated", or "invalid".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -54,13 +53,12 @@ from appliance.forwarding.rules import (
     forwarder_forms,
     printable,
 )
-from appliance.numbers import plan_from
+from appliance.numbers import EXTENSION, plan_from
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
 
 log = Logger()
 
-LINE = re.compile(r"^[0-9]{2,8}$")
 ASTERISK_NO_NAME = "unknown"
 """What AGI reports as ``agi_calleridname`` when the caller sent no name."""
 
@@ -98,7 +96,7 @@ class DirectoryNumbering:
         owner = self.directory.owner_of(number)
         if owner is not None:
             return Destination("line", owner.extension, language=owner.language)
-        if self.pbx is not None and LINE.match(number) and number in self.pbx.endpoints:
+        if self.pbx is not None and EXTENSION.match(number) and number in self.pbx.endpoints:
             return Destination("line", number)
         return None
 
@@ -146,7 +144,7 @@ class Forwarding:
         line (the trunk) is an external caller, whatever context it came through
         (a blindly transferred external call runs in the transferer's context)."""
         endpoint = self._person(endpoint_of(call.channel) or "")
-        internal = self.numbering.internal(endpoint) if LINE.match(endpoint) else None
+        internal = self.numbering.internal(endpoint) if EXTENSION.match(endpoint) else None
         if internal is None or internal.kind != "line":
             return Caller("external", call.caller_num, call.caller_name, blind_transfer=blind_transfer)
         line = internal.number
@@ -214,7 +212,7 @@ class Forwarding:
 
     def _line_of(self, session: CallSession) -> str | None:
         endpoint = self._person(endpoint_of(session.env.get("agi_channel", "")) or "")
-        return endpoint if LINE.match(endpoint) else None
+        return endpoint if EXTENSION.match(endpoint) else None
 
     def _language(self, line: str | None) -> str:
         user = self.directory.user(line) if line else None

@@ -13,7 +13,6 @@ Also here, for calls the policy must see: `directed_pickup` (feature code
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,19 +23,21 @@ from twisted.logger import Logger
 
 from appliance.contacts import Contact, ContactDirectory
 from appliance.devices import person_of
-from appliance.directory import EXTENSION, Directory
+from appliance.directory import Directory
 from appliance.mail import Outbox, address, compose, is_address, message_id
 from appliance.missed.journal import DAY, Entry, Journal
 from appliance.missed.language import mail_language
 from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
 from appliance.missed.render import Notice, Renderer, link_for
 from appliance.missed.tracking import CallTracker, TrackedCall
+from appliance.numbers import EXTENSION
+from appliance.observers import Observers
 from appliance.pbx import Change, ChannelChanged, EndpointChanged, PBXModel
 from appliance.settings import Settings
 
 log = Logger()
 
-Observer = Callable[[TrackedCall, Decision], None]
+Observer = Callable[[TrackedCall, Decision], object]
 
 JUDGE_DELAY = 0.1
 """Seconds between a call's last Hangup and judging it (store reads, maybe mails).
@@ -72,7 +73,7 @@ class MissedCallService(Service):
         self.language = language
         """The appliance's language: the last fallback for a mail's language."""
         self.tracker = CallTracker()
-        self._observers: list[Observer] = []
+        self._observers: Observers[[TrackedCall, Decision]] = Observers("missed-call")
         self._unsubscribe: Callable[[], None] | None = None
         self._pruning: IDelayedCall | None = None
         self._finishing: dict[str, tuple[IDelayedCall, TrackedCall]] = {}
@@ -80,8 +81,7 @@ class MissedCallService(Service):
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """observer(call, decision) after every finished call (web page, tests)."""
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer) if observer in self._observers else None
+        return self._observers.subscribe(observer)
 
     def startService(self) -> None:
         super().startService()
@@ -224,11 +224,7 @@ class MissedCallService(Service):
             mail=list(decision.mail),
             reasons=dict(decision.reasons),
         )
-        for observer in list(self._observers):
-            try:
-                observer(call, decision)
-            except Exception:
-                log.failure("missed-call observer failed")
+        self._observers.notify(call, decision)
         return decision
 
     def _caller_name(self, call: TrackedCall, contact: Contact | None) -> str:
@@ -288,11 +284,8 @@ class MissedCallService(Service):
 # -- call routing helpers ------------------------------------------------------
 
 
-_PICKUP_TARGET = re.compile(EXTENSION.pattern)
-
-
 def directed_pickup(session: Any, code: str, rest: str) -> Deferred[int]:
     """``*8200``: take the call ringing at 200 (Asterisk ``PickupChan``)."""
-    if not _PICKUP_TARGET.match(rest):
+    if not EXTENSION.match(rest):
         return session.exec_("Playback", "invalid")
     return session.exec_("PickupChan", f"PJSIP/{rest}")

@@ -27,8 +27,8 @@ from appliance.forwarding.schedule import ScheduleError
 from appliance.forwarding.scheduled import Schedules
 from appliance.missed.journal import Journal
 from appliance.pbx import PBXModel
-from appliance.web.app import Body, Page, Router
 from appliance.web.auth import LoginThrottle
+from appliance.web.routing import Body, Page, Router
 from appliance.web.tokens import ApiToken, ApiTokens, RateLimit, bearer
 
 log = Logger()

@@ -4,8 +4,8 @@
 appliance serves it as ``Site(web.app.resource())``.  Pages come in groups,
 one module per group under `appliance.web.pages`: a group is an object with an
 ``install(router)`` method that adds its routes and navigation entries through
-`Router`, which is where access control and CSRF checking happen, so no page
-can forget them.
+`appliance.web.routing.Router`, which sends every request through `WebApp._dispatch`,
+where access control and CSRF checking happen, so no page can forget them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeAlias
-from urllib.parse import parse_qs, urlencode
+from typing import Any
 
 import jinja2
 from argon2 import PasswordHasher
@@ -29,11 +27,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
+from appliance.observers import Observers
 from appliance.settings import Language, Settings
 from appliance.shipped import web_root
 from appliance.store import IKeyValueStore, InvalidName
@@ -52,6 +50,8 @@ from appliance.web.auth import (
     synchronously,
 )
 from appliance.web.guard import GuardedSite, set_security_headers
+from appliance.web.pages import core_pages
+from appliance.web.routing import Access, Body, Handler, Page, PageGroup, Router
 
 log = Logger()
 
@@ -62,9 +62,6 @@ SESSION_COOKIE = b"appliance_session"
 LOGIN_COOKIE = b"appliance_login"
 """Carries the login form's CSRF token before there is a session."""
 
-Access: TypeAlias = Literal["public", "any", "admin", "user"]
-"""Who may open a route: everyone, any logged-in account, the admin, or users."""
-
 
 LOGIN_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
 """``admin`` or an extension; anything else cannot be an account and is refused with 400."""
@@ -73,147 +70,6 @@ SAME_SITE_PATH = re.compile(r"/(?![/\\])[!#-\[\]-~]*")
 """Where ``next`` may lead after login: a path on this site, printable ASCII only
 (browsers drop tabs and newlines, so ``/\t/evil`` would become ``//evil``), and
 neither ``//`` nor ``/\\`` (both mean another host) nor any backslash."""
-
-
-@dataclass(frozen=True)
-class NavEntry:
-    """A link in the navigation bar, shown to one role."""
-
-    path: str
-    label: str
-    """A catalogue key (see `appliance.web.i18n`)."""
-    role: Role
-    order: int = 100
-
-
-Body: TypeAlias = "bytes | Deferred[bytes]"
-Handler: TypeAlias = Callable[..., Body]
-"""``handler(page, **route_arguments)`` returns the response body, or a Deferred of it."""
-
-
-class PageGroup(Protocol):
-    """One module's pages: it adds its routes and navigation entries."""
-
-    def install(self, router: Router) -> None: ...
-
-
-class Page:
-    """One request as a page handler sees it: who asks, in which language, and helpers."""
-
-    def __init__(self, web: WebApp, request: IRequest, session: Session | None, language: Language) -> None:
-        self.web = web
-        self.request = request
-        self.session = session
-        self.language: Language = i18n.as_language(language) or "de"
-        """The fallback when neither the directory nor the browser names a language."""
-
-    @property
-    def login(self) -> str:
-        """The logged-in account (routes other than ``public`` always have one)."""
-        assert self.session is not None
-        return self.session.login
-
-    def t(self, key: str) -> str:
-        return i18n.translate(key, self.language)
-
-    def has_arg(self, name: str) -> bool:
-        return name.encode("utf-8") in (self.request.args or {})
-
-    def form_arg(self, name: str, default: str = "") -> str:
-        """A field of the request body only, never of the URL: secrets (CSRF token,
-        password) must not come from a link someone else made or land in logs."""
-        encoded = name.encode("utf-8")
-        values = (self.request.args or {}).get(encoded) or []
-        query = self.request.uri.partition(b"?")[2]
-        # Twisted puts the URL's values first, then the body's.
-        in_query = len(parse_qs(query, keep_blank_values=True).get(encoded, []))
-        values = values[in_query:]
-        return values[0].decode("utf-8", "replace") if values else default
-
-    def arg(self, name: str, default: str = "") -> str:
-        """A query or form field as text (the first if repeated)."""
-        values = (self.request.args or {}).get(name.encode("utf-8"))
-        return values[0].decode("utf-8", "replace") if values else default
-
-    def render(self, template: str, status: int = 200, **values: Any) -> bytes:
-        self.request.setResponseCode(status)
-        self.request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        nav = self.web.router.nav(self.session.role) if self.session else []
-        current = self.request.path.decode("utf-8", "replace")
-        matching = [e.path for e in nav if current == e.path or current.startswith(e.path + "/")]
-        context = {
-            "t": self.t,
-            "language": self.language,
-            "session": self.session,
-            "csrf": self.session.csrf if self.session else "",
-            "nav": nav,
-            "current": current,
-            # The navigation entry of this page: the longest path the request is under.
-            "active": max(matching, key=len, default=""),
-            "alerts": self.web.current_alerts() if self.session and self.session.role == "admin" else [],
-            **values,
-        }
-        return self.web.templates.get_template(template).render(context).encode("utf-8")
-
-    def redirect(self, location: str, query: Mapping[str, str] | None = None) -> bytes:
-        if query:
-            location += "?" + urlencode({key: value for key, value in query.items() if value})
-        self.request.setResponseCode(303)
-        self.request.setHeader(b"Location", location.encode("utf-8"))
-        return b""
-
-    def error(self, status: int, title: str, text: str) -> bytes:
-        return self.render("error.html", status=status, title=self.t(title), text=self.t(text))
-
-
-class Router:
-    """Adds routes to the Klein app behind the access and CSRF checks."""
-
-    def __init__(self, web: WebApp) -> None:
-        self._web = web
-        self._nav: list[NavEntry] = []
-        self._uploads = Map()
-
-    def is_upload(self, method: bytes, path: bytes) -> bool:
-        """Whether ``path`` (a raw request target) names an upload route."""
-        target = path.split(b"?", 1)[0].decode("utf-8", "replace")
-        try:
-            self._uploads.bind("appliance").match(target, method=method.decode("ascii", "replace"))
-        except HTTPException:
-            return False
-        return True
-
-    def route(
-        self,
-        path: str,
-        handler: Handler,
-        *,
-        access: Access,
-        methods: Iterable[str] = ("GET",),
-        nav: NavEntry | None = None,
-        upload: bool = False,
-    ) -> None:
-        """Serve ``handler`` at ``path`` (Klein/werkzeug syntax) for those ``access`` allows.
-
-        Every method but GET must carry the session's CSRF token in the
-        ``csrf`` form field of the body, or it is refused with 403 before the
-        handler runs.  Bodies are limited to a form's size unless ``upload``.
-        """
-        methods = list(methods)
-        web = self._web
-        if upload:
-            self._uploads.add(Rule(path, methods=methods, endpoint=path))
-
-        def run(request: IRequest, **kwargs: Any) -> Body:
-            return web._dispatch(request, handler, access, kwargs)
-
-        web.app.route(path, methods=methods, endpoint=f"{','.join(methods)} {path}")(run)
-        if nav is not None:
-            self._nav.append(nav)
-            self._nav.sort(key=lambda entry: (entry.order, entry.path))
-
-    def nav(self, role: Role) -> list[NavEntry]:
-        return [entry for entry in self._nav if entry.role == role]
 
 
 class WebApp:
@@ -254,7 +110,7 @@ class WebApp:
         """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
         self.sessions = Sessions(store, clock)
         self.throttle = LoginThrottle(clock)
-        self._login_observers: list[Callable[[str], object]] = []
+        self._login_observers: Observers[[str]] = Observers("web login")
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(web_root / "templates"),
             autoescape=True,
@@ -271,9 +127,6 @@ class WebApp:
         self.router.route("/login", self._login, access="public", methods=["POST"])
         self.router.route("/logout", self._logout, access="any", methods=["POST"])
         self.router.route("/static/<name>", self._static, access="public")
-
-        from appliance.web.pages import core_pages
-
         for group in core_pages(self):
             self.add(group)
 
@@ -289,7 +142,7 @@ class WebApp:
     def on_login(self, observer: Callable[[str], object]) -> None:
         """``observer(login)`` after every successful login (the missed-call exceptions
         count a web login as the user being back)."""
-        self._login_observers.append(observer)
+        self._login_observers.subscribe(observer)
 
     def add(self, group: PageGroup) -> None:
         """Serve a feature's pages (see `appliance.web.pages`)."""
@@ -448,8 +301,7 @@ class WebApp:
             self.throttle.finish(login, address, succeeded=True)
             session = self.sessions.create(login)
             log.info("web login of {login!r} from {address}", login=login, address=address)
-            for observer in self._login_observers:
-                observer(login)
+            self._login_observers.notify(login)
             self._set_cookie(page.request, SESSION_COOKIE, session.id.encode("ascii"), b"/")
             self._set_cookie(page.request, LOGIN_COOKIE, b"", b"/login", expire=True)
             target = page.arg("next")

@@ -84,7 +84,12 @@ def test_user_sets_and_removes_a_forward(carla: Page, running: Running) -> None:
 def test_script_caller_name_shows_as_text_in_the_journal(carla: Page, running: Running) -> None:
     """A missed call from a caller named <script>… is shown as text: no dialog, no script element."""
     dialogs: list[Dialog] = []
-    carla.on("dialog", lambda dialog: (dialogs.append(dialog), dialog.dismiss()))
+
+    def dismissed(dialog: Dialog) -> None:
+        dialogs.append(dialog)
+        dialog.dismiss()
+
+    carla.on("dialog", dismissed)
     add_missed(running, "210", Entry("call-1", 1_790_000_000, "03012345", "Erika Muster", "+493012345", 8.0))
     add_missed(running, "210", Entry("call-2", 1_790_000_600, "0666", SCRIPT, "0666", 21.0))
     carla.click("nav >> text=Missed calls")

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from appliance.directory import User
 from appliance.pbx import Presence
 from tests.browser.conftest import Running, log_in, reactor, screenshot
-from tests.browser.test_lab_forward import hang_up_all, registered
+from tests.browser.test_lab_forward import close_all, hang_up_all, registered
 from tests.e2e.phones import Phone, SippRun
 from tests.e2e.waiting import wait_model, wait_until
 
@@ -110,5 +110,5 @@ def test_callback_and_click_to_call_from_the_browser(page: Page, on_lab: Running
         results = on_lab.call(both)
         assert [ok for ok, _ in results] == [True, True], results
     finally:
-        on_lab.call(lambda: [phone.close() for phone in (user, busy, other, called)])
+        on_lab.call(close_all, (user, busy, other, called))
         on_lab.call(hang_up_all, on_lab)

@@ -7,6 +7,7 @@ their Deferreds, which sipp's own timeout bounds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def invite_from(phone: Phone, sipp: SippRun) -> list[str]:
             if line.startswith("INVITE-FROM "):
                 lines.append(line.removeprefix("INVITE-FROM "))
     return lines
+
+
+def close_all(phones: Iterable[Phone]) -> None:
+    """Close each phone (its sipp runs are killed, its port given back)."""
+    for phone in phones:
+        phone.close()
 
 
 def hang_up_all(running: Running) -> Deferred[Any]:
@@ -107,5 +114,5 @@ def test_forward_set_in_the_browser_is_followed_by_a_real_call(page: Page, on_la
         assert seen, "the PBX model saw no channel of 300"
     finally:
         on_lab.call(unsubscribe)
-        on_lab.call(lambda: (target.close(), caller.close()))
+        on_lab.call(close_all, (target, caller))
         on_lab.call(hang_up_all, on_lab)

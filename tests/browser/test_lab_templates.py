@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from appliance.directory import User
 from appliance.mail import SMTPRelay
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, reserved_port, screenshot
-from tests.browser.test_lab_forward import hang_up_all, registered
+from tests.browser.test_lab_forward import close_all, hang_up_all, registered
 from tests.e2e.phones import Phone
 from tests.e2e.test_missed import VCF, Inbox, call_and_cancel, run
 from tests.e2e.waiting import wait_until
@@ -108,7 +108,7 @@ def missed_call_mail(running: Running, inbox: Inbox) -> Any:
             )
         )
     finally:
-        running.call(lambda: [phone.close() for phone in made])
+        running.call(close_all, made)
         running.call(hang_up_all, running)
     [mail] = inbox.messages[before:]
     return mail

@@ -118,7 +118,12 @@ def test_script_in_a_name_shows_as_text(admin: Page, running: Running) -> None:
     name = "<script>alert(1)</script>"
     running.add_user(User("102", name, "", "en"), "mallory-secret")
     dialogs: list[Dialog] = []
-    admin.on("dialog", lambda dialog: (dialogs.append(dialog), dialog.dismiss()))
+
+    def dismissed(dialog: Dialog) -> None:
+        dialogs.append(dialog)
+        dialog.dismiss()
+
+    admin.on("dialog", dismissed)
     admin.click("nav >> text=Users")
     expect(admin).to_have_url(running.url + "/admin/users")
     cell = admin.locator("#user-102 .name")

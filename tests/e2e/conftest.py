@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """A failed test reports what the appliance logged and what Asterisk wrote
     meanwhile: a failure seen once in CI can then be read, not only rerun."""
     report = yield
@@ -102,7 +102,7 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def reactor():  # type: ignore[no-untyped-def]
+def reactor():
     return _reactor
 
 
@@ -139,7 +139,7 @@ language = de
 
 
 @pytest.fixture
-def appliance(tmp_path: Path, lab: Lab, reactor):  # type: ignore[no-untyped-def]
+def appliance(tmp_path: Path, lab: Lab, reactor):
     """The appliance running in this process, connected and synced with the lab."""
     service = tap.build(str(appliance_config(tmp_path, lab)), reactor)
     service.startService()
@@ -149,7 +149,7 @@ def appliance(tmp_path: Path, lab: Lab, reactor):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def phones(lab: Lab, reactor):  # type: ignore[no-untyped-def]
+def phones(lab: Lab, reactor):
     """``phones("200")`` gives a sipp phone for that extension; all killed afterwards."""
     made: list[Phone] = []
     clear_aborts()

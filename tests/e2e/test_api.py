@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest_twisted
 import treq
+from twisted.web.http_headers import Headers
 
 from appliance.directory import User
 from tests.e2e.calls import answered_call, lines_rung
@@ -18,7 +19,7 @@ from tests.e2e.waiting import wait_model
 def call_api(base: str, method: str, path: str, token: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     response = yield treq.request(
-        method, base + path, data=data, headers={"Authorization": [f"Bearer {token}"]}
+        method, base + path, data=data, headers=Headers({"Authorization": [f"Bearer {token}"]})
     )
     text = yield response.text()
     return response.code, json.loads(text)

@@ -24,11 +24,11 @@ OUTSIDE = "+4930123456"
 FROM_OUTSIDE = f"P-Asserted-Identity: <sip:{OUTSIDE}@127.0.0.1>\r\n"
 
 
-def pending_ids(appliance):  # type: ignore[no-untyped-def]
+def pending_ids(appliance):
     return [r.id for r in appliance.callbacks.pending()]
 
 
-def wait_pending(reactor, appliance, check, what, timeout=15.0):  # type: ignore[no-untyped-def]
+def wait_pending(reactor, appliance, check, what, timeout=15.0):
     """Wait on the store's change events until ``check(pending ids)`` holds."""
     return wait_until(
         reactor, appliance.store.subscribe, lambda: check(pending_ids(appliance)), what, timeout=timeout
@@ -36,7 +36,7 @@ def wait_pending(reactor, appliance, check, what, timeout=15.0):  # type: ignore
 
 
 @pytest_twisted.inlineCallbacks
-def registered(reactor, appliance, *phones):  # type: ignore[no-untyped-def]
+def registered(reactor, appliance, *phones):
     pbx = appliance.pbx
     for phone in phones:
         yield phone.register().done
@@ -46,20 +46,20 @@ def registered(reactor, appliance, *phones):  # type: ignore[no-untyped-def]
     )
 
 
-def offer(phone, target, key="5", pause_ms=1500, extra=""):  # type: ignore[no-untyped-def]
+def offer(phone, target, key="5", pause_ms=1500, extra=""):
     """Call ``target``, take the offer with ``key`` (SIP INFO), wait for the appliance's hangup."""
     values = {"target": target, "key": key, "pause_ms": pause_ms, "extra": extra}
     return phone._run("cc_offer", values, timeout=30)
 
 
-def take_recall(phone, target, to=None, ring_ms=1000):  # type: ignore[no-untyped-def]
+def take_recall(phone, target, to=None, ring_ms=1000):
     """The requester's phone answers the recall, which must show ``target`` and be
     addressed to ``to`` (a regular expression; the phone's own extension by default)."""
     values = {"expect_from": target, "expect_to": to or phone.extension, "ring_ms": ring_ms}
     return phone._run("cc_recall", values, "-trace_logs", local_port=phone.port)
 
 
-def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def]
+def answer_expecting(phone, caller, hold_ms=800):
     """Answer one call on the phone's registered port; fail unless From is ``caller``."""
     return phone._run(
         "cc_answer_from",
@@ -70,7 +70,7 @@ def answer_expecting(phone, caller, hold_ms=800):  # type: ignore[no-untyped-def
 
 
 @pytest_twisted.inlineCallbacks
-def busy_with(reactor, appliance, phone, other):  # type: ignore[no-untyped-def]
+def busy_with(reactor, appliance, phone, other):
     """``other`` calls ``phone``, an office phone with call waiting, which answers;
     both stay in the call until the test ends it.  Returns (phone's run, other's run)."""
     pbx = appliance.pbx
@@ -85,7 +85,7 @@ def busy_with(reactor, appliance, phone, other):  # type: ignore[no-untyped-def]
 
 
 @pytest_twisted.inlineCallbacks
-def end_call_of(reactor, appliance, extension, held=None, waited=False):  # type: ignore[no-untyped-def]
+def end_call_of(reactor, appliance, extension, held=None, waited=False):
     """Hang up ``extension``'s call; its phone gets a BYE.  With ``held`` (from
     `busy_with`) the office phone's run ends: by itself when a waiting call came
     (``waited``), else it is stopped; either way its port is free afterwards."""
@@ -103,12 +103,12 @@ def end_call_of(reactor, appliance, extension, held=None, waited=False):  # type
             yield office.done
 
 
-def channels_created(appliance, extension):  # type: ignore[no-untyped-def]
+def channels_created(appliance, extension):
     """Names of the channels the PBX creates for ``extension`` from now on."""
     seen: list[str] = []
     before = {c.uniqueid for c in appliance.pbx.channels_of(extension)}
 
-    def note(change):  # type: ignore[no-untyped-def]
+    def note(change):
         channel = change.channel if isinstance(change, ChannelChanged) else None
         if channel is not None and channel.endpoint == extension and channel.uniqueid not in before:
             if channel.name not in seen:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -45,9 +46,11 @@ class ResAGI(LineOnlyReceiver):
     delimiter = b"\n"
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(b"agi_network_script: probe\nagi_channel: PJSIP/200-00000001\n\n")
 
     def lineReceived(self, line: bytes) -> None:
+        assert self.transport is not None
         if line.startswith(b"EXEC") and b"Dial" in line:
             self.transport.write(b"200 result=-1\nHANGUP\n")
         elif line.startswith(b"GET VARIABLE"):
@@ -57,7 +60,7 @@ class ResAGI(LineOnlyReceiver):
 
 
 @pytest_twisted.inlineCallbacks
-def test_lines_are_acknowledged_before_the_route_sees_them(reactor: Any) -> None:
+def test_lines_are_acknowledged_before_the_route_sees_them(reactor: Any) -> Generator[Any, Any, None]:
     """On a real loopback session the Dial's result and the HANGUP behind it
     are acknowledged (a pure ACK left our socket) before the route runs on,
     and our socket sends without Nagle: Asterisk's reply to the next command
@@ -103,7 +106,7 @@ def test_lines_are_acknowledged_before_the_route_sees_them(reactor: Any) -> None
 
 
 @pytest_twisted.inlineCallbacks
-def test_real_asterisk_dial_result_is_acknowledged_at_once(appliance, phones, reactor):  # type: ignore[no-untyped-def]
+def test_real_asterisk_dial_result_is_acknowledged_at_once(appliance, phones, reactor):
     """The same against the real Asterisk: 104 calls 204 through a probe route
     that dials 204; 204 answers and hangs up.  When the Dial's result reaches
     the route, our ACK for it has left and Asterisk's HANGUP line follows; the

@@ -27,7 +27,7 @@ EXTENSIONS = ("100", "101", "200", "201", "300")
 
 
 @pytest.fixture(autouse=True)
-def no_calls_left(appliance, reactor):  # type: ignore[no-untyped-def]
+def no_calls_left(appliance, reactor):
     """Killed sipp phones leave their calls up in Asterisk; end them so the next test
     (and the next suite) finds every line idle."""
     yield
@@ -40,7 +40,7 @@ def no_calls_left(appliance, reactor):  # type: ignore[no-untyped-def]
     pytest_twisted.blockon(wait_model(reactor, pbx, lambda: not pbx.channels, "all calls ended"))
 
 
-def setup_users(appliance) -> None:  # type: ignore[no-untyped-def]
+def setup_users(appliance) -> None:
     for ext in EXTENSIONS:
         appliance.directory.put_user(User(ext, f"Nutzer {ext}", language="de"))
 
@@ -87,7 +87,7 @@ def display(from_header: str) -> str:
     return match.group(1) if match else ""
 
 
-def registered(appliance, reactor, *phones: Phone):  # type: ignore[no-untyped-def]
+def registered(appliance, reactor, *phones: Phone):
     """Register the phones and wait until the model shows each at its own port."""
     pbx = appliance.pbx
 
@@ -99,7 +99,7 @@ def registered(appliance, reactor, *phones: Phone):  # type: ignore[no-untyped-d
     return done
 
 
-def channels_seen(appliance, extension: str) -> list[str]:  # type: ignore[no-untyped-def]
+def channels_seen(appliance, extension: str) -> list[str]:
     """Every channel of ``extension`` created from now on."""
     seen: list[str] = []
 
@@ -112,7 +112,7 @@ def channels_seen(appliance, extension: str) -> list[str]:  # type: ignore[no-un
     return seen
 
 
-def forward(appliance, line: str, kind: str, target: str, **options: object) -> None:  # type: ignore[no-untyped-def]
+def forward(appliance, line: str, kind: str, target: str, **options: object) -> None:
     appliance.forwarding.forwards.set(line, Forward(kind, target, **options))  # type: ignore[arg-type]
 
 
@@ -153,7 +153,7 @@ def test_busy_forward_only_when_busy(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def trunk_call_rings_200_undiverted(appliance, phones, reactor):  # type: ignore[no-untyped-def]
+def trunk_call_rings_200_undiverted(appliance, phones, reactor):
     """+4930123456 calls 200 from the trunk: 200 rings showing that number, no
     "Uml." display, and nothing reaches 300 (200's forward target)."""
     line = phones("200")
@@ -261,7 +261,7 @@ def test_loop_ends_cleanly(appliance, phones, reactor):
     assert [(leg.destination.number, leg.reason) for _, leg, _ in router.legs] == [("300", "loop")]
 
 
-def _leg_of(appliance, extension: str, dialled: bool):  # type: ignore[no-untyped-def]
+def _leg_of(appliance, extension: str, dialled: bool):
     """The live channel of ``extension`` that a Dial created (or that its phone placed)."""
     for channel in appliance.pbx.channels_of(extension):
         if (channel.dialed_by is not None) == dialled:
@@ -269,7 +269,7 @@ def _leg_of(appliance, extension: str, dialled: bool):  # type: ignore[no-untype
     return None
 
 
-def _transfer(appliance, channel: str, refer_to: str):  # type: ignore[no-untyped-def]
+def _transfer(appliance, channel: str, refer_to: str):
     """Tell the sipp phone on ``channel`` to send REFER with this Refer-To."""
     return appliance.ami.sendAction(
         "PJSIPNotify", Channel=channel, Variable=["Event=appliance-test", f"X-Refer-To={refer_to}"]

@@ -35,7 +35,7 @@ def from_outside(number: str) -> str:
     return f"P-Asserted-Identity: <sip:{number}@127.0.0.1>\r\n"
 
 
-def trunk_call(phones, target: str, number: str = OUTSIDE):  # type: ignore[no-untyped-def]
+def trunk_call(phones, target: str, number: str = OUTSIDE):
     """An external call to ``target`` that is answered and hung up after 300 ms."""
     return run(
         phones("trunk"), "fwd_call", listen=False, target=target, hold_ms=300, name="Outside",
@@ -44,7 +44,7 @@ def trunk_call(phones, target: str, number: str = OUTSIDE):  # type: ignore[no-u
 
 
 @pytest_twisted.inlineCallbacks
-def answered(*runs):  # type: ignore[no-untyped-def]
+def answered(*runs):
     results = yield DeferredList([r.done for r in runs], consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * len(runs), results
 

@@ -10,7 +10,7 @@ from appliance.pbx import ChannelChanged, EndpointChanged, Presence
 from tests.e2e.waiting import wait_model, wait_until
 
 
-def presence_log(appliance, extension):  # type: ignore[no-untyped-def]
+def presence_log(appliance, extension):
     """Every presence change the model shows for ``extension``, in order."""
     seen: list[Presence] = []
 

@@ -59,7 +59,7 @@ def test_failure_after_dialling_never_dials_again(appliance, phones, reactor):
 
     pbx.subscribe(record)
 
-    def broken(session, call, reason):  # type: ignore[no-untyped-def]
+    def broken(session, call, reason):
         raise RuntimeError("a feature failed after the dial")
 
     appliance.router.unreachable = broken
@@ -147,7 +147,7 @@ def test_disk_full_during_missed_call_keeps_entry_and_mail(
 
 
 @pytest_twisted.inlineCallbacks
-def test_ami_keepalive_notices_a_silent_asterisk(appliance, lab, reactor):  # type: ignore[no-untyped-def]
+def test_ami_keepalive_notices_a_silent_asterisk(appliance, lab, reactor):
     """Asterisk frozen (SIGSTOP: the TCP link stays up but nothing answers) is noticed
     by the keepalive within 15 s; once it runs again the link comes back and resyncs."""
     pbx = appliance.pbx
@@ -189,7 +189,7 @@ def _post_headers_only(port: int, length: int) -> bytes:
 
 
 @pytest_twisted.inlineCallbacks
-def test_running_appliance_refuses_a_huge_post_at_once(appliance, reactor):  # type: ignore[no-untyped-def]
+def test_running_appliance_refuses_a_huge_post_at_once(appliance, reactor):
     """The appliance's own web port answers a 300 MB unauthenticated POST with 413 and
     the security headers right after the headers, without reading the body."""
     port = (yield appliance.web_service._waitingForPort).getHost().port
@@ -224,7 +224,7 @@ def _closed_within(sockets: list[socket.socket], seconds: float) -> int:
 
 
 @pytest_twisted.inlineCallbacks
-def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, reactor):  # type: ignore[no-untyped-def]
+def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, reactor):
     """200 connections to the FastAGI port that never send an environment: a real call
     placed meanwhile still goes through the appliance, and the server closes every idle
     one within its environment deadline."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest_twisted
 import treq
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.web.http_headers import Headers
 
 from appliance.directory import User
 from appliance.forwarding.records import UNCONDITIONAL, Forward
@@ -25,7 +26,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 @pytest_twisted.inlineCallbacks
 def scrape(base: str, **headers: str) -> Any:
-    response = yield treq.get(base + "/metrics", headers={k: [v] for k, v in headers.items()})
+    response = yield treq.get(base + "/metrics", headers=Headers({k: [v] for k, v in headers.items()}))
     body = yield response.text()
     return response.code, body
 

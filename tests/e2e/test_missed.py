@@ -202,7 +202,7 @@ def ringing_phones(rig: Rig, phones: Callable[[str], Phone], *extensions: str) -
 
 
 def parse_html(mail: EmailMessage) -> Any:
-    return lxml.html.fromstring(mail.get_body(("html",)).get_content())  # type: ignore[union-attr]
+    return lxml.html.fromstring(mail.get_body(("html",)).get_content())
 
 
 @pytest_twisted.inlineCallbacks

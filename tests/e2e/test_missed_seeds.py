@@ -223,7 +223,7 @@ class WebUser:
     @inlineCallbacks
     def token(self, path: str) -> Any:
         _, body = yield self._send("GET", path)
-        return re.search(r'name="csrf" value="([^"]+)"', body).group(1)  # type: ignore[union-attr]
+        return re.search(r'name="csrf" value="([^"]+)"', body).group(1)
 
     @inlineCallbacks
     def login(self, login: str, password: str) -> Any:

@@ -23,7 +23,7 @@ def test_set_variable_round_trip(appliance, phones, reactor):
     seen: Deferred[list[tuple[str, str | None, str | None]]] = Deferred()
 
     @inlineCallbacks
-    def probe(agi):  # type: ignore[no-untyped-def]
+    def probe(agi):
         results = []
         for index, value in enumerate(NASTY_VALUES):
             name = f"PROBE{index}"

@@ -18,7 +18,7 @@ from appliance.web.api import ApiPages
 from appliance.web.auth import FAILURES_BEFORE_LOCKOUT
 from appliance.web.pages.tokens import TokenPages
 from appliance.web.tokens import ApiTokens, RateLimit, token_id
-from tests.unit.test_web import BASE, Browser, Lab, _wait, hidden, make_lab
+from tests.unit.test_web import BASE, Browser, Lab, _wait, hidden, make_lab, stub_request
 
 
 class FakeCallbacks:
@@ -71,7 +71,7 @@ class Api:
         stub = StubTreq(self.lab.web.app.resource())
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data = json.dumps(body).encode() if body is not None else None
-        response = _wait(stub, stub.request(method, BASE + path, data=data, headers=headers))
+        response = _wait(stub, stub_request(stub, method, BASE + path, data=data, headers=headers))
         text = _wait(stub, response.text())
         return response.code, json.loads(text)
 

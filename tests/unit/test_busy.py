@@ -214,7 +214,12 @@ class RouterTests(SynchronousTestCase):
         router.unreachable = lambda _s, _c, reason: seen.append(reason)
         session = FakeSession("200", "internal", dial_status="CHANUNAVAIL")
         dial: Deferred[int] = Deferred()
-        session.exec_ = lambda app, options="": (session.executed.append((app, options)), dial)[1]  # type: ignore[method-assign]
+
+        def dial_pending(application: str, options: str = "") -> Deferred[int]:
+            session.executed.append((application, options))
+            return dial
+
+        session.exec_ = dial_pending  # type: ignore[method-assign]
         result = router(session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
         h.ring("200")

@@ -13,11 +13,11 @@ from appliance.callback.engine import (
     Outcome,
     Recall,
     RecallResult,
-    RecordingOutputs,
     Request,
     State,
 )
 from appliance.pbx import Presence
+from appliance.testing import RecordingOutputs
 
 I, B, L, D = Presence.IDLE, Presence.BUSY, Presence.LOGGED_OUT, Presence.DND  # noqa: E741
 
@@ -226,7 +226,7 @@ class RetryTests(SynchronousTestCase):
         h.engine.recall_result("100:200", 1, RecallResult.REQUESTER_ANSWERED)
         h.where["200"] = B
         h.engine.recall_result("100:200", 1, RecallResult.TARGET_UNREACHABLE)
-        self.assertEqual(h.engine.get("100:200").state, State.WAITING)  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("100:200").state, State.WAITING)
         h.set("200", I)
         self.assertEqual(h.originated(), [("100:200", 1), ("100:200", 1)])
 
@@ -250,7 +250,7 @@ class RetryTests(SynchronousTestCase):
         h.set("200", I)
         h.where["200"] = B  # target busy again meanwhile: nothing to restart
         h.clock.advance(20 + 120)
-        self.assertEqual(h.engine.get("100:200").state, State.WAITING)  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("100:200").state, State.WAITING)
 
 
 class ExpiryTests(SynchronousTestCase):
@@ -342,7 +342,7 @@ class RestartTests(SynchronousTestCase):
         waiting = Request("100", "200", 950.0)
         h.engine.load([waiting, ringing])
         self.assertEqual([r.id for r in h.engine.pending()], ["101:200", "100:200"])
-        self.assertEqual(h.engine.get("101:200").state, State.WAITING)  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("101:200").state, State.WAITING)
         h.set("200", I)
         self.assertEqual(h.originated(), [("101:200", 2)])
 
@@ -369,7 +369,7 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(h.originated(), [("100:200", 1)])
         h.engine.resynced()
         self.assertEqual(h.originated(), [("100:200", 1), ("100:200", 1)])
-        self.assertFalse(h.engine.get("100:200").lost)  # type: ignore[union-attr]
+        self.assertFalse(h.engine.get("100:200").lost)
 
     def test_lost_recall_retried_after_delay_without_resync(self) -> None:
         """Without a resync, a lost recall is tried again after LOST_RETRY_SECONDS."""
@@ -402,7 +402,7 @@ class RestartTests(SynchronousTestCase):
         h.set("100", Presence.RINGING)
         h.engine.resynced()
         self.assertEqual(h.originated(), [("100:200", 1)])
-        self.assertEqual(h.engine.get("100:200").state, State.RINGING)  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("100:200").state, State.RINGING)
 
     def test_resync_ends_connected_recall_of_idle_requester(self) -> None:
         """After a resync, a connected recall whose requester is no longer in a call is done."""

@@ -92,7 +92,7 @@ class GroupRequestTests(SynchronousTestCase):
         self.assertEqual(h.originated(), [("100:650", 1), ("101:650", 1)])
         h.set("301", I)
         self.assertEqual(h.originated()[-1], ("102:650", 1))
-        self.assertEqual(h.engine.get("102:650").member, "301")  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("102:650").member, "301")
 
     def test_later_requester_keeps_order_while_the_first_is_free_again(self) -> None:
         """FIFO: 101 asked after 100; when the only free member appears, 100 gets it."""
@@ -113,13 +113,13 @@ class GroupRequestTests(SynchronousTestCase):
         h.set("301", I)
         h.engine.recall_result("100:650", 1, RecallResult.REQUESTER_NO_ANSWER)
         self.assertEqual(h.originated(), [("100:650", 1), ("101:650", 1)])
-        self.assertEqual(h.engine.get("101:650").member, "301")  # type: ignore[union-attr]
-        self.assertEqual(h.engine.get("100:650").member, "")  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("101:650").member, "301")
+        self.assertEqual(h.engine.get("100:650").member, "")
         h.set("300", I)
         self.assertEqual(len(h.originated()), 2)  # 100 waits its retry delay
         h.clock.advance(30)
         self.assertEqual(h.originated()[-1], ("100:650", 2))
-        self.assertEqual(h.engine.get("100:650").member, "300")  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("100:650").member, "300")
 
     def test_lone_requester_retried_with_the_member_still_free(self) -> None:
         """Nobody else waits: the member stays free and the retry rings 100 again for it."""
@@ -160,7 +160,7 @@ class GroupRequestTests(SynchronousTestCase):
         h.set("301", B)
         h.engine.recall_result("100:650", 1, RecallResult.REQUESTER_ANSWERED)
         h.engine.recall_result("100:650", 1, RecallResult.TARGET_UNREACHABLE)
-        self.assertEqual(h.engine.get("100:650").passed, "")  # type: ignore[union-attr]
+        self.assertEqual(h.engine.get("100:650").passed, "")
         h.set("301", I)
         self.assertEqual(h.originated(), [("100:650", 1), ("100:650", 1)])
 
@@ -346,7 +346,7 @@ class GroupRouteTests(SynchronousTestCase):
     def test_one_free_member_rings_the_group(self) -> None:
         """One member free by the busy rule: the group is dialled, no offer."""
         world = self.world(**{"301": "busy"})
-        self.assertIs(world.router.waiting.reach("302"), Reach.FREE)  # type: ignore[union-attr]
+        self.assertIs(world.router.waiting.reach("302"), Reach.FREE)
         session = RouteSession("600", "internal", statuses=("ANSWER",))
         self.successResultOf(world.router(session))
         self.assertIn(("Dial", "PJSIP/301&PJSIP/302,60,tT"), session.executed)
@@ -355,7 +355,7 @@ class GroupRouteTests(SynchronousTestCase):
     def test_member_with_call_waiting_in_a_call_counts_as_busy(self) -> None:
         """For a group a member that is not free counts as busy, call waiting or not."""
         world = self.world(**{"301": "busy", "302": "busy"})
-        world.router.waiting.choose("302", True)  # type: ignore[union-attr]
+        world.router.waiting.choose("302", True)
         self.successResultOf(world.router(RouteSession("600", "internal")))
         self.assertEqual([c.number for c, _ in world.unreachable], ["600"])
 

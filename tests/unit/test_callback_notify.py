@@ -51,7 +51,7 @@ class MailTextTests(SynchronousTestCase):
         self.assertEqual(message["Subject"], "Rückruf zu 200 (<b>Ben</b>) abgelaufen")
         self.assertNotIn("\n", str(message["To"]))
         self.assertIsNone(message["Bcc"])
-        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(("html",)).get_content()
         self.assertIn("&lt;b&gt;Ben&lt;/b&gt;", html)
         self.assertNotIn("<b>Ben", html)
 

@@ -336,7 +336,7 @@ class ServiceTests(SynchronousTestCase):
             },
         )
         h.ami.event("OriginateResponse", ActionID="a1", Response="Success", Reason="4")
-        self.assertEqual(h.service.engine.get("100:200").state, State.CONNECTING)  # type: ignore[union-attr]
+        self.assertEqual(h.service.engine.get("100:200").state, State.CONNECTING)
         h.ami.event(
             "UserEvent", UserEvent="ApplianceCallback", Id="100:200", Attempt="1", DialStatus="ANSWER"
         )
@@ -460,16 +460,18 @@ class ServiceTests(SynchronousTestCase):
         from appliance.asterisk.ami import AMINotConnected
 
         h = Harness(**{"100": "idle", "200": "busy"})
-        h.ami.sendAction = lambda action, **headers: (  # type: ignore[method-assign]
-            h.ami.actions.append((action, headers)),
-            fail(AMINotConnected("down")),
-        )[1]
+
+        def link_down(action: str, **headers: Any) -> Deferred[Any]:
+            h.ami.actions.append((action, headers))
+            return fail(AMINotConnected("down"))
+
+        h.ami.sendAction = link_down  # type: ignore[method-assign]
         self.started(h)
         h.service.engine.request("100", "200")
         h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
-        self.assertEqual(h.service.engine.get("100:200").state, State.RINGING)  # type: ignore[union-attr]
+        self.assertEqual(h.service.engine.get("100:200").state, State.RINGING)
         h.clock.advance(0)
-        self.assertEqual(h.service.engine.get("100:200").state, State.WAITING)  # type: ignore[union-attr]
+        self.assertEqual(h.service.engine.get("100:200").state, State.WAITING)
         h.clock.advance(30)
         self.assertEqual(len(h.ami.actions), 2)
         self.assertIn("APPLIANCE_CC_ATTEMPT=1", h.ami.actions[1][1]["Variable"])
@@ -483,18 +485,19 @@ class ServiceTests(SynchronousTestCase):
 
         h = Harness(**{"100": "idle", "200": "busy"})
         answer = h.ami.sendAction
-        h.ami.sendAction = lambda action, **headers: (  # type: ignore[method-assign]
-            answer(action, **headers)
-            if len(h.ami.actions) > 0
-            else (h.ami.actions.append((action, headers)), fail(AMIActionError("Asterisk is shutting down")))[
-                1
-            ]
-        )
+
+        def shutting_down_first(action: str, **headers: Any) -> Deferred[Any]:
+            if h.ami.actions:
+                return answer(action, **headers)
+            h.ami.actions.append((action, headers))
+            return fail(AMIActionError("Asterisk is shutting down"))
+
+        h.ami.sendAction = shutting_down_first  # type: ignore[method-assign]
         self.started(h)
         h.service.engine.request("100", "200")
         h.pbx.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
         h.clock.advance(0)
-        self.assertTrue(h.service.engine.get("100:200").lost)  # type: ignore[union-attr]
+        self.assertTrue(h.service.engine.get("100:200").lost)
         self.assertEqual(len(h.ami.actions), 1)
         contacts = [{"ObjectName": n, "Uri": f"sip:{n}@127.0.0.1:1"} for n in ("100", "200")]
         h.pbx.resync([], contacts, [])

@@ -69,7 +69,7 @@ def test_server_without_sync_collection_is_synced_by_etags() -> None:
     jobs = ContactJobs(ContactDirectory(MemoryStore()), synchronous_cooperator(), Clock())
     source = CardDAVSource(CardDAVConfig("http://dav.example/book/"), jobs, stub)
     assert run(stub, source) == (1, 0)
-    assert jobs.contacts.lookup("+49304444").name == "Old School"  # type: ignore[union-attr]
+    assert jobs.contacts.lookup("+49304444").name == "Old School"
     assert jobs.contacts.store.get(*STATE) == {"mode": "etag"}
     assert run(stub, source) == (0, 0)
     assert server.asked == ["REPORT sync", "PROPFIND", "REPORT multiget", "PROPFIND"]

@@ -7,7 +7,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from twisted.internet.testing import StringTransport
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
 
 from appliance.demo.mailbox import MailboxPage, Maildir, SinkFactory
 from appliance.demo.runner import DemoPorts, write_config
@@ -43,10 +44,10 @@ def deliver(maildir: Maildir, data: bytes) -> StringTransport:
 
 
 def render(page: MailboxPage, path: str) -> tuple[int, str]:
-    request = DummyRequest(path.strip("/").split("/"))
+    request = Request(DummyChannel())
     request.path = path.encode()
-    body = page.render_GET(request)  # type: ignore[arg-type]
-    return request.responseCode or 200, body.decode()
+    body = page.render_GET(request)
+    return request.code, body.decode()
 
 
 def test_sink_keeps_every_mail(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ class FakeSession:
             "agi_channel": "PJSIP/100-00000001",
             "agi_uniqueid": "1.1",
         }
-        self.executed: list[tuple[str, str]] = []
+        self.executed: list[tuple[str, ...]] = []
         self.dial_status = dial_status
         self.dial_result = dial_result
         self.asked: list[str] = []
@@ -37,6 +37,10 @@ class FakeSession:
     def getVariable(self, name: str) -> Deferred[str | None]:
         self.asked.append(name)
         return succeed(self.dial_status if name == "DIALSTATUS" else None)
+
+    def setVariable(self, name: str, value: str) -> Deferred[None]:
+        self.executed.append(("SET", name, value))
+        return succeed(None)
 
     def endAfterNextCommand(self) -> None:
         self.asked.append("LAST")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from appliance.directory import Directory, DirectoryError, Group, User
@@ -170,7 +172,12 @@ def test_put_users_in_slices() -> None:
     directory = Directory(store)
     transactions: list[int] = []
     original = store.apply
-    store.apply = lambda changes: (transactions.append(len(list(changes))), original(changes))[1]  # type: ignore[method-assign]
+
+    def counted(changes: Any) -> Any:
+        transactions.append(len(list(changes)))
+        return original(changes)
+
+    store.apply = counted  # type: ignore[method-assign]
     clock = Clock()
     users = [User(str(1000 + i), f"U {i}") for i in range(450)]
     done = directory.put_users_in_slices(users, reactor_cooperator(clock))

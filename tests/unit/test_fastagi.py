@@ -458,9 +458,23 @@ class HalfClosingTransport(StringTransport):
     """A StringTransport that records when our side stops writing."""
 
     writeClosedAt: int | None = None
+    noDelay = False
+    keepAlive = False
 
     def loseWriteConnection(self) -> None:
         self.writeClosedAt = len(self.value())
+
+    def getTcpNoDelay(self) -> bool:
+        return self.noDelay
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepAlive
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepAlive = enabled
 
 
 class LastCommandTests(SynchronousTestCase):

@@ -56,6 +56,9 @@ class FakeSession:
         self.variables[name] = value
         return succeed(None)
 
+    def endAfterNextCommand(self) -> None:
+        self.executed.append(("LAST",))
+
 
 def synced_model(**presence: str) -> PBXModel:
     model = PBXModel(clock=Clock())
@@ -370,12 +373,12 @@ class ForwardingRouteTests(SynchronousTestCase):
         world = World()
         world.forwards.set("200", Forward("unconditional", "300"))
         world.settings.set("FWD_BREAKTHROUGH_CALLERIDS", "030 123456\n0171 99")
-        trunk = {"channel": "PJSIP/trunk-00000001", "caller": "+4930123456"}
-        session = FakeSession("200", "external", **trunk)
+        trunk = "PJSIP/trunk-00000001"
+        session = FakeSession("200", "external", channel=trunk, caller="+4930123456")
         self.route(world, session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
         world.settings.set_many({"PHONE_AREA": "30", "FWD_BREAKTHROUGH_CALLERIDS": "123456"})
-        session = FakeSession("200", "external", **trunk)
+        session = FakeSession("200", "external", channel=trunk, caller="+4930123456")
         self.route(world, session)
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
 

@@ -4,6 +4,7 @@ forwarding that honours them on an injected clock."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
@@ -95,7 +96,7 @@ class ScheduleTests(SynchronousTestCase):
         self.assertEqual(Schedule.from_json(weekend.to_json()), weekend)
 
     def test_bad_schedules_name_the_field(self) -> None:
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "window 1: start": {"windows": [{"start": "8:00", "end": "17:00"}]},
             "window 1: days": {"windows": [{"days": ["monday"], "start": "08:00", "end": "17:00"}]},
             "must differ": {"windows": [{"start": "08:00", "end": "08:00"}]},

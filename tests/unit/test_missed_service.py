@@ -82,7 +82,7 @@ def test_unanswered_external_call_mails_the_owner(rig: Rig) -> None:
     [mail] = rig.sent
     assert rig.recipients() == ["u200@example.org"]
     assert str(mail["Subject"]) == "Verpasster Anruf von Erika Mustermann"
-    html = lxml.html.fromstring(mail.get_body(("html",)).get_content())  # type: ignore[union-attr]
+    html = lxml.html.fromstring(mail.get_body(("html",)).get_content())
     assert [a.get("href") for a in html.xpath("//a")] == ["tel:+4930123456"]
     [card] = [vobject.readOne(part.get_content()) for part in mail.iter_attachments()]
     assert card.fn.value == "Erika Mustermann"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,15 @@ from appliance.pbx import (
 RECORDING = Path(__file__).parent / "data" / "ami-call-100-to-200.txt"
 
 
+def events_to(model: PBXModel) -> AMIProtocol:
+    """Our AMI protocol handing every event to the model, as `PBXService` subscribes it."""
+    handle: Callable[[Any], None] = model.handle
+    return AMIProtocol(eventHandler=handle)
+
+
 def feed(model: PBXModel, raw: bytes) -> None:
     """Parse ``raw`` with our AMI protocol and hand every event to the model."""
-    protocol = AMIProtocol(eventHandler=model.handle)
+    protocol = events_to(model)
     protocol.makeConnection(StringTransport())
     protocol.dataReceived(raw)
 
@@ -71,7 +78,7 @@ class RecordedCallTests(SynchronousTestCase):
         whole = PBXModel(clock=self.clock)
         feed(whole, RECORDING.read_bytes())
         chunked = PBXModel(clock=self.clock)
-        protocol = AMIProtocol(eventHandler=chunked.handle)
+        protocol = events_to(chunked)
         protocol.makeConnection(StringTransport())
         data = RECORDING.read_bytes()
         for start in range(0, len(data), 7):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
@@ -60,7 +60,7 @@ class Browser:
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         response = _wait(
-            stub, stub.request(method, BASE + path, data=data, headers=headers, allow_redirects=False)
+            stub, stub_request(stub, method, BASE + path, data=data, headers=headers, allow_redirects=False)
         )
         body = _wait(stub, treq.text_content(response, encoding="utf-8"))
         reply = Reply(response.code, response.headers, body)
@@ -84,6 +84,13 @@ class Browser:
 
     def csrf(self, path: str) -> str:
         return hidden(self.get(path).text, "csrf")
+
+
+def stub_request(stub: StubTreq, method: str, url: str, **options: Any) -> Any:
+    """``treq.request`` through ``stub``: StubTreq sets treq's functions on itself
+    at run time, so mypy sees no ``request`` attribute."""
+    request: Callable[..., Any] = vars(stub)["request"]
+    return request(method, url, **options)
 
 
 def _wait(stub: StubTreq, deferred: Any) -> Any:

@@ -30,7 +30,7 @@ from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
-from tests.unit.test_web import BASE, Browser, Lab, Reply, _wait, hidden, make_lab
+from tests.unit.test_web import BASE, Browser, Lab, Reply, _wait, hidden, make_lab, stub_request
 
 SCRIPT = "<script>alert(1)</script>"
 VCARDS = """BEGIN:VCARD\r
@@ -175,7 +175,7 @@ def upload(browser: Browser, path: str, fields: dict[str, str], name: str, conte
         "Content-Type": f"multipart/form-data; boundary={boundary}",
     }
     response = _wait(
-        stub, stub.request("POST", BASE + path, data=body, headers=headers, allow_redirects=False)
+        stub, stub_request(stub, "POST", BASE + path, data=body, headers=headers, allow_redirects=False)
     )
     text = _wait(stub, treq.text_content(response, encoding="utf-8"))
     return Reply(response.code, response.headers, text)

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
 
 from appliance.config import WebLimits
 from appliance.contacts import ContactError, parse_vcards
@@ -85,8 +86,8 @@ def test_password_change_ends_the_users_other_sessions(lab: Lab) -> None:
     assert ben.get("/me").code == 200
 
 
-def _request(peer: str, forwarded: list[str] | None) -> DummyRequest:
-    request = DummyRequest([b""])
+def _request(peer: str, forwarded: list[str] | None) -> Request:
+    request = Request(DummyChannel())
     request.client = IPv4Address("TCP", peer, 40000)
     if forwarded is not None:
         request.requestHeaders.setRawHeaders(b"x-forwarded-for", [h.encode() for h in forwarded])

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from appliance.slices import reactor_cooperator
+from appliance.web.pages.profile import ProfilePages
+from appliance.web.pages.settings import SettingsPages
+from appliance.web.pages.users import UserPages
+from appliance.web.routing import PageGroup
+
 if TYPE_CHECKING:
-    from appliance.web.app import PageGroup, WebApp
+    from appliance.web.app import WebApp
 
 
 def core_pages(web: WebApp) -> list[PageGroup]:
     """The groups every appliance has, built from the web app's own dependencies."""
-    from appliance.slices import reactor_cooperator
-    from appliance.web.pages.profile import ProfilePages
-    from appliance.web.pages.settings import SettingsPages
-    from appliance.web.pages.users import UserPages
-
     return [
         SettingsPages(web.settings),
         UserPages(web.directory, web.credentials, web.sessions, reactor_cooperator(web.clock)),

@@ -10,15 +10,15 @@ changes.  Requests and calls are always made for ``page.login``.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
 
 from appliance.callback.engine import Request
 from appliance.directory import Directory
+from appliance.numbers import TYPED_NUMBER
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
 from appliance.web.pages.paging import UserSlice, user_slice
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {
@@ -94,7 +94,6 @@ i18n.add(
 )
 
 
-NUMBER = re.compile(r"^[0-9]{2,20}$")
 CALL_WAITING_CHOICES = {"default": None, "on": True, "off": False}
 
 
@@ -158,12 +157,12 @@ class CallbackPages:
 
     def own_request(self, page: Page) -> bytes:
         number = page.arg("number").strip()
-        outcome = self.callbacks.request_now(page.login, number) if NUMBER.match(number) else "invalid"
+        outcome = self.callbacks.request_now(page.login, number) if TYPED_NUMBER.match(number) else "invalid"
         return page.redirect("/me/callbacks", {"requested": outcome})
 
     def own_call(self, page: Page) -> Any:
         number = page.arg("number").strip()
-        if not NUMBER.match(number):
+        if not TYPED_NUMBER.match(number):
             return page.redirect("/me/callbacks", {"called": "failed"})
         started = self.callbacks.click_to_call(page.login, number)
         return started.addCallbacks(

@@ -17,7 +17,7 @@ from appliance.contacts import ContactDirectory, ContactError
 from appliance.contactsync import ContactJobs, ContactSources
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 
 MAX_UPLOAD = 5 * 1024 * 1024
 """Bytes; a company address book is far smaller."""

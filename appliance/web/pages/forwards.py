@@ -23,8 +23,8 @@ from appliance.forwarding.records import (
 )
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
 from appliance.web.pages.paging import user_slice
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {

@@ -21,7 +21,6 @@ from appliance.pbx import PBXModel, Presence
 from appliance.settings import Text
 from appliance.store import StoreChange
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
 from appliance.web.groupform import (
     FIELDS,
     GENERAL,
@@ -32,6 +31,7 @@ from appliance.web.groupform import (
     parse_group_form,
 )
 from appliance.web.pages.forwards import SubmittedForward, remove_forward, save_forward
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {

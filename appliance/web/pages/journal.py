@@ -14,8 +14,8 @@ from appliance.directory import Directory
 from appliance.missed.journal import Journal
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
 from appliance.web.pages.paging import user_slice
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {

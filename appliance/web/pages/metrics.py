@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from appliance.metrics import CONTENT_TYPE, Metrics, is_loopback_request
-from appliance.web.app import Page, Router
+from appliance.web.routing import Page, Router
 from appliance.web.tokens import ApiTokens, bearer
 
 log = Logger()

@@ -11,8 +11,8 @@ from dataclasses import replace
 from appliance.directory import Directory
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import Body, NavEntry, Page, Router
 from appliance.web.auth import MIN_PASSWORD_LENGTH, Credentials
+from appliance.web.routing import Body, NavEntry, Page, Router
 
 i18n.add(
     {

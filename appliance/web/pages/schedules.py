@@ -16,7 +16,7 @@ from appliance.forwarding.schedule import DAYS, MAX_ICAL, ON_HOLIDAYS, ScheduleE
 from appliance.forwarding.scheduled import Schedules, slot
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {

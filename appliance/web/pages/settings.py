@@ -12,7 +12,7 @@ from typing import Any
 
 from appliance.settings import SCHEMA, InvalidSetting, ParseError, Setting, Settings, Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {

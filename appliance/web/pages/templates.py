@@ -17,7 +17,7 @@ from __future__ import annotations
 from appliance.missed.render import LANGUAGE_CODE, Renderer, TemplateError, template_file
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 
 MAX_TEMPLATE = 1024 * 1024
 """Bytes; a mail template is a few kilobytes."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from appliance.settings import Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 from appliance.web.tokens import ApiTokens, TokenError
 
 i18n.add(

@@ -20,9 +20,9 @@ from appliance.directory import Directory, DirectoryError, User
 from appliance.settings import Text
 from appliance.usercsv import Parsed, parse_steps, parse_users_csv, users_csv
 from appliance.web import i18n
-from appliance.web.app import Body, NavEntry, Page, Router
 from appliance.web.auth import MIN_PASSWORD_LENGTH, Credentials, Sessions
 from appliance.web.pages.paging import user_slice
+from appliance.web.routing import Body, NavEntry, Page, Router
 
 i18n.add(
     {
