@@ -241,6 +241,7 @@ class Appliance(MultiService):
                 self.pbx,
                 self.ami,
                 self.schedules,
+                self.call_waiting,
             )
         )
         instrument(self, self.metrics)

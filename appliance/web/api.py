@@ -1,6 +1,6 @@
 """A small JSON API beside the web page, for tools: the same user actions
-(forwards and their schedules, do-not-disturb, callback requests, missed-call
-journal) through the same validation and store as the pages.
+(forwards and their schedules, do-not-disturb, call waiting, callback
+requests, missed-call journal) through the same validation and store as the pages.
 
 Every request carries ``Authorization: Bearer apl_...`` (a token made on the
 page ``/me/tokens`` or ``/admin/tokens``).  A user's token reaches only that
@@ -28,6 +28,7 @@ from appliance.forwarding.scheduled import Schedules
 from appliance.missed.journal import Journal
 from appliance.pbx import PBXModel
 from appliance.web.auth import LoginThrottle
+from appliance.web.pages.callbacks import CallWaitingSwitch
 from appliance.web.routing import Body, Page, Router
 from appliance.web.tokens import ApiToken, ApiTokens, RateLimit, bearer
 
@@ -74,6 +75,7 @@ class ApiPages:
         pbx: PBXModel,
         ami: AMI,
         schedules: Schedules,
+        call_waiting: CallWaitingSwitch,
     ) -> None:
         self.tokens = tokens
         self.limits = limits
@@ -85,6 +87,7 @@ class ApiPages:
         self.pbx = pbx
         self.ami = ami
         self.schedules = schedules
+        self.call_waiting = call_waiting
 
     def install(self, router: Router) -> None:
         def route(path: str, method: str, handler: Callable[..., Body]) -> None:
@@ -98,6 +101,8 @@ class ApiPages:
         route("/schedules/<kind>/<scope>", "DELETE", self.delete_schedule)
         route("/dnd", "GET", self.get_dnd)
         route("/dnd", "PUT", self.put_dnd)
+        route("/call_waiting", "GET", self.get_call_waiting)
+        route("/call_waiting", "PUT", self.put_call_waiting)
         route("/callbacks", "GET", self.get_callbacks)
         route("/callbacks/<request_id>", "DELETE", self.delete_callback)
         route("/journal", "GET", self.get_journal)
@@ -236,6 +241,33 @@ class ApiPages:
             Value="dnd,," if wanted else "available,,",
         )
         return d.addCallback(lambda _: respond(page, 200, {"dnd": wanted}))
+
+    # -- call waiting (as *43 / #43 and the callbacks page set it) ---------------
+
+    def _call_waiting(self, page: Page, extension: str) -> bytes:
+        return respond(
+            page,
+            200,
+            {
+                "call_waiting": self.call_waiting.enabled(extension),
+                "choice": self.call_waiting.choice(extension),
+            },
+        )
+
+    def get_call_waiting(self, page: Page, extension: str) -> bytes:
+        return self._call_waiting(page, extension)
+
+    def put_call_waiting(self, page: Page, extension: str) -> bytes:
+        """``{"call_waiting": true | false | null}``; null follows CW_DEFAULT again."""
+        body = self._json(page)
+        unknown = set(body) - {"call_waiting"}
+        if unknown:
+            raise ApiError(400, "unknown fields: " + ", ".join(sorted(unknown)))
+        if "call_waiting" not in body or not isinstance(body["call_waiting"], (bool, type(None))):
+            raise ApiError(400, "call_waiting: true, false or null (the default for everyone)")
+        self.call_waiting.choose(extension, body["call_waiting"])
+        log.info("API: call waiting of {ext}: {on}", ext=extension, on=body["call_waiting"])
+        return self._call_waiting(page, extension)
 
     # -- callbacks and journal ----------------------------------------------------
 

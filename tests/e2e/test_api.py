@@ -10,8 +10,10 @@ import pytest_twisted
 import treq
 from twisted.web.http_headers import Headers
 
+from appliance import settings as keys
 from appliance.directory import User
 from tests.e2e.calls import answered_call, lines_rung
+from tests.e2e.test_callback import busy_with, end_call_of, registered
 from tests.e2e.waiting import wait_model
 
 
@@ -75,3 +77,33 @@ def test_dnd_by_token_reaches_asterisk_and_the_lamp(appliance, reactor):
     assert (code, body) == (200, {"dnd": False})
     yield wait_model(reactor, pbx, lambda: not pbx.endpoint("106").dnd, "106 off DND")
     assert appliance.blf.lamps.published[lamp] == "NOT_INUSE"
+
+
+@pytest_twisted.inlineCallbacks
+def test_call_waiting_off_by_token_gives_busy_instead_of_waiting(appliance, phones, reactor):
+    """Call waiting is on for everyone; 205's token switches it off for 205 (105's
+    token is refused).  While 205 talks to 305, 105's call gets 486 Busy at once and
+    205's office phone sees no waiting call."""
+    port = yield appliance.web_service._waitingForPort
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    appliance.settings.set(keys.CW_DEFAULT, "on")
+    appliance.settings.set(keys.CC_OFFER, "off")  # plain busy, no callback offer
+    for ext in ("105", "205", "305"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    own, _ = appliance.api_tokens.create("205", "")
+    other, _ = appliance.api_tokens.create("105", "")
+
+    code, body = yield call_api(base, "PUT", "/api/v1/users/205/call_waiting", other, {"call_waiting": False})
+    assert code == 403, body
+    assert appliance.call_waiting.enabled("205") is True
+    code, body = yield call_api(base, "PUT", "/api/v1/users/me/call_waiting", own, {"call_waiting": False})
+    assert (code, body) == (200, {"call_waiting": False, "choice": False})
+    assert appliance.store.get("call_waiting", "205") is False
+
+    p105, p205, p305 = phones("105"), phones("205"), phones("305")
+    yield registered(reactor, appliance, p105, p205, p305)
+    held = yield busy_with(reactor, appliance, p205, p305)
+    yield p105._run("cc_busy", {"target": "205", "code": 486, "extra": ""}, timeout=20).done
+    assert ("205", "internal", "BUSY") in appliance.router.recent
+    yield end_call_of(reactor, appliance, "205", held)
+    assert p205.invites(held[0], "INVITE-WAITING") == []

@@ -9,7 +9,9 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 
+from appliance import settings as keys
 from appliance.callback.engine import Request
+from appliance.callwaiting import CallWaiting
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.scheduled import Schedules
 from appliance.missed.journal import Journal
@@ -51,6 +53,10 @@ class Api:
         self.callbacks = FakeCallbacks()
         self.ami = RecordingAMI()
         self.limits = RateLimit(self.lab.clock, per_minute=60, burst=20)
+        self.pbx = PBXModel(clock=self.lab.clock)
+        self.call_waiting = CallWaiting(
+            self.lab.store, self.lab.settings, self.pbx, self.lab.clock, lambda channel, cause: succeed(None)
+        )
         self.lab.web.add(TokenPages(self.tokens))
         self.lab.web.add(
             ApiPages(
@@ -61,9 +67,10 @@ class Api:
                 self.forwards,
                 self.callbacks,
                 Journal(self.lab.store),
-                PBXModel(clock=self.lab.clock),
+                self.pbx,
                 self.ami,
                 Schedules(self.lab.store),
+                self.call_waiting,
             )
         )
 
@@ -153,6 +160,47 @@ def test_dnd_callbacks_and_journal(api: Api) -> None:
     assert api.call("DELETE", "/api/v1/users/me/callbacks/100:200", secret)[0] == 200
     assert [r.id for r in api.callbacks.requests] == ["200:100"]
     assert api.call("GET", "/api/v1/users/me/journal", secret) == (200, {"missed": []})
+
+
+def test_call_waiting_read_and_set_by_own_token_only(api: Api) -> None:
+    """Anna's token switches her call waiting (as *43/#43 do) and back to the default;
+    a bad value is named and changes nothing; Ben's token cannot touch hers, the admin's can."""
+    api.lab.settings.set(keys.CW_DEFAULT, "on")
+    anna, _ = api.tokens.create("100", "")
+    ben, _ = api.tokens.create("200", "")
+    admin, _ = api.tokens.create("admin", "")
+    path = "/api/v1/users/me/call_waiting"
+    assert api.call("GET", path, anna) == (200, {"call_waiting": True, "choice": None})
+    assert api.call("PUT", path, anna, {"call_waiting": False}) == (
+        200,
+        {"call_waiting": False, "choice": False},
+    )
+    assert api.call_waiting.choice("100") is False
+    assert api.lab.store.get("call_waiting", "100") is False
+    for bad in ({"call_waiting": "off"}, {"call_waiting": 0}, {}, {"call_waiting": True, "x": 1}):
+        code, body = api.call("PUT", path, anna, bad)
+        assert code == 400, (bad, body)
+        assert "call_waiting" in body["error"] or "unknown fields: x" in body["error"], (bad, body)
+    assert api.call_waiting.choice("100") is False
+    code, body = api.call("PUT", "/api/v1/users/100/call_waiting", ben, {"call_waiting": True})
+    assert code == 403, body
+    assert api.call("GET", "/api/v1/users/100/call_waiting", ben)[0] == 403
+    assert api.call_waiting.choice("100") is False
+    assert api.call("PUT", "/api/v1/users/100/call_waiting", admin, {"call_waiting": None}) == (
+        200,
+        {"call_waiting": True, "choice": None},
+    )
+    assert api.lab.store.get("call_waiting", "100") is None
+
+
+def test_call_waiting_shares_the_rate_limit(api: Api) -> None:
+    """Call-waiting requests spend the same per-token bucket as the other actions."""
+    secret, _ = api.tokens.create("100", "")
+    for _ in range(20):
+        assert api.call("GET", "/api/v1/users/me/forwards", secret)[0] == 200
+    code, _ = api.call("PUT", "/api/v1/users/me/call_waiting", secret, {"call_waiting": True})
+    assert code == 429
+    assert api.call_waiting.choice("100") is None
 
 
 def test_token_page_creates_shows_once_and_revokes(api: Api) -> None:
