@@ -506,6 +506,24 @@ FWD_MAX_HOPS = Setting(
     "Maximale Anzahl aufeinanderfolgender Umleitungen, bevor eine Schleife angenommen wird",
 )  # fmt: skip
 
+_URL = Pattern(
+    re.compile(r"|https?://[^\s/?#@]+(/[^\s]*)?", re.IGNORECASE),
+    Text("empty (none) or an http:// or https:// URL", "leer (keiner) oder eine http://- oder https://-URL"),
+)
+HOLIDAY_ICAL_URL = Setting(
+    "HOLIDAY_ICAL_URL", _URL, "",
+    "iCalendar URL of the appliance's holiday calendar (e.g. public holidays), for forward "
+    "schedules that follow it; empty = none",
+    "iCalendar-URL des Feiertagskalenders der Anlage (z.B. gesetzliche Feiertage), für "
+    "Umleitungs-Zeitpläne, die ihm folgen; leer = keiner",
+)  # fmt: skip
+HOLIDAY_ICAL_REFRESH = Setting(
+    "HOLIDAY_ICAL_REFRESH", Integer(5, 10080, _MINUTES), 60,
+    "Minutes between two fetches of the holiday calendar (a failed fetch is retried within 5 minutes)",
+    "Minuten zwischen zwei Abrufen des Feiertagskalenders (ein fehlgeschlagener Abruf wird "
+    "nach spätestens 5 Minuten wiederholt)",
+)  # fmt: skip
+
 _ALL: list[Setting[Any]] = [
     CC_OFFER, CC_BUSY_TONE, CC_CCNR_ENABLED, CC_EXTERNAL, CC_TIMEOUT,
     CC_WAIT_TIME, CC_DTMF_KEY, CC_TARGET_RING_TIME, CW_DEFAULT, CW_RING_TIME,
@@ -517,7 +535,7 @@ _ALL: list[Setting[Any]] = [
     JOURNAL_RETENTION_DAYS, JOURNAL_MAX_ENTRIES, FWD_DISPLAY, FWD_DISPLAY_NUMBER,
     FWD_DISPLAY_WIDTH, FWD_BREAKTHROUGH_USERS, FWD_BREAKTHROUGH_GROUPS,
     FWD_BREAKTHROUGH_CALLERIDS, FWD_MAX_HOPS, PHONE_COUNTRY, PHONE_AREA,
-    DIR_PBX_USERS,
+    DIR_PBX_USERS, HOLIDAY_ICAL_URL, HOLIDAY_ICAL_REFRESH,
 ]  # fmt: skip
 #: Every setting by name, in the order the admin table shows them.
 SCHEMA: Mapping[str, Setting[Any]] = {setting.name: setting for setting in _ALL}

@@ -27,6 +27,7 @@ from appliance.contactsync import ContactJobs, ContactSources
 from appliance.devices import Devices
 from appliance.dialplan import CallRouter, FeatureCodes
 from appliance.directory import Directory
+from appliance.forwarding.holidayfeed import HolidayFeed, fetch_calendar
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
 from appliance.holding import HoldingStore
@@ -49,6 +50,7 @@ from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
 from appliance.web.pages.groups import GroupPages
+from appliance.web.pages.holidays import HolidayPages
 from appliance.web.pages.journal import JournalPages, NotificationPages
 from appliance.web.pages.metrics import MetricsPage
 from appliance.web.pages.schedules import SchedulePages
@@ -128,6 +130,11 @@ class Appliance(MultiService):
             devices=self.devices,
         )
         self.schedules = Schedules(store)
+        holiday_http = http_client(reactor)
+        self.holiday_feed = HolidayFeed(
+            store, self.settings, lambda url: fetch_calendar(holiday_http, reactor, url), reactor
+        )
+        self.holiday_feed.setServiceParent(self)
         self.forwarding = ScheduledForwarding(
             Forwards(store),
             self.settings,
@@ -135,6 +142,7 @@ class Appliance(MultiService):
             self.pbx,
             language=config.language,
             schedules=self.schedules,
+            shared_holidays=self.holiday_feed.calendar,
             clock=reactor,
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
@@ -228,6 +236,7 @@ class Appliance(MultiService):
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
         self.web.add(TokenPages(self.api_tokens))
         self.web.add(SchedulePages(self.forwarding.forwards, self.schedules))
+        self.web.add(HolidayPages(self.holiday_feed, self.settings))
         api_limits = RateLimit(reactor)
         self.web.add(
             ApiPages(

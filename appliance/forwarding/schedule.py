@@ -1,5 +1,5 @@
 """Forwards on a schedule: weekly windows (days, times) and holidays (dates,
-or an iCalendar calendar), pure functions of a local moment.
+an iCalendar calendar, and/or the appliance's shared holiday calendar), pure functions of a local moment.
 
 A forward with a schedule applies only while `Schedule.active` says so: on a
 holiday as ``on_holidays`` says (``active``: e.g. "office closed" forwards;
@@ -89,6 +89,10 @@ class HolidayCalendar:
             events.append((start, span, rule, excluded))
         return cls(text, tuple(events))
 
+    @property
+    def events(self) -> int:
+        return len(self._events)
+
     def covers(self, day: date) -> bool:
         for start, span, rule, excluded in self._events:
             if rule is None:
@@ -109,13 +113,20 @@ class Schedule:
     holidays: frozenset[date] = frozenset()
     calendar: HolidayCalendar | None = None
     on_holidays: str = "inactive"
+    shared_holidays: bool = False
+    """Also the appliance's holiday calendar (`appliance.forwarding.holidayfeed`)."""
 
-    def is_holiday(self, day: date) -> bool:
-        return day in self.holidays or (self.calendar is not None and self.calendar.covers(day))
+    def is_holiday(self, day: date, shared: HolidayCalendar | None = None) -> bool:
+        return (
+            day in self.holidays
+            or (self.calendar is not None and self.calendar.covers(day))
+            or (self.shared_holidays and shared is not None and shared.covers(day))
+        )
 
-    def active(self, at: datetime) -> bool:
-        """Does a forward with this schedule apply at the local moment ``at``?"""
-        if self.on_holidays != "ignore" and self.is_holiday(at.date()):
+    def active(self, at: datetime, shared: HolidayCalendar | None = None) -> bool:
+        """Does a forward with this schedule apply at the local moment ``at``?
+        ``shared`` is the appliance's holiday calendar, if it has one."""
+        if self.on_holidays != "ignore" and self.is_holiday(at.date(), shared):
             return self.on_holidays == "active"
         return not self.windows or any(window.contains(at) for window in self.windows)
 
@@ -125,6 +136,7 @@ class Schedule:
             "holidays": sorted(d.isoformat() for d in self.holidays),
             "ical": self.calendar.text if self.calendar else "",
             "on_holidays": self.on_holidays,
+            "shared_holidays": self.shared_holidays,
         }
 
     @classmethod
@@ -132,7 +144,7 @@ class Schedule:
         """Check every field; the first problem raises `ScheduleError` naming it."""
         if not isinstance(record, Mapping):
             raise ScheduleError("schedule: must be an object")
-        unknown = set(record) - {"windows", "holidays", "ical", "on_holidays"}
+        unknown = set(record) - {"windows", "holidays", "ical", "on_holidays", "shared_holidays"}
         if unknown:
             raise ScheduleError("schedule: unknown fields " + ", ".join(sorted(unknown)))
         windows = record.get("windows", [])
@@ -147,11 +159,15 @@ class Schedule:
         ical = record.get("ical", "")
         if not isinstance(ical, str):
             raise ScheduleError("ical: the text of an iCalendar file")
+        shared = record.get("shared_holidays", False)
+        if not isinstance(shared, bool):
+            raise ScheduleError("shared_holidays: true or false (the appliance's holiday calendar)")
         return cls(
             windows=tuple(_window(w, n) for n, w in enumerate(windows, 1)),
             holidays=frozenset(_date(d) for d in holidays),
             calendar=HolidayCalendar.parse(ical) if ical.strip() else None,
             on_holidays=on_holidays,
+            shared_holidays=shared,
         )
 
 

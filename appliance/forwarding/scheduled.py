@@ -11,6 +11,7 @@ every forward as set.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Any
@@ -21,7 +22,7 @@ from twisted.logger import Logger
 from appliance.dialplan import Call
 from appliance.forwarding.records import KINDS, SCOPES, Forward
 from appliance.forwarding.rules import Context
-from appliance.forwarding.schedule import Schedule, ScheduleError
+from appliance.forwarding.schedule import HolidayCalendar, Schedule, ScheduleError
 from appliance.forwarding.service import Forwarding
 from appliance.numbers import EXTENSION
 from appliance.store import IKeyValueStore, StoreChange, moved
@@ -100,12 +101,20 @@ class ScheduledForwarding(Forwarding):
     """`Forwarding` whose call routing skips forwards outside their schedule."""
 
     def __init__(
-        self, *args: Any, schedules: Schedules, clock: IReactorTime, zone: tzinfo | None, **kwargs: Any
+        self,
+        *args: Any,
+        schedules: Schedules,
+        clock: IReactorTime,
+        zone: tzinfo | None,
+        shared_holidays: Callable[[], HolidayCalendar | None] = lambda: None,
+        **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.schedules = schedules
         self.clock = clock
         self.zone = zone
+        self.shared_holidays = shared_holidays
+        """The appliance's holiday calendar (the kept copy from its URL), if any."""
 
     def now(self) -> datetime:
         """The appliance's local time (config time zone; None: the system's)."""
@@ -118,7 +127,12 @@ class ScheduledForwarding(Forwarding):
         if not schedules:
             return forwards
         now = self.now()
-        return [f for f in forwards if (s := schedules.get(slot(f.kind, f.scope))) is None or s.active(now)]
+        shared = self.shared_holidays()
+        return [
+            f
+            for f in forwards
+            if (s := schedules.get(slot(f.kind, f.scope))) is None or s.active(now, shared)
+        ]
 
     def context(self, call: Call, blind_transfer: bool = False) -> Context:
         return replace(super().context(call, blind_transfer), forwards=self.active_forwards)

@@ -33,6 +33,11 @@ i18n.add(
         "schedule_holidays": Text("Holidays (YYYY-MM-DD, one per line)", "Feiertage (JJJJ-MM-TT, je Zeile)"),
         "schedule_holidays_column": Text("Holidays", "Feiertage"),
         "schedule_ical": Text("Holiday calendar (.ics, optional)", "Feiertagskalender (.ics, optional)"),
+        "schedule_shared_holidays": Text(
+            "Also the appliance's holiday calendar (set by the admin)",
+            "Auch der Feiertagskalender der Anlage (vom Admin eingestellt)",
+        ),
+        "schedule_shared_short": Text("appliance holidays", "Feiertage der Anlage"),
         "schedule_on_holidays": Text("On holidays the forward", "An Feiertagen ist die Umleitung"),
         "on_holidays_inactive": Text("is off", "aus"),
         "on_holidays_active": Text("is on", "an"),
@@ -83,6 +88,7 @@ class SchedulePages:
             "windows": [{"days": days, "start": start, "end": end}] if start or end else [],
             "holidays": [line.strip() for line in page.arg("holidays").splitlines() if line.strip()],
             "on_holidays": page.arg("on_holidays"),
+            "shared_holidays": page.arg("shared_holidays") == "on",
         }
         if not start and not end and len(days) < len(DAYS):
             # Whole days only: a window from midnight to midnight.
