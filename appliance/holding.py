@@ -14,6 +14,7 @@ a crash while the disk is full loses them, which nothing can avoid.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.observers import Observers
 from appliance.store import (
     DELETE,
@@ -44,8 +46,18 @@ MAX_HELD_KEYS = 100_000
 class HoldingStore:
     """An `IKeyValueStore` over ``store`` that holds refused writes and retries them."""
 
-    def __init__(self, store: Any, clock: IReactorTime, retry: float = RETRY_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Any,
+        clock: IReactorTime,
+        retry: float = RETRY_SECONDS,
+        metrics: IMetrics = NO_METRICS,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.store = store
+        self.metrics = metrics
+        self.timer = timer
+        """Measures write durations for the metrics (a measurement, not logic time)."""
         self.clock = clock
         self.retry = retry
         self._held: dict[tuple[str, str], str | None] = {}
@@ -85,7 +97,7 @@ class HoldingStore:
         batch = [(ns, key, DELETE if text is None else decode_value(text)) for (ns, key), text in new.items()]
         if not self._held:
             try:
-                self.store.apply(batch)
+                self._write(batch)
                 return
             except StoreError as error:
                 if not getattr(error, "retryable", False):
@@ -94,6 +106,12 @@ class HoldingStore:
         if len(self._held) + len(new) > MAX_HELD_KEYS:
             raise StoreError(f"store not writable and {MAX_HELD_KEYS} changes kept: {self.last_error}")
         self._held.update(new)
+
+    def _write(self, batch: list[tuple[str, str, JSONValue]]) -> None:
+        """One transaction on disk, its duration reported when it is written."""
+        started = self.timer()
+        self.store.apply(batch)
+        self.metrics.store_written(self.timer() - started)
 
     def _start_holding(self, error: str) -> None:
         self.last_error = error
@@ -117,8 +135,11 @@ class HoldingStore:
             return True
         held = dict(self._held)
         try:
-            self.store.apply(
-                (ns, key, DELETE if text is None else decode_value(text)) for (ns, key), text in held.items()
+            self._write(
+                [
+                    (ns, key, DELETE if text is None else decode_value(text))
+                    for (ns, key), text in held.items()
+                ]
             )
         except StoreError as error:
             if str(error) != self.last_error:

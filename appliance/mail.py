@@ -52,8 +52,9 @@ from twisted.mail.smtp import ESMTPSenderFactory, SMTPDeliveryError
 from twisted.python.failure import Failure
 
 from appliance.config import ConfigError, SMTPConfig
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.observers import Observers
-from appliance.store import DELETE, IKeyValueStore, JSONValue
+from appliance.store import DELETE, Change, IKeyValueStore, JSONValue
 
 log = Logger()
 
@@ -206,8 +207,12 @@ class Outbox(Service):
         send: Send,
         clock: IReactorTime,
         backoff: Callable[[int], float] | None = None,
+        metrics: IMetrics = NO_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        if metrics is not NO_METRICS:
+            store.subscribe(self._stored)
         self.send = send
         self.clock = clock
         self.backoff = backoff or default_backoff()
@@ -247,6 +252,11 @@ class Outbox(Service):
     def enqueue(self, key: str, sender: str, recipients: list[str], message: EmailMessage) -> None:
         self.store.apply(self.enqueue_change(key, sender, recipients, message))
         self.wake()
+
+    def _stored(self, change: Change) -> None:
+        """A new outbox record is a queued mail, whoever applied the change."""
+        if change.namespace == OUTBOX and change.old is DELETE and change.new is not DELETE:
+            self.metrics.mail_queued()
 
     def subscribe(self, observer: Callable[[str, str], object]) -> Callable[[], None]:
         """observer(key, state) after each attempt ("sent", "pending", "failed")."""
@@ -333,6 +343,7 @@ class Outbox(Service):
         record.update(changes)
         self.store.put(OUTBOX, key, record)
         state = str(record["state"])
+        self.metrics.mail_attempted(state)
         self._observers.notify(key, state)
         return state
 

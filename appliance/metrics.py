@@ -2,35 +2,28 @@
 Prometheus registry (never the process-global one, so several appliances in
 one test process do not clash), served as Prometheus text on ``/metrics``.
 
-The features keep no metric code of their own: `instrument` listens to their
-observer hooks and wraps the few outward calls that have none (a FastAGI
-route, the recall outputs, the store's write, the login throttle), all in
-this one place.
+The features report through `appliance.metering.IMetrics`, handed to them
+where `appliance.tap` builds them; `Metrics` is its Prometheus side.  The
+outbox gauges are read from the store at each scrape.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from appliance.asterisk.agi import AGIConnectionLost
-from appliance.callback.engine import IRecallOutputs, Recall, Request
-from appliance.mail import OUTBOX
-from appliance.store import DELETE, Change
+from appliance.metering import IMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STORE_WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
+@implementer(IMetrics)
 class Metrics:
     """The appliance's metrics; ``exposition()`` is the scrape body."""
 
@@ -58,7 +51,7 @@ class Metrics:
         self.callback_expiries = Counter(
             "appliance_callback_expiries", "Callback requests deleted at CC_TIMEOUT.", registry=r
         )
-        self.callback_removed = Counter(
+        self.callback_removed_total = Counter(
             "appliance_callback_removed", "Callback requests that ended, by why.", ["why"], registry=r
         )
         self.mails_queued = Counter("appliance_mails_queued", "Mails put into the outbox.", registry=r)
@@ -116,17 +109,32 @@ class Metrics:
             lambda: max((self.clock.seconds() - created for created in waiting()), default=0.0)
         )
 
-    # -- observers the features offer ------------------------------------------
+    # -- IMetrics: what the features report --------------------------------------
 
-    def store_changed(self, change: Change) -> None:
-        if change.old is not DELETE or change.new is DELETE:
-            return
-        if change.namespace == OUTBOX:
-            self.mails_queued.inc()
-        elif change.namespace == "callbacks":
-            self.callback_requests.inc()
+    def call_routed(self, origin: str) -> None:
+        self.calls_routed.labels(origin or "unknown").inc()
 
-    def mail_attempt(self, _key: str, state: str) -> None:
+    def forward_applied(self) -> None:
+        self.forwards_applied.inc()
+
+    def callback_offered(self, reason: str) -> None:
+        self.callback_offers.labels(reason).inc()
+
+    def callback_requested(self) -> None:
+        self.callback_requests.inc()
+
+    def recall_started(self) -> None:
+        self.callback_recalls.inc()
+
+    def callback_removed(self, why: str) -> None:
+        self.callback_removed_total.labels(why).inc()
+        if why == "expired":
+            self.callback_expiries.inc()
+
+    def mail_queued(self) -> None:
+        self.mails_queued.inc()
+
+    def mail_attempted(self, state: str) -> None:
         if state == "sent":
             self.mails_sent.inc()
         elif state == "failed":
@@ -134,125 +142,23 @@ class Metrics:
         else:
             self.mail_retries.inc()
 
-    def ami_login(self, _protocol: object) -> None:
+    def ami_login(self) -> None:
         if self._logins:
             self.ami_reconnects.inc()
         self._logins += 1
         self.ami_connections.inc()
 
-    # -- wrappers for calls without observers ----------------------------------
+    def fastagi_session(self, script: str) -> None:
+        self.fastagi_sessions.labels(script).inc()
 
-    def count_routes(self, routes: MutableMapping[str, Callable[[Any], Any]]) -> None:
-        """Count each FastAGI session and each handler failure, by script."""
-        for script, handler in list(routes.items()):
-            routes[script] = CountedRoute(script, handler, self)
+    def fastagi_failed(self, script: str) -> None:
+        self.fastagi_errors.labels(script).inc()
 
-    def timed(
-        self, write: Callable[..., Any], timer: Callable[[], float] = time.perf_counter
-    ) -> Callable[..., Any]:
-        """``write`` timed into the store-latency histogram (a measurement, not logic time)."""
+    def store_written(self, seconds: float) -> None:
+        self.store_write_seconds.observe(seconds)
 
-        def timed_write(*args: Any, **kwargs: Any) -> Any:
-            started = timer()
-            try:
-                return write(*args, **kwargs)
-            finally:
-                self.store_write_seconds.observe(timer() - started)
-
-        return timed_write
-
-    def counting_failures(self, finish: Callable[..., None]) -> Callable[..., None]:
-        """The login throttle's ``finish(login, address, succeeded)``, counting failures."""
-
-        def count(login: str, address: str, succeeded: bool) -> None:
-            if not succeeded:
-                self.login_failures.inc()
-            finish(login, address, succeeded=succeeded)
-
-        return count
-
-    def counting_offers(self, unreachable: Callable[..., Any]) -> Callable[..., Any]:
-        def offer(session: Any, call: Any, reason: Any) -> Any:
-            self.callback_offers.labels(getattr(reason, "value", str(reason))).inc()
-            return unreachable(session, call, reason)
-
-        return offer
-
-
-class CountedRoute:
-    """A FastAGI route handler, counted; its other attributes are the handler's."""
-
-    def __init__(self, script: str, handler: Callable[[Any], Any], metrics: Metrics) -> None:
-        self.script = script
-        self.handler = handler
-        self.metrics = metrics
-
-    def __call__(self, agi: Any) -> Any:
-        self.metrics.fastagi_sessions.labels(self.script).inc()
-        return maybeDeferred(self.handler, agi).addErrback(self._failed)
-
-    def _failed(self, failure: Failure) -> Failure:
-        if not failure.check(AGIConnectionLost, CancelledError):
-            self.metrics.fastagi_errors.labels(self.script).inc()
-        return failure
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handler, name)
-
-
-@implementer(IRecallOutputs)
-class CountedRecallOutputs:
-    """The callback engine's outputs, counted on their way."""
-
-    def __init__(self, wrapped: Any, metrics: Metrics) -> None:
-        self.wrapped = wrapped
-        self.metrics = metrics
-
-    def originate(self, recall: Recall) -> None:
-        self.metrics.callback_recalls.inc()
-        self.wrapped.originate(recall)
-
-    def saved(self, request: Request) -> None:
-        self.wrapped.saved(request)
-
-    def removed(self, request: Request, why: str) -> None:
-        self.metrics.callback_removed.labels(why).inc()
-        if why == "expired":
-            self.metrics.callback_expiries.inc()
-        self.wrapped.removed(request, why)
-
-
-class CountedLegs(deque[Any]):
-    """The call router's log of dialled legs, counting those a forward caused."""
-
-    def __init__(self, legs: deque[Any], metrics: Metrics) -> None:
-        super().__init__(legs, maxlen=legs.maxlen)
-        self.metrics = metrics
-
-    def append(self, entry: Any) -> None:
-        if getattr(entry[1], "reason", None) == "forwarded":
-            self.metrics.forwards_applied.inc()
-        super().append(entry)
-
-
-def instrument(appliance: Any, metrics: Metrics) -> None:
-    """Connect ``metrics`` to the parts of a built (not yet started) appliance."""
-    appliance.store.subscribe(metrics.store_changed)
-    # Every write of the store goes through apply (put and delete call it).
-    appliance.store.apply = metrics.timed(appliance.store.apply)
-    appliance.outbox.subscribe(metrics.mail_attempt)
-    metrics.watch_outbox(appliance.outbox.entries)
-    appliance.ami.addConnectedHook(metrics.ami_login)
-    metrics.count_routes(appliance.routes)
-    router = appliance.router
-    router.subscribe(lambda finished: metrics.calls_routed.labels(finished[1] or "unknown").inc())
-    router.legs = CountedLegs(router.legs, metrics)
-    if router.unreachable is not None:
-        router.unreachable = metrics.counting_offers(router.unreachable)
-    engine = appliance.callbacks.engine
-    engine.outputs = CountedRecallOutputs(engine.outputs, metrics)
-    # Web logins and API tokens end each checked attempt here.
-    appliance.web.throttle.finish = metrics.counting_failures(appliance.web.throttle.finish)
+    def login_failed(self) -> None:
+        self.login_failures.inc()
 
 
 def is_loopback_request(request: Any) -> bool:

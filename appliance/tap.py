@@ -33,7 +33,8 @@ from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
 from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
-from appliance.metrics import Metrics, instrument
+from appliance.metering import MeteredRoute
+from appliance.metrics import Metrics
 from appliance.missed.language import with_mail_languages
 from appliance.missed.render import Renderer
 from appliance.missed.service import MissedCallService, directed_pickup
@@ -97,7 +98,9 @@ class Appliance(MultiService):
     def __init__(self, config: configuration.ApplianceConfig, store: SQLiteStore, reactor: Any) -> None:
         super().__init__()
         self.config = config
-        self.store: HoldingStore = HoldingStore(store, reactor)
+        self.metrics = Metrics(reactor)
+        """Handed to each feature where it is built; they report to it (`appliance.metering`)."""
+        self.store: HoldingStore = HoldingStore(store, reactor, metrics=self.metrics)
         """Writes the disk refuses are kept and written later (`appliance.holding`)."""
         store = self.store  # type: ignore[assignment]
         self.renderer = Renderer(custom=config.templates)
@@ -113,6 +116,7 @@ class Appliance(MultiService):
             keepalive=AMI_KEEPALIVE_SECONDS,
         )
         self.ami.setServiceParent(self)
+        self.ami.addConnectedHook(lambda _protocol: self.metrics.ami_login())
         excludeEvents(self.ami)
         self.pbx = PBXModel(clock=reactor)
         PBXService(self.ami, self.pbx).setServiceParent(self)
@@ -146,10 +150,12 @@ class Appliance(MultiService):
             clock=reactor,
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
+            metrics=self.metrics,
         )
         self.router = CallRouter(
             self.pbx, forwarding=self.forwarding, waiting=self.call_waiting, devices=self.devices.to_ring
         )
+        self.router.subscribe(lambda finished: self.metrics.call_routed(finished[1]))
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.call_waiting.register_codes(self.feature_codes)
@@ -169,8 +175,9 @@ class Appliance(MultiService):
             )
         self.contact_sources = ContactSources(sources, reactor, config.contacts_sync_minutes)
         self.contact_sources.setServiceParent(self)
-        self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor)
+        self.outbox = Outbox(store, SMTPRelay(config.smtp, reactor).send, reactor, metrics=self.metrics)
         self.outbox.setServiceParent(self)
+        self.metrics.watch_outbox(self.outbox.entries)
         self.missed = MissedCallService(
             self.pbx,
             self.settings,
@@ -195,6 +202,7 @@ class Appliance(MultiService):
             outbox=self.outbox,
             sender=config.smtp.sender,
             devices=self.devices,
+            metrics=self.metrics,
         )
         self.callbacks.attach(self.router, self.feature_codes)
         self.callbacks.setServiceParent(self)
@@ -207,7 +215,10 @@ class Appliance(MultiService):
             reactor,
         )
         self.blf.setServiceParent(self)
-        self.routes: dict[str, AGIHandler] = {"call": self.router, "feature": self.feature_codes}
+        self.routes: dict[str, AGIHandler] = {
+            "call": MeteredRoute("call", self.router, self.metrics),
+            "feature": MeteredRoute("feature", self.feature_codes, self.metrics),
+        }
         self.fastagi = ListenOrStop(
             "[fastagi]",
             serverFromString(reactor, config.fastagi.endpoint()),
@@ -215,7 +226,13 @@ class Appliance(MultiService):
         )
         self.fastagi.setServiceParent(self)
         self.web = WebApp(
-            store, self.settings, self.directory, reactor, language=config.language, limits=config.web_limits
+            store,
+            self.settings,
+            self.directory,
+            reactor,
+            language=config.language,
+            limits=config.web_limits,
+            metrics=self.metrics,
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
         self.web.add(
@@ -232,7 +249,6 @@ class Appliance(MultiService):
         self.web.alerts.append(self._store_alerts)
         self.web.registered = self._registered
         self.api_tokens = ApiTokens(store, reactor)
-        self.metrics = Metrics(reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
         self.web.add(TokenPages(self.api_tokens))
         self.web.add(SchedulePages(self.forwarding.forwards, self.schedules))
@@ -253,7 +269,6 @@ class Appliance(MultiService):
                 self.call_waiting,
             )
         )
-        instrument(self, self.metrics)
         self.web_service = ListenOrStop(
             "[web]", serverFromString(reactor, config.web.endpoint()), self.web.site()
         )

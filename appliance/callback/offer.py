@@ -20,6 +20,7 @@ from appliance.asterisk.fastagi import AGIArgs
 from appliance.callback import prompts
 from appliance.callback.engine import CallbackEngine, Kind, Outcome
 from appliance.dialplan import Call, Unreachable
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.numbers import EXTENSION, EXTERNAL_NUMBER
 from appliance.pbx import Presence, endpoint_of
 from appliance.settings import Settings
@@ -64,9 +65,11 @@ class Offers:
         language_of: Callable[[str], str],
         presence: Callable[[str], Presence],
         person: Callable[[str], str] = lambda endpoint: endpoint,
+        metrics: IMetrics = NO_METRICS,
     ) -> None:
         self.person = person
         """Endpoint -> its user's extension: a call from a user's softphone is the user."""
+        self.metrics = metrics
         self.engine = engine
         self.settings = settings
         self.store = store
@@ -77,6 +80,7 @@ class Offers:
 
     @inlineCallbacks
     def unreachable(self, session: OfferSession, call: Call, reason: Unreachable) -> Any:
+        self.metrics.callback_offered(reason.value)
         s = self.settings
         target = call.number
         if reason is Unreachable.NO_ANSWER:

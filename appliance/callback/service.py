@@ -41,6 +41,7 @@ from appliance.callback.engine import (
 from appliance.callback.offer import Offers
 from appliance.devices import Devices
 from appliance.directory import DEVICE, Directory
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.numbers import EXTENSION, EXTERNAL_NUMBER, TYPED_NUMBER
 from appliance.pbx import Change, EndpointChanged, PBXModel, Presence, Resynced
 from appliance.settings import Setting, Settings
@@ -86,6 +87,7 @@ class _Outputs:
         self.service = service
 
     def originate(self, recall: Recall) -> None:
+        self.service.metrics.recall_started()
         if self.service.notify_mode(recall.requester) == "mail" and self.service._mail_free(recall):
             return
         self.service._originate(recall)
@@ -94,6 +96,7 @@ class _Outputs:
         self.service._write(request.id, request)
 
     def removed(self, request: Request, why: str) -> None:
+        self.service.metrics.callback_removed(why)
         self.service._write(request.id, None)
         if why in ("expired", "attempts"):
             self.service._mail(why, request)
@@ -115,9 +118,11 @@ class CallbackService(Service):
         outbox: Any = None,
         sender: str = "",
         devices: Devices | None = None,
+        metrics: IMetrics = NO_METRICS,
     ) -> None:
         self.devices = devices or Devices(directory, pbx)
         """Requester and target are persons: free when all their phones are, rung on all."""
+        self.metrics = metrics
         self.outbox = outbox
         """`appliance.mail.Outbox`, shared with the missed-call mails; None: no mails."""
         self.sender = sender
@@ -133,7 +138,9 @@ class CallbackService(Service):
         self.engine = CallbackEngine(
             clock, _Outputs(self), presence, self._engine_settings, members=self._members_of
         )
-        self.offers = Offers(self.engine, settings, store, self._language_of, presence, self.devices.person)
+        self.offers = Offers(
+            self.engine, settings, store, self._language_of, presence, self.devices.person, metrics
+        )
         self._actions: dict[str, tuple[str, int]] = {}
         """AMI ActionID of an Originate → (request id, attempt)."""
         self._held: dict[str, list[Request | None]] = {}
@@ -376,6 +383,8 @@ class CallbackService(Service):
         elif request is None:
             self.store.delete(NAMESPACE, rid)
         else:
+            if self.store.get(NAMESPACE, rid) is None:
+                self.metrics.callback_requested()
             self.store.put(NAMESPACE, rid, request.to_json())
 
     def _release(self, rid: str) -> None:

@@ -53,6 +53,7 @@ from appliance.forwarding.rules import (
     forwarder_forms,
     printable,
 )
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.numbers import EXTENSION, plan_from
 from appliance.pbx import PBXModel, Presence, endpoint_of
 from appliance.settings import Settings
@@ -112,7 +113,9 @@ class Forwarding:
         pbx: PBXModel | None = None,
         language: str = "de",
         busy_rule: Callable[[str], bool] | None = None,
+        metrics: IMetrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics
         self.forwards = forwards
         self.busy_rule = busy_rule
         """The one busy rule (`appliance.callwaiting.CallWaiting.unavailable`)."""
@@ -187,7 +190,11 @@ class Forwarding:
         )
 
     def display(self, leg: Leg, call: Call, policy: Policy) -> str | None:
-        """The caller name the leg's target should see, or None for the caller's own."""
+        """The caller name the leg's target should see, or None for the caller's own.
+        The router asks this of every leg it is about to dial, so a leg a forward
+        caused is reported here as a forward applied."""
+        if leg.reason == "forwarded":
+            self.metrics.forward_applied()
         if leg.display_for is None or not policy.display:
             return None
         forwarder = self.directory.user(leg.display_for)

@@ -31,6 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.observers import Observers
 from appliance.settings import Language, Settings
 from appliance.shipped import web_root
@@ -90,6 +91,7 @@ class WebApp:
         run: Runner | None = None,
         web_root: Path = WEB_ROOT,
         limits: WebLimits = DEFAULT_WEB_LIMITS,
+        metrics: IMetrics = NO_METRICS,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -109,7 +111,7 @@ class WebApp:
         self.credentials = Credentials(store, hasher, run)
         """Hashing runs in the reactor's thread pool when the clock is a real reactor."""
         self.sessions = Sessions(store, clock)
-        self.throttle = LoginThrottle(clock)
+        self.throttle = LoginThrottle(clock, metrics)
         self._login_observers: Observers[[str]] = Observers("web login")
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(web_root / "templates"),

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from appliance.metering import NO_METRICS, IMetrics
 from appliance.store import DELETE, IKeyValueStore
 
 log = Logger()
@@ -308,8 +309,9 @@ class LoginThrottle:
     helps the admin who locked themselves out.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, metrics: IMetrics = NO_METRICS) -> None:
         self._clock = clock
+        self.metrics = metrics
         self._records: dict[tuple[str, ...], _Record] = {}
         self._in_flight: set[tuple[str, str]] = set()
 
@@ -349,6 +351,7 @@ class LoginThrottle:
         """The check that `begin` allowed is over."""
         self._in_flight.discard((login.lower(), address))
         if not succeeded:
+            self.metrics.login_failed()
             log.warn("web login failed for {login!r} from {address}", login=login, address=address)
             return
         # The pair is forgiven; the address only loses this attempt, so an

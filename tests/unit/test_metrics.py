@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from email.message import EmailMessage
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,11 +11,25 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface.verify import verifyObject
 
+from appliance import settings as keys
 from appliance.asterisk.agi import AGIConnectionLost
-from appliance.metrics import CountedLegs, CountedRecallOutputs, Metrics, is_loopback_request
-from appliance.store import DELETE, Change
+from appliance.callback.engine import Recall
+from appliance.callback.service import CallbackService
+from appliance.dialplan import Call, Unreachable
+from appliance.directory import Directory
+from appliance.forwarding.records import Forwards
+from appliance.forwarding.rules import Destination, Leg
+from appliance.forwarding.service import Forwarding
+from appliance.holding import HoldingStore
+from appliance.mail import Outbox
+from appliance.metering import NO_METRICS, IMetrics, MeteredRoute
+from appliance.metrics import Metrics, is_loopback_request
+from appliance.settings import Settings
+from appliance.testing import MemoryStore
 from appliance.web.auth import LoginThrottle
+from tests.unit.test_callback_offer import FakeAMI, FakeSession, model
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -38,24 +52,6 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value(self.metrics, "appliance_mails_sent_total"), 1)
         self.assertEqual(value(other, "appliance_mails_sent_total"), 0)
 
-    def test_new_outbox_and_callback_records_count_as_queued_and_requested(self) -> None:
-        """Only records that did not exist before count; updates and deletes do not."""
-        m = self.metrics
-        m.store_changed(Change("outbox", "a", DELETE, {"state": "pending"}))
-        m.store_changed(Change("outbox", "a", {"state": "pending"}, {"state": "sent"}))
-        m.store_changed(Change("callbacks", "100:200", DELETE, {}))
-        m.store_changed(Change("callbacks", "100:200", {}, DELETE))
-        self.assertEqual(value(m, "appliance_mails_queued_total"), 1)
-        self.assertEqual(value(m, "appliance_callback_requests_total"), 1)
-
-    def test_mail_attempts(self) -> None:
-        """The outbox's sent/failed/pending after an attempt become sent/failed/retries."""
-        for state in ("sent", "pending", "pending", "failed"):
-            self.metrics.mail_attempt("k", state)
-        self.assertEqual(value(self.metrics, "appliance_mails_sent_total"), 1)
-        self.assertEqual(value(self.metrics, "appliance_mail_retries_total"), 2)
-        self.assertEqual(value(self.metrics, "appliance_mails_failed_total"), 1)
-
     def test_outbox_age_is_the_oldest_pending_mail(self) -> None:
         """Read at scrape time from the outbox on the injected clock; sent mails do not count."""
         entries = [("a", {"state": "pending", "created": 10.0}), ("b", {"state": "sent", "created": 0.0})]
@@ -68,21 +64,24 @@ class MetricsTests(SynchronousTestCase):
 
     def test_ami_reconnects_are_logins_after_the_first(self) -> None:
         for _ in range(3):
-            self.metrics.ami_login(object())
+            self.metrics.ami_login()
         self.assertEqual(value(self.metrics, "appliance_ami_connections_total"), 3)
         self.assertEqual(value(self.metrics, "appliance_ami_reconnects_total"), 2)
+
+    def test_metrics_and_the_default_provide_the_interface(self) -> None:
+        verifyObject(IMetrics, self.metrics)
+        verifyObject(IMetrics, NO_METRICS)
 
     def test_fastagi_sessions_and_errors(self) -> None:
         """A failing handler is an error; a caller hanging up is not."""
         outcomes: list[Deferred[Any]] = [succeed(None), fail(ValueError("bug")), fail(AGIConnectionLost())]
-        routes: dict[str, Any] = {"call": lambda agi: outcomes.pop(0)}
-        self.metrics.count_routes(routes)
+        route = MeteredRoute("call", lambda agi: outcomes.pop(0), self.metrics)
         for _ in range(3):
-            routes["call"](object()).addErrback(lambda _: None)
+            route(object()).addErrback(lambda _: None)
         self.assertEqual(value(self.metrics, "appliance_fastagi_sessions_total", script="call"), 3)
         self.assertEqual(value(self.metrics, "appliance_fastagi_errors_total", script="call"), 1)
 
-    def test_counted_route_keeps_the_handler_reachable(self) -> None:
+    def test_metered_route_keeps_the_handler_reachable(self) -> None:
         """Tools and tests reach the route's object (e.g. the call router) through the wrapper."""
 
         class Router:
@@ -91,59 +90,84 @@ class MetricsTests(SynchronousTestCase):
             def __call__(self, agi: Any) -> None:
                 return None
 
-        routes: dict[str, Any] = {"call": Router()}
-        self.metrics.count_routes(routes)
-        self.assertEqual(routes["call"].recent, ["last call"])
+        route = MeteredRoute("call", Router(), self.metrics)
+        self.assertEqual(route.recent, ["last call"])
 
-    def test_store_write_timed(self) -> None:
-        """The timer is injected; the write's result and errors pass through."""
-        ticks = iter([1.0, 1.25])
-        timed = self.metrics.timed(lambda x: x * 2, timer=lambda: next(ticks))
-        self.assertEqual(timed(21), 42)
-        self.assertEqual(value(self.metrics, "appliance_store_write_seconds_count"), 1)
-        self.assertEqual(value(self.metrics, "appliance_store_write_seconds_sum"), 0.25)
+    def test_store_reports_each_written_transaction(self) -> None:
+        """The store times its own writes with the injected timer; reads are not timed."""
+        ticks = iter([1.0, 1.25, 2.0, 2.5])
+        store = HoldingStore(MemoryStore(), self.clock, metrics=self.metrics, timer=lambda: next(ticks))
+        store.put("ns", "a", 1)
+        store.apply([("ns", "b", 2), ("ns", "c", 3)])
+        self.assertEqual(store.get("ns", "a"), 1)
+        self.assertEqual(value(self.metrics, "appliance_store_write_seconds_count"), 2)
+        self.assertEqual(value(self.metrics, "appliance_store_write_seconds_sum"), 0.75)
 
-    def test_forwarded_legs_and_recall_outputs(self) -> None:
-        class Leg:
-            def __init__(self, reason: str) -> None:
-                self.reason = reason
-
-        legs = CountedLegs(deque(maxlen=100), self.metrics)
-        legs.append(("u1", Leg("direct"), "BUSY"))
-        legs.append(("u1", Leg("forwarded"), "ANSWER"))
-        self.assertEqual(value(self.metrics, "appliance_forwards_applied_total"), 1)
-        self.assertEqual(legs.maxlen, 100)
-
-        seen: list[str] = []
-
-        class Outputs:
-            def originate(self, recall: Any) -> None:
-                seen.append("originate")
-
-            def saved(self, request: Any) -> None:
-                seen.append("saved")
-
-            def removed(self, request: Any, why: str) -> None:
-                seen.append(why)
-
-        outputs = CountedRecallOutputs(Outputs(), self.metrics)
-        outputs.originate(object())  # type: ignore[arg-type]
-        outputs.saved(object())  # type: ignore[arg-type]
-        outputs.removed(object(), "expired")  # type: ignore[arg-type]
-        outputs.removed(object(), "done")  # type: ignore[arg-type]
-        self.assertEqual(seen, ["originate", "saved", "expired", "done"])
-        self.assertEqual(value(self.metrics, "appliance_callback_recalls_total"), 1)
-        self.assertEqual(value(self.metrics, "appliance_callback_expiries_total"), 1)
-        self.assertEqual(value(self.metrics, "appliance_callback_removed_total", why="done"), 1)
+    def test_outbox_reports_queued_and_attempted_mails(self) -> None:
+        """A new outbox record counts as queued, whoever applied it (also inside a
+        journal transaction); each delivery attempt as sent, retry or failed."""
+        store = MemoryStore()
+        answers: list[Deferred[Any]] = [fail(OSError("relay down")), succeed(None)]
+        outbox = Outbox(
+            store, lambda *a: answers.pop(0), self.clock, backoff=lambda n: 1.0, metrics=self.metrics
+        )
+        outbox.startService()
+        self.addCleanup(outbox.stopService)
+        message = EmailMessage()
+        message["Message-ID"] = "<m1@test>"
+        message.set_content("hello")
+        store.apply(outbox.enqueue_change("m1", "a@example.org", ["b@example.org"], message))
+        outbox.wake()
+        self.clock.advance(0)
+        self.assertEqual(value(self.metrics, "appliance_mails_queued_total"), 1)
+        self.assertEqual(value(self.metrics, "appliance_mail_retries_total"), 1)
+        self.clock.advance(1)
+        self.assertEqual(value(self.metrics, "appliance_mails_sent_total"), 1)
+        self.assertEqual(value(self.metrics, "appliance_mails_queued_total"), 1)  # updates are no new mail
 
     def test_failed_logins_counted_at_the_throttle(self) -> None:
         """A failed check (web login or API token) counts; a successful one does not."""
-        throttle = LoginThrottle(self.clock)
-        throttle.finish = self.metrics.counting_failures(throttle.finish)  # type: ignore[method-assign]
+        throttle = LoginThrottle(self.clock, self.metrics)
         throttle.failed("anna", "192.0.2.1")
         self.assertTrue(throttle.begin("ben", "192.0.2.2"))
         throttle.finish("ben", "192.0.2.2", succeeded=True)
         self.assertEqual(value(self.metrics, "appliance_login_failures_total"), 1)
+
+    def test_forwarding_reports_legs_a_forward_caused(self) -> None:
+        """Of the legs the router is about to dial, those a forward caused count."""
+        store = MemoryStore()
+        forwarding = Forwarding(Forwards(store), Settings(store), Directory(store), metrics=self.metrics)
+        call = Call("201", "internal", "101", "", "PJSIP/101-00000001", "1.1")
+        policy = forwarding.policy()
+        forwarding.display(Leg(Destination("line", "201")), call, policy)
+        forwarding.display(
+            Leg(Destination("line", "301"), display_for="201", chain=("201",), reason="forwarded"),
+            call,
+            policy,
+        )
+        self.assertEqual(value(self.metrics, "appliance_forwards_applied_total"), 1)
+
+    def test_callbacks_report_offers_requests_recalls_and_expiries(self) -> None:
+        """The offer (by reason), the new request, the recall started and the
+        request's end (expired counted apart) are reported by the callback feature."""
+        clock = Clock()
+        store = MemoryStore()
+        settings = Settings(store)
+        service = CallbackService(
+            store, settings, model(**{"100": "busy", "200": "busy"}), FakeAMI(), Directory(store), clock,
+            metrics=self.metrics,
+        )  # fmt: skip
+        call = Call("200", "internal", "100", "", "PJSIP/100-00000001", "1.1")
+        self.successResultOf(service.offers.unreachable(FakeSession(keys="5"), call, Unreachable.BUSY))
+        self.assertEqual(value(self.metrics, "appliance_callback_offers_total", reason="busy"), 1)
+        self.assertEqual(value(self.metrics, "appliance_callback_requests_total"), 1)
+        service.engine.outputs.originate(Recall("100:200", "100", "200", "internal", 1, 20))
+        self.assertEqual(value(self.metrics, "appliance_callback_recalls_total"), 1)
+        clock.advance(settings.get(keys.CC_TIMEOUT) * 60 + 1)
+        self.assertEqual(service.pending(), [])
+        self.assertEqual(value(self.metrics, "appliance_callback_expiries_total"), 1)
+        self.assertEqual(value(self.metrics, "appliance_callback_removed_total", why="expired"), 1)
+        self.assertEqual(value(self.metrics, "appliance_callback_requests_total"), 1)
 
     def test_loopback_only_when_not_relayed(self) -> None:
         request = DummyRequest([b"metrics"])

@@ -12,7 +12,7 @@ from appliance import settings as keys
 from appliance.forwarding.holidayfeed import HolidayFeed
 from appliance.settings import InvalidSetting, Settings, Text
 from appliance.web import i18n
-from appliance.web.app import NavEntry, Page, Router
+from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
     {
