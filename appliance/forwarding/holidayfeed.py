@@ -28,7 +28,7 @@ from twisted.web.http import PotentialDataLoss
 from appliance import settings as keys
 from appliance.forwarding.schedule import MAX_ICAL, HolidayCalendar, ScheduleError
 from appliance.settings import Settings
-from appliance.store import IKeyValueStore
+from appliance.store import Change, IKeyValueStore
 
 log = Logger()
 
@@ -75,17 +75,26 @@ class HolidayFeed(Service):
         self._parsed: tuple[str, HolidayCalendar | None] = ("", None)
         self._undo: Callable[[], object] | None = None
         self._stopping = False
+        self._stored: dict[str, Any] | None = None
+        """The stored record, read once: calls ask for the calendar, and it may be large."""
+        store.subscribe(self._store_changed)
 
     # -- reading ------------------------------------------------------------
 
     def url(self) -> str:
         return str(self.settings.get(keys.HOLIDAY_ICAL_URL))
 
+    def _store_changed(self, change: Change) -> None:
+        if (change.namespace, change.key) == (NAMESPACE, KEY):
+            self._stored = None
+
     def _record(self) -> dict[str, Any]:
-        raw = self.store.get(NAMESPACE, KEY)
-        if not isinstance(raw, dict) or raw.get("url") != self.url():
+        if self._stored is None:
+            raw = self.store.get(NAMESPACE, KEY)
+            self._stored = raw if isinstance(raw, dict) else {}
+        if self._stored.get("url") != self.url():
             return {}  # a copy of another URL is not this calendar
-        return raw
+        return self._stored
 
     def calendar(self) -> HolidayCalendar | None:
         """The last good copy of the configured calendar (None: none yet, or none set)."""
@@ -131,7 +140,10 @@ class HolidayFeed(Service):
             if isinstance(result, Failure):
                 log.failure("holiday calendar from {url}: not handled", result, url=url)
             self._running = None
-            self._schedule(failed=bool(self.status().error))
+            if self.url() != url:
+                self._schedule(delay=0.0)  # the URL changed during the fetch: fetch the new one
+            else:
+                self._schedule(failed=bool(self.status().error))
             return self.status()
 
         return running.addBoth(done)

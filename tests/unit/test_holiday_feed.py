@@ -187,6 +187,21 @@ class HolidayFeedTests(SynchronousTestCase):
         self.assertEqual(self.feed.status().error, "")
         self.assertTrue(self.fetch.calls[0][1].called)
 
+    def test_url_changed_while_a_fetch_runs(self) -> None:
+        """The old URL's answer is not kept as the new URL's copy; the new URL is
+        fetched as soon as the old fetch ends."""
+        self.started()
+        self.settings.set(keys.HOLIDAY_ICAL_URL, "http://intranet.example/new.ics")
+        self.clock.advance(0)
+        self.assertEqual(len(self.fetch.calls), 1)  # one fetch at a time
+        self.fetch.calls[0][1].callback(calendar("2027-01-01"))
+        self.assertIsNone(self.feed.calendar())
+        self.clock.advance(0)
+        self.assertEqual(self.fetch.calls[-1][0], "http://intranet.example/new.ics")
+        self.fetch.answer(calendar("2027-10-03"))
+        copy = self.feed.calendar()
+        assert copy is not None and copy.covers(date(2027, 10, 3))
+
     def test_only_http_and_https_urls_are_accepted(self) -> None:
         for bad in ("ftp://x.example/a.ics", "file:///etc/passwd", "holidays.ics", "http://"):
             with self.assertRaises(InvalidSetting):
@@ -245,7 +260,8 @@ def test_admin_page_shows_the_state_and_fetches_on_demand() -> None:
     page = admin.get("/admin/holidays?done=fetched").text
     assert "Fetched." in page and 'id="holiday-error">none<' in page
     lab.clock.advance(60)
-    admin.post("/admin/holidays/fetch", {"csrf": csrf})
+    failed = admin.post("/admin/holidays/fetch", {"csrf": csrf})
+    assert failed.header("location") == "/admin/holidays?done=failed"
     assert len(fetch.calls) == 2
     page = admin.get("/admin/holidays").text
     assert "HTTP 503 &lt;b&gt;down&lt;/b&gt;" in page and "<b>down" not in page

@@ -33,6 +33,10 @@ i18n.add(
         ),
         "holidays_fetch": Text("Fetch now", "Jetzt abrufen"),
         "holidays_fetched_now": Text("Fetched.", "Abgerufen."),
+        "holidays_fetch_failed": Text(
+            "The fetch failed (see below); the last good copy stays in use.",
+            "Der Abruf ist fehlgeschlagen (siehe unten); die letzte fehlerfreie Kopie bleibt in Gebrauch.",
+        ),
         "holidays_status": Text("Last fetch", "Letzter Abruf"),
         "holidays_none": Text("No calendar URL set.", "Keine Kalender-URL eingestellt."),
         "holidays_copy": Text("Copy in use, fetched", "Verwendete Kopie, abgerufen"),
@@ -59,7 +63,8 @@ class HolidayPages:
 
     def show(self, page: Page) -> bytes:
         done = {"saved": "holidays_saved", "fetched": "holidays_fetched_now"}.get(page.arg("done"), "")
-        return self._render(page, 200, message=page.t(done) if done else "")
+        failed = page.t("holidays_fetch_failed") if page.arg("done") == "failed" else ""
+        return self._render(page, 200, message=page.t(done) if done else "", error=failed)
 
     def save(self, page: Page) -> bytes:
         url, refresh = page.arg("url").strip(), page.arg("refresh").strip()
@@ -73,7 +78,7 @@ class HolidayPages:
     def fetch(self, page: Page) -> Deferred[bytes]:
         """Waits for the fetch (bounded by its timeout), then shows its outcome."""
         return self.feed.refresh().addCallback(
-            lambda _: page.redirect("/admin/holidays", {"done": "fetched"})
+            lambda status: page.redirect("/admin/holidays", {"done": "failed" if status.error else "fetched"})
         )
 
     def _render(self, page: Page, status: int, message: str = "", error: str = "", **form: Any) -> bytes:
