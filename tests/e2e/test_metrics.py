@@ -12,7 +12,10 @@ from twisted.web.http_headers import Headers
 
 from appliance.directory import User
 from appliance.forwarding.records import UNCONDITIONAL, Forward
+from appliance.pbx import Presence
 from tests.e2e.calls import answered_call, call_finished
+from tests.e2e.test_callback import offer, pending_ids, registered
+from tests.e2e.waiting import wait_model
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,3 +74,38 @@ def test_counters_move_with_a_forwarded_lab_call(appliance, phones, reactor):
     code, text = yield scrape(base, Authorization=f"Bearer {admin_secret}")
     assert code == 200
     assert samples(text)[("appliance_login_failures_total", ())] >= 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_callback_counters_move_with_a_lab_offer(appliance, phones, reactor):
+    """108 calls logged-out 208 and takes the callback offer; the callback feature's
+    own reports show in the scrape: one offer (logged_out), one request, one FastAGI
+    call session without error; cancelling the request counts it as removed."""
+    port = yield appliance.web_service._waitingForPort
+    base = f"http://127.0.0.1:{port.getHost().port}"
+    p108, p208 = phones("108"), phones("208")
+    yield registered(reactor, appliance, p108)
+    yield p208.unregister().done
+    yield wait_model(
+        reactor, appliance.pbx, lambda: appliance.pbx.presence("208") is Presence.LOGGED_OUT, "208 out"
+    )
+    _, before_text = yield scrape(base)
+    before = samples(before_text)
+
+    yield offer(p108, "208").done
+    assert pending_ids(appliance) == ["108:208"]
+    assert appliance.callbacks.cancel("108:208")
+
+    code, after_text = yield scrape(base)
+    assert code == 200
+    after = samples(after_text)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert moved("appliance_callback_offers_total", reason="logged_out") == 1
+    assert moved("appliance_callback_requests_total") == 1
+    assert moved("appliance_callback_removed_total", why="cancelled") == 1
+    assert moved("appliance_fastagi_sessions_total", script="call") == 1
+    assert moved("appliance_fastagi_errors_total", script="call") == 0
