@@ -27,6 +27,19 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def changes(before: Samples, after: Samples) -> Any:
+    """moved(name, **labels): how far one sample moved between two scrapes."""
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return moved
+
+
 @pytest_twisted.inlineCallbacks
 def scrape(base: str, **headers: str) -> Any:
     response = yield treq.get(base + "/metrics", headers=Headers({k: [v] for k, v in headers.items()}))
@@ -55,9 +68,7 @@ def test_counters_move_with_a_forwarded_lab_call(appliance, phones, reactor):
     assert code == 200
     after = samples(after_text)
 
-    def moved(name: str, **labels: str) -> float:
-        key = (name, tuple(sorted(labels.items())))
-        return after.get(key, 0.0) - before.get(key, 0.0)
+    moved = changes(before, after)
 
     assert moved("appliance_calls_routed_total", origin="internal") == 1
     assert moved("appliance_forwards_applied_total") == 1
@@ -100,9 +111,7 @@ def test_callback_counters_move_with_a_lab_offer(appliance, phones, reactor):
     assert code == 200
     after = samples(after_text)
 
-    def moved(name: str, **labels: str) -> float:
-        key = (name, tuple(sorted(labels.items())))
-        return after.get(key, 0.0) - before.get(key, 0.0)
+    moved = changes(before, after)
 
     assert moved("appliance_callback_offers_total", reason="logged_out") == 1
     assert moved("appliance_callback_requests_total") == 1
