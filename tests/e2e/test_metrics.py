@@ -12,7 +12,6 @@ from twisted.web.http_headers import Headers
 
 from appliance.directory import User
 from appliance.forwarding.records import UNCONDITIONAL, Forward
-from appliance.pbx import Presence
 from tests.e2e.calls import answered_call, call_finished
 from tests.e2e.test_callback import offer, pending_ids, registered
 from tests.e2e.waiting import wait_model
@@ -89,32 +88,42 @@ def test_counters_move_with_a_forwarded_lab_call(appliance, phones, reactor):
 
 @pytest_twisted.inlineCallbacks
 def test_callback_counters_move_with_a_lab_offer(appliance, phones, reactor):
-    """108 calls logged-out 208 and takes the callback offer; the callback feature's
-    own reports show in the scrape: one offer (logged_out), one request, one FastAGI
-    call session without error; cancelling the request counts it as removed."""
+    """108 calls 209, on do-not-disturb, and takes the callback offer; the callback
+    feature's own reports show in the scrape: one offer (for what 209's line showed),
+    one request, one FastAGI call session without error; cancelling the request
+    counts it as removed."""
     port = yield appliance.web_service._waitingForPort
     base = f"http://127.0.0.1:{port.getHost().port}"
-    p108, p208 = phones("108"), phones("208")
-    yield registered(reactor, appliance, p108)
-    yield p208.unregister().done
-    yield wait_model(
-        reactor, appliance.pbx, lambda: appliance.pbx.presence("208") is Presence.LOGGED_OUT, "208 out"
-    )
+    pbx = appliance.pbx
+    yield registered(reactor, appliance, phones("108"))
     _, before_text = yield scrape(base)
     before = samples(before_text)
 
-    yield offer(p108, "208").done
-    assert pending_ids(appliance) == ["108:208"]
-    assert appliance.callbacks.cancel("108:208")
+    yield set_dnd(appliance, "209", True)
+    try:
+        yield wait_model(reactor, pbx, lambda: pbx.endpoint("209").dnd, "209 on DND")
+        met = pbx.presence("209").value  # dnd, or logged_out if no earlier test left 209 registered
+        assert met in ("dnd", "logged_out"), met
+        yield offer(phones("108"), "209").done
+        assert pending_ids(appliance) == ["108:209"]
+        assert appliance.callbacks.cancel("108:209")
+    finally:
+        yield set_dnd(appliance, "209", False)  # the lab's presence outlives the test
+    yield wait_model(reactor, pbx, lambda: not pbx.endpoint("209").dnd, "209 off DND")
 
     code, after_text = yield scrape(base)
     assert code == 200
-    after = samples(after_text)
-
-    moved = changes(before, after)
-
-    assert moved("appliance_callback_offers_total", reason="logged_out") == 1
+    moved = changes(before, samples(after_text))
+    assert moved("appliance_callback_offers_total", reason=met) == 1
     assert moved("appliance_callback_requests_total") == 1
     assert moved("appliance_callback_removed_total", why="cancelled") == 1
     assert moved("appliance_fastagi_sessions_total", script="call") == 1
     assert moved("appliance_fastagi_errors_total", script="call") == 0
+
+
+def set_dnd(appliance: Any, extension: str, on: bool) -> Any:
+    """Asterisk's presence, as *78 / #78 set it."""
+    value = "dnd,," if on else "available,,"
+    return appliance.ami.sendAction(
+        "Setvar", Variable=f"PRESENCE_STATE(CustomPresence:{extension})", Value=value
+    )
