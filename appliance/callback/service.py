@@ -123,6 +123,8 @@ class CallbackService(Service):
         self.devices = devices or Devices(directory, pbx)
         """Requester and target are persons: free when all their phones are, rung on all."""
         self.metrics = metrics
+        self._stored_ids: set[str] = set()
+        """Ids of the requests in the store: a write of another one is a new request."""
         self.outbox = outbox
         """`appliance.mail.Outbox`, shared with the missed-call mails; None: no mails."""
         self.sender = sender
@@ -175,6 +177,7 @@ class CallbackService(Service):
             self.store.subscribe(self._store_changed),
             self.settings.subscribe(self._setting_changed, _KEPT_KEYS),
         ]
+        self._stored_ids.update(r.id for r in stored if r is not None)
         self.engine.load([r for r in stored if r is not None and _SAFE_ID.match(r.id)])
         self._undo += [
             self.pbx.subscribe(self._pbx_changed),
@@ -381,9 +384,11 @@ class CallbackService(Service):
         if rid in self._held:
             self._held[rid][:] = [request]
         elif request is None:
+            self._stored_ids.discard(rid)
             self.store.delete(NAMESPACE, rid)
         else:
-            if self.store.get(NAMESPACE, rid) is None:
+            if rid not in self._stored_ids:  # known without a store read: none before an Originate
+                self._stored_ids.add(rid)
                 self.metrics.callback_requested()
             self.store.put(NAMESPACE, rid, request.to_json())
 
