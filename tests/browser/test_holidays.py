@@ -24,7 +24,8 @@ def test_admin_sets_the_calendar_url_and_sees_each_fetch(page: Page, running: Ru
     the page names it and still shows the copy's 2 events; a bad URL is refused."""
     server = CalendarServer()
     server.body = calendar("2027-01-01", "2027-12-25")
-    port = running.call(lambda: reactor.listenTCP(reserved_port(), Site(server), interface="127.0.0.1"))
+    site: Any = Site(server)
+    port: Any = running.call(lambda: reactor.listenTCP(reserved_port(), site, interface="127.0.0.1"))
     url = f"http://127.0.0.1:{port.getHost().port}/feiertage.ics"
     try:
         log_in(page, running, "admin", ADMIN_PASSWORD)
