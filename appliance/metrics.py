@@ -11,7 +11,6 @@ this one place.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from zope.interface import implementer
 
 from appliance.asterisk.agi import AGIConnectionLost
 from appliance.callback.engine import IRecallOutputs, Recall, Request
+from appliance.callflow import CallOutcome
 from appliance.mail import OUTBOX
 from appliance.store import DELETE, Change
 
@@ -171,12 +171,15 @@ class Metrics:
 
         return count
 
-    def counting_offers(self, unreachable: Callable[..., Any]) -> Callable[..., Any]:
-        def offer(session: Any, call: Any, reason: Any) -> Any:
-            self.callback_offers.labels(getattr(reason, "value", str(reason))).inc()
-            return unreachable(session, call, reason)
-
-        return offer
+    def call_finished(self, outcome: CallOutcome) -> None:
+        """A call the route finished: its origin, its forwarded legs, and the reason
+        its final target was not reached (where a callback is offered)."""
+        self.calls_routed.labels(outcome.origin or "unknown").inc()
+        forwarded = sum(1 for leg, _status in outcome.legs if leg.reason == "forwarded")
+        if forwarded:
+            self.forwards_applied.inc(forwarded)
+        if outcome.offered is not None:
+            self.callback_offers.labels(outcome.offered.value).inc()
 
 
 class CountedRoute:
@@ -209,7 +212,6 @@ class CountedRecallOutputs:
         self.metrics = metrics
 
     def originate(self, recall: Recall) -> None:
-        self.metrics.callback_recalls.inc()
         self.wrapped.originate(recall)
 
     def saved(self, request: Request) -> None:
@@ -222,19 +224,6 @@ class CountedRecallOutputs:
         self.wrapped.removed(request, why)
 
 
-class CountedLegs(deque[Any]):
-    """The call router's log of dialled legs, counting those a forward caused."""
-
-    def __init__(self, legs: deque[Any], metrics: Metrics) -> None:
-        super().__init__(legs, maxlen=legs.maxlen)
-        self.metrics = metrics
-
-    def append(self, entry: Any) -> None:
-        if getattr(entry[1], "reason", None) == "forwarded":
-            self.metrics.forwards_applied.inc()
-        super().append(entry)
-
-
 def instrument(appliance: Any, metrics: Metrics) -> None:
     """Connect ``metrics`` to the parts of a built (not yet started) appliance."""
     appliance.store.subscribe(metrics.store_changed)
@@ -244,11 +233,8 @@ def instrument(appliance: Any, metrics: Metrics) -> None:
     metrics.watch_outbox(appliance.outbox.entries)
     appliance.ami.addConnectedHook(metrics.ami_login)
     metrics.count_routes(appliance.routes)
-    router = appliance.router
-    router.subscribe(lambda finished: metrics.calls_routed.labels(finished[1] or "unknown").inc())
-    router.legs = CountedLegs(router.legs, metrics)
-    if router.unreachable is not None:
-        router.unreachable = metrics.counting_offers(router.unreachable)
+    appliance.call_extensions.on_finished(metrics.call_finished)
+    appliance.callbacks.on_recall(lambda _recall: metrics.callback_recalls.inc())
     engine = appliance.callbacks.engine
     engine.outputs = CountedRecallOutputs(engine.outputs, metrics)
     # Web logins and API tokens end each checked attempt here.

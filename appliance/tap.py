@@ -25,10 +25,11 @@ from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
 from appliance.contactsync import ContactJobs, ContactSources
 from appliance.devices import Devices
-from appliance.dialplan import CallRouter, FeatureCodes
+from appliance.dialplan import CallExtensions, CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
+from appliance.groups import GroupCursors
 from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
@@ -138,9 +139,18 @@ class Appliance(MultiService):
             clock=reactor,
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
+            reach=self.call_waiting.reach,
         )
+        self.call_extensions = CallExtensions()
+        """Where the features plug into the call route (`appliance.dialplan`)."""
+        self.call_extensions.resolve_endpoints(self.devices.to_ring)
         self.router = CallRouter(
-            self.pbx, forwarding=self.forwarding, waiting=self.call_waiting, devices=self.devices.to_ring
+            self.pbx,
+            forwarding=self.forwarding,
+            waiting=self.call_waiting,
+            extensions=self.call_extensions,
+            cursors=GroupCursors(store),
+            clock=reactor,
         )
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
@@ -188,7 +198,7 @@ class Appliance(MultiService):
             sender=config.smtp.sender,
             devices=self.devices,
         )
-        self.callbacks.attach(self.router, self.feature_codes)
+        self.callbacks.attach(self.call_extensions, self.feature_codes)
         self.callbacks.setServiceParent(self)
         self.blf = BLFService(
             self.ami,

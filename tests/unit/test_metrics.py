@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from appliance.asterisk.agi import AGIConnectionLost
-from appliance.metrics import CountedLegs, CountedRecallOutputs, Metrics, is_loopback_request
+from appliance.callflow import Call, CallOutcome, Unreachable
+from appliance.forwarding.rules import Destination, Leg
+from appliance.metrics import CountedRecallOutputs, Metrics, is_loopback_request
 from appliance.store import DELETE, Change
 from appliance.web.auth import LoginThrottle
 
@@ -103,17 +104,19 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value(self.metrics, "appliance_store_write_seconds_count"), 1)
         self.assertEqual(value(self.metrics, "appliance_store_write_seconds_sum"), 0.25)
 
-    def test_forwarded_legs_and_recall_outputs(self) -> None:
-        class Leg:
-            def __init__(self, reason: str) -> None:
-                self.reason = reason
-
-        legs = CountedLegs(deque(maxlen=100), self.metrics)
-        legs.append(("u1", Leg("direct"), "BUSY"))
-        legs.append(("u1", Leg("forwarded"), "ANSWER"))
+    def test_finished_calls_counted(self) -> None:
+        """A finished call counts by origin, its forwarded legs, and the reason its
+        final target was not reached."""
+        call = Call("200", "internal", "100", "Anna", "PJSIP/100-1", "1.1")
+        direct = Leg(Destination("line", "200"))
+        forwarded = Leg(Destination("line", "300"), reason="forwarded", chain=("200",))
+        self.metrics.call_finished(CallOutcome(call, "BUSY", ((direct, None), (forwarded, "BUSY")), (), None))
+        self.metrics.call_finished(CallOutcome(call, "BUSY", ((direct, "BUSY"),), (), Unreachable.BUSY))
+        self.assertEqual(value(self.metrics, "appliance_calls_routed_total", origin="internal"), 2)
         self.assertEqual(value(self.metrics, "appliance_forwards_applied_total"), 1)
-        self.assertEqual(legs.maxlen, 100)
+        self.assertEqual(value(self.metrics, "appliance_callback_offers_total", reason="busy"), 1)
 
+    def test_recall_outputs(self) -> None:
         seen: list[str] = []
 
         class Outputs:
@@ -132,7 +135,6 @@ class MetricsTests(SynchronousTestCase):
         outputs.removed(object(), "expired")  # type: ignore[arg-type]
         outputs.removed(object(), "done")  # type: ignore[arg-type]
         self.assertEqual(seen, ["originate", "saved", "expired", "done"])
-        self.assertEqual(value(self.metrics, "appliance_callback_recalls_total"), 1)
         self.assertEqual(value(self.metrics, "appliance_callback_expiries_total"), 1)
         self.assertEqual(value(self.metrics, "appliance_callback_removed_total", why="done"), 1)
 
