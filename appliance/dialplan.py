@@ -40,11 +40,11 @@ The one busy rule (`appliance.busy`, per-user call waiting) comes in as
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -131,6 +131,10 @@ UnansweredHandler = Callable[[Call], None]
 """unanswered(the call, with ``number`` the line that rang unanswered)."""
 
 FinishedObserver = Callable[[CallOutcome], None]
+
+Steps = Generator[Any, Any, Any]
+"""Part of the route's AGI conversation, run with ``yield from`` inside its
+inlineCallbacks (one generator for the whole call, not one per step)."""
 
 EndpointResolver = Callable[[str], tuple[str, ...]]
 """endpoints(internal number) -> the PJSIP endpoints that ring for it."""
@@ -263,8 +267,7 @@ class CallRouter:
             return Reach.DND
         return Reach.FREE
 
-    @inlineCallbacks
-    def _plan(self, session: CallSession, call: Call) -> Any:
+    def _plan(self, session: CallSession, call: Call) -> Steps:
         """PLAN: who the caller is, the first leg, and the channel that blindly
         transferred the call (if it was)."""
         if self.forwarding is None:
@@ -307,20 +310,20 @@ class CallRouter:
             origin=call.origin,
             caller=call.caller_num,
         )
-        call, context, first, leaving = yield self._plan(session, call)
+        call, context, first, leaving = yield from self._plan(session, call)
         flow = CallFlow(call, first, context, self._lookups(call, context, leaving), self.clock, self.trunk)
         driver = _Driver(self, session, call, leaving)
         outputs = flow.start()
         while outputs:
             output, outputs = outputs[0], outputs[1:]
             if isinstance(output, Ring):
-                status, hung_up = yield driver.ring(output, flow.leg)
+                status, hung_up = yield from driver.ring(output, flow.leg)
                 outputs = outputs + flow.dialled(status, hung_up)
             elif isinstance(output, Finished):
                 self._finished(output.outcome)
                 return output.outcome.status
             else:
-                yield driver.act(output)
+                yield from driver.act(output)
         raise AssertionError("the call flow ended without Finished")
 
     def _finished(self, outcome: CallOutcome) -> None:
@@ -339,18 +342,16 @@ class _Driver:
         self.shown = session.env.get("agi_calleridname", "")
         """What CALLERID(name) is now."""
 
-    @inlineCallbacks
-    def show(self, wanted: str) -> Any:
+    def show(self, wanted: str) -> Steps:
         if wanted != self.shown:
             if self.shown == self.call.caller_name:
                 yield self.session.setVariable(ORIGINAL_NAME, self.call.caller_name)
             yield self.session.setVariable("CALLERID(name)", wanted)
             self.shown = wanted
 
-    @inlineCallbacks
-    def ring(self, ring: Ring, leg: Leg) -> Any:
+    def ring(self, ring: Ring, leg: Leg) -> Steps:
         session = self.session
-        yield self.show(ring.caller_name)
+        yield from self.show(ring.caller_name)
         log.info(
             "dialling {dial} for {seconds}s ({why}, via {chain})",
             dial=ring.dial,
@@ -374,26 +375,20 @@ class _Driver:
             status = "BUSY"  # rang its waiting time while the user was in a call
         return status, hung_up
 
-    def act(self, output: Output) -> Deferred[Any]:
+    def act(self, output: Output) -> Steps:
         extensions = self.router.extensions
         if isinstance(output, CursorMoved):
             if self.router.cursors is not None:
                 self.router.cursors.rung_first(output.group, output.member)
         elif isinstance(output, Unanswered):
             extensions.unanswered(output.call)
-        elif isinstance(output, Offer):
-            if extensions.offers:
-                return self._offer(output)
+        elif isinstance(output, Offer) and extensions.offers:
+            if self.shown != self.call.caller_name:
+                yield self.session.setVariable("CALLERID(name)", self.call.caller_name)
+            yield maybeDeferred(extensions.unreachable, self.session, output.call, output.reason)
         elif isinstance(output, Reject):
             log.info("call to {number}: the group's overflow is busy", number=self.call.number)
-            return self.session.exec_("Busy", "5")
-        return succeed(None)
-
-    @inlineCallbacks
-    def _offer(self, offer: Offer) -> Any:
-        if self.shown != self.call.caller_name:
-            yield self.session.setVariable("CALLERID(name)", self.call.caller_name)
-        yield self.router.extensions.unreachable(self.session, offer.call, offer.reason)
+            yield self.session.exec_("Busy", "5")
 
 
 FeatureHandler = Callable[[CallSession, str, str], Any]
