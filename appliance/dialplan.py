@@ -3,53 +3,75 @@
 ``call``: every call to an internal number.  The appliance keeps the AGI
 session for the whole call (``EXEC Dial``) so it sees how the dial ended and
 can act on it.  Asterisk falls back to a plain ``Dial()`` only when the
-appliance cannot be reached.
+appliance cannot be reached.  What happens in a call (forwards, busy checks,
+group strategies, overflow) is the pure state machine `appliance.callflow`;
+`CallRouter` only drives it over AGI, setting the caller name the phones show
+through ``SET VARIABLE CALLERID(name)`` (quoted by the FastAGI layer; caller
+names are attacker-controlled and never enter a Dial string).
 
 ``feature``: feature codes dialled on a phone (``*21…``, ``#39`` …), handed
 to whichever feature registered the code.
 
-Forwarding (`appliance.forwarding`) decides the legs of a call: the forwards
-of the called line, breakthrough, forward display, loops.  The router dials
-them one after the other in the same AGI session, setting the caller name the
-target sees through ``SET VARIABLE CALLERID(name)`` (quoted by the FastAGI
-layer; caller names are attacker-controlled and never enter a Dial string).
+Extension points: the features plug into one `CallExtensions`, built in
+`appliance.tap` and handed to the router; nothing assigns router attributes.
 
-Extension points for the features:
-- `CallRouter.unreachable`: called when the *final* target of a call (after
-  any forwards) is logged out, on DND, busy, or did not answer (callback
-  offers); ``call.number`` is that target (a line, or a group none of whose
-  members is free), ``call.forwarded_from`` the numbers the call was
-  forwarded from;
-- `CallRouter.unanswered`: told of the first internal line of a call that rang
-  and was not answered: ring timeout, the caller's CANCEL, or a no-answer
-  forward (CCNR's "last unanswered number"); the caller may be gone already;
-- `CallRouter.waiting`: the one busy rule (`appliance.busy`, per-user call
-  waiting): busy before ringing, or busy once a waiting call rang too long;
+- `CallExtensions.handle_unreachable(handler)` (one): the *final* target of a
+  call (after any forwards and overflow) is logged out, on DND, busy, or did
+  not answer; ``handler(session, call, reason)`` decides what the caller meets
+  (callback offers) and may return a Deferred.  ``call.number`` is that
+  target, ``call.forwarded_from`` the numbers the call was forwarded from,
+  ``call.group`` tells a group (none of its members free, or nobody of it
+  answered): the callback to a group plugs in there.
+- `CallExtensions.on_unanswered(observer)`: told of the first internal line
+  of a call that rang and was not answered: ring timeout, the caller's
+  CANCEL, or a no-answer forward (CCNR's "last unanswered number"); the
+  caller may be gone already.
+- `CallExtensions.on_finished(observer)`: every finished call's
+  `appliance.callflow.CallOutcome` (metrics, tools, tests).
+- `CallExtensions.resolve_endpoints(resolver)` (one): the PJSIP endpoints to
+  ring for an internal number (a user's several devices); default: the
+  number itself.
 - `FeatureCodes.register`: a feature's codes.
+
+The one busy rule (`appliance.busy`, per-user call waiting) comes in as
+``waiting``: busy before ringing, or busy once a waiting call rang too long.
 """
 
 from __future__ import annotations
 
-import enum
 import re
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator
+from dataclasses import replace
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 
 from appliance.asterisk.fastagi import AGIArgs
 from appliance.busy import Reach
-from appliance.directory import DEVICE
-from appliance.forwarding.rules import Context, Destination, Leg, Policy, after, plan
+from appliance.callflow import (
+    NUMBER,
+    Call,
+    CallFlow,
+    CallOutcome,
+    CursorMoved,
+    Finished,
+    Lookups,
+    Offer,
+    Output,
+    Reject,
+    Ring,
+    Unanswered,
+    Unreachable,
+)
+from appliance.forwarding.rules import Context, Destination, Leg, Policy, plan
 from appliance.pbx import PBXModel, Presence
 
-log = Logger()
+__all__ = ["NUMBER", "Call", "CallExtensions", "CallOutcome", "CallRouter", "FeatureCodes", "Unreachable"]
 
-NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
-"""What may reach Dial(): anything else could smuggle in options or more targets."""
+log = Logger()
 
 RING_SECONDS = 60
 
@@ -74,30 +96,6 @@ class CallSession(Protocol):
 
 class BadCallRequest(Exception):
     """The dialplan sent something that is not a number."""
-
-
-class Unreachable(enum.Enum):
-    """Why a call did not reach its target."""
-
-    LOGGED_OUT = "logged_out"
-    DND = "dnd"
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"
-
-
-@dataclass(frozen=True)
-class Call:
-    """One call as the dialplan handed it to us.  Caller ID is the caller's claim."""
-
-    number: str
-    origin: str
-    """``internal`` (from a phone) or ``external`` (from the trunk)."""
-    caller_num: str
-    caller_name: str
-    channel: str
-    uniqueid: str
-    forwarded_from: tuple[str, ...] = ()
-    """For the final target of a forwarded call: the numbers it was forwarded from."""
 
 
 def called_number(args: AGIArgs) -> tuple[str, str]:
@@ -125,25 +123,77 @@ def call_from(session: CallSession) -> Call:
     )
 
 
-UnreachableHandler = Callable[[CallSession, Call, Unreachable], Any]
-"""May return a Deferred; the call ends when it fires."""
+UnreachableHandler = Callable[[Any, Call, Unreachable], Any]
+"""handler(the FastAGI session, the call, why); may return a Deferred: the call ends
+when it fires.  The session is the whole FastAGI session (answer, streamFile …)."""
 
 UnansweredHandler = Callable[[Call], None]
 """unanswered(the call, with ``number`` the line that rang unanswered)."""
 
-UNANSWERED_STATUSES = frozenset({"NOANSWER", "CANCEL"})
+FinishedObserver = Callable[[CallOutcome], None]
 
-REACH_UNREACHABLE = {
-    Reach.LOGGED_OUT: Unreachable.LOGGED_OUT,
-    Reach.DND: Unreachable.DND,
-    Reach.BUSY: Unreachable.BUSY,
-}
+Steps = Generator[Any, Any, Any]
+"""Part of the route's AGI conversation, run with ``yield from`` inside its
+inlineCallbacks (one generator for the whole call, not one per step)."""
 
-DIAL_STATUS_UNREACHABLE = {
-    "BUSY": Unreachable.BUSY,
-    "CHANUNAVAIL": Unreachable.LOGGED_OUT,
-    "NOANSWER": Unreachable.NO_ANSWER,
-}
+EndpointResolver = Callable[[str], tuple[str, ...]]
+"""endpoints(internal number) -> the PJSIP endpoints that ring for it."""
+
+
+class CallExtensions:
+    """The declared extension points of the call route (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._unreachable: UnreachableHandler | None = None
+        self._unanswered: list[UnansweredHandler] = []
+        self._finished: list[FinishedObserver] = []
+        self._endpoints: EndpointResolver | None = None
+
+    def handle_unreachable(self, handler: UnreachableHandler) -> None:
+        """The one feature that decides what a caller meets at an unreachable target."""
+        if self._unreachable is not None:
+            raise ValueError("the unreachable extension point is taken")
+        self._unreachable = handler
+
+    def on_unanswered(self, observer: UnansweredHandler) -> Callable[[], None]:
+        self._unanswered.append(observer)
+        return lambda: self._unanswered.remove(observer) if observer in self._unanswered else None
+
+    def on_finished(self, observer: FinishedObserver) -> Callable[[], None]:
+        """observer(outcome) after every call; returns the unsubscribe function."""
+        self._finished.append(observer)
+        return lambda: self._finished.remove(observer) if observer in self._finished else None
+
+    def resolve_endpoints(self, resolver: EndpointResolver) -> None:
+        """The one resolver of the endpoints that ring for an internal number."""
+        if self._endpoints is not None:
+            raise ValueError("the endpoint resolver is taken")
+        self._endpoints = resolver
+
+    # -- used by the router ----------------------------------------------------
+
+    @property
+    def offers(self) -> bool:
+        return self._unreachable is not None
+
+    def unreachable(self, session: Any, call: Call, reason: Unreachable) -> Any:
+        if self._unreachable is None:
+            return None
+        return self._unreachable(session, call, reason)
+
+    def unanswered(self, call: Call) -> None:
+        for observer in list(self._unanswered):
+            observer(call)
+
+    def finished(self, outcome: CallOutcome) -> None:
+        for observer in list(self._finished):
+            try:
+                observer(outcome)
+            except Exception:
+                log.failure("call observer failed")
+
+    def endpoints(self, number: str) -> tuple[str, ...]:
+        return self._endpoints(number) if self._endpoints is not None else (number,)
 
 
 class Forwarder(Protocol):
@@ -172,8 +222,16 @@ class BusyRule(Protocol):
     ) -> Watch | None: ...
 
 
+class Cursors(Protocol):
+    """What the router needs of `appliance.groups.GroupCursors`."""
+
+    def last_first(self, group_number: str) -> str | None: ...
+
+    def rung_first(self, group_number: str, member: str) -> None: ...
+
+
 class CallRouter:
-    """Route one call to an internal number, following its forwards."""
+    """Route one call to an internal number: drive its `CallFlow` over AGI."""
 
     def __init__(
         self,
@@ -182,64 +240,66 @@ class CallRouter:
         forwarding: Forwarder | None = None,
         trunk: str = "trunk",
         waiting: BusyRule | None = None,
-        devices: Callable[[str], Sequence[str]] = lambda number: (number,),
+        extensions: CallExtensions | None = None,
+        cursors: Cursors | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.pbx = pbx
         self.waiting = waiting
-        self.devices = devices
-        """Internal number -> the PJSIP endpoints a call to it rings at once
-        (`appliance.devices.Devices.to_ring`: all of a user's registered phones)."""
         self.ring_seconds = ring_seconds
         self.forwarding = forwarding
         self.trunk = trunk
-        self.unreachable: UnreachableHandler | None = None
-        self.unanswered: UnansweredHandler | None = None
-        self.recent: deque[tuple[str, str, str | None]] = deque(maxlen=100)
-        """(number, origin, dial status) of the last calls, newest last."""
-        self.legs: deque[tuple[str, Leg, str | None]] = deque(maxlen=100)
-        """(uniqueid, leg, status) of every leg dialled, newest last (tests, journal)."""
-        self._observers: list[Callable[[tuple[str, str, str | None]], None]] = []
+        self.extensions = extensions or CallExtensions()
+        self.cursors = cursors
+        self.clock: IReactorTime = clock or Clock()
 
-    def subscribe(self, observer: Callable[[tuple[str, str, str | None]], None]) -> Callable[[], None]:
-        """Be told of every finished call (journal, tests)."""
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
-
-    def _before_dial(self, number: str, leaving: str | None) -> Unreachable | None:
+    def _reach(self, number: str, leaving: str | None) -> Reach:
         """Logged out, DND and (by the busy rule) busy are known before ringing;
         ``leaving``: the channel that blindly transferred this call, hanging up."""
         if self.waiting is not None:
-            return REACH_UNREACHABLE.get(self.waiting.reach(number, leaving))
+            return self.waiting.reach(number, leaving)
         if self.pbx is None or not self.pbx.synced:
-            return None
+            return Reach.FREE
         presence = self.pbx.presence(number)
         if presence is Presence.LOGGED_OUT and number in self.pbx.endpoints:
-            return Unreachable.LOGGED_OUT
+            return Reach.LOGGED_OUT
         if presence is Presence.DND:
-            return Unreachable.DND
-        return None
+            return Reach.DND
+        return Reach.FREE
 
-    def _group_before_dial(self, members: tuple[str, ...], leaving: str | None) -> Unreachable | None:
-        """A group none of whose members is free (by the busy rule) is busy."""
-        if self.waiting is None or not members:
-            return None
-        free = [m for m in members if self.waiting.reach(m, leaving) is Reach.FREE]
-        return None if free else Unreachable.BUSY
-
-    def _dial_string(self, destination: Destination) -> str | None:
-        """The Dial() target list; every number in it was validated as a number."""
-        if destination.kind == "group":
-            numbers = list(destination.members)
+    def _plan(self, session: CallSession, call: Call) -> Steps:
+        """PLAN: who the caller is, the first leg, and the channel that blindly
+        transferred the call (if it was)."""
+        if self.forwarding is None:
+            leg = Leg(Destination("line", call.number), ring_seconds=self.ring_seconds)
+            return call, None, leg, None
+        blind = yield session.getVariable("BLINDTRANSFER")
+        original = yield session.getVariable(ORIGINAL_NAME)
+        if original is not None:
+            # This channel was given a forward display before and is routed
+            # again (a blind transfer): the caller is still who it was.
+            call = replace(call, caller_name=original)
         else:
-            numbers = [destination.number]
-        if not numbers or not all(NUMBER.match(n) for n in numbers):
-            return None
-        if destination.kind == "external":
-            return f"PJSIP/{destination.number}@{self.trunk}"
-        endpoints = [e for n in numbers for e in self.devices(n)]
-        if not all(DEVICE.match(e) for e in endpoints):  # no & , / in an endpoint name
-            return None
-        return "&".join(f"PJSIP/{e}" for e in dict.fromkeys(endpoints))
+            # An internal caller is shown by its directory name, wherever the call goes.
+            call = replace(call, caller_name=self.forwarding.own_name(call) or call.caller_name)
+        context = self.forwarding.context(call, blind_transfer=bool(blind))
+        return call, context, plan(call.number, context), blind or None
+
+    def _lookups(self, call: Call, context: Context | None, leaving: str | None) -> Lookups:
+        forwarding = self.forwarding
+        cursors = self.cursors
+
+        def display(leg: Leg) -> str | None:
+            if forwarding is None or context is None:
+                return None
+            return forwarding.display(leg, call, context.policy)
+
+        return Lookups(
+            reach=lambda number: self._reach(number, leaving),
+            endpoints=self.extensions.endpoints,
+            last_first=cursors.last_first if cursors is not None else lambda _group: None,
+            display=display,
+        )
 
     @inlineCallbacks
     def __call__(self, session: CallSession) -> Any:
@@ -250,92 +310,85 @@ class CallRouter:
             origin=call.origin,
             caller=call.caller_num,
         )
-        context: Context | None = None
-        blind: str | None = None
-        if self.forwarding is None:
-            leg = Leg(Destination("line", call.number), ring_seconds=self.ring_seconds)
-        else:
-            blind = yield session.getVariable("BLINDTRANSFER")
-            original = yield session.getVariable(ORIGINAL_NAME)
-            if original is not None:
-                # This channel was given a forward display before and is routed
-                # again (a blind transfer): the caller is still who it was.
-                call = replace(call, caller_name=original)
+        call, context, first, leaving = yield from self._plan(session, call)
+        flow = CallFlow(call, first, context, self._lookups(call, context, leaving), self.clock, self.trunk)
+        driver = _Driver(self, session, call, leaving)
+        outputs = flow.start()
+        while outputs:
+            output, outputs = outputs[0], outputs[1:]
+            if isinstance(output, Ring):
+                status, hung_up = yield from driver.ring(output, flow.leg)
+                outputs = outputs + flow.dialled(status, hung_up)
+            elif isinstance(output, Finished):
+                self._finished(output.outcome)
+                return output.outcome.status
             else:
-                # An internal caller is shown by its directory name, wherever the call goes.
-                call = replace(call, caller_name=self.forwarding.own_name(call) or call.caller_name)
-            context = self.forwarding.context(call, blind_transfer=bool(blind))
-            leg = plan(call.number, context)
-        shown = session.env.get("agi_calleridname", "")
-        status: str | None = None
-        reason: Unreachable | None = None
-        hung_up = False
-        unanswered = ""
-        while True:
-            reason = None
-            if leg.destination.kind == "line":
-                reason = self._before_dial(leg.destination.number, blind)
-            elif leg.destination.kind == "group":
-                reason = self._group_before_dial(leg.destination.members, blind)
-            dial = self._dial_string(leg.destination)
-            if leg.skip_dial:
-                status, reason = "NOANSWER", reason or Unreachable.BUSY
-            elif reason is not None:
-                status = reason.name
-            elif dial is None:
-                status = "CHANUNAVAIL"
-            else:
-                wanted = shown
-                if self.forwarding is not None and context is not None:
-                    wanted = self.forwarding.display(leg, call, context.policy) or call.caller_name
-                if wanted != shown:
-                    if shown == call.caller_name:
-                        yield session.setVariable(ORIGINAL_NAME, call.caller_name)
-                    yield session.setVariable("CALLERID(name)", wanted)
-                    shown = wanted
-                log.info(
-                    "dialling {dial} for {seconds}s ({why}, via {chain})",
-                    dial=dial,
-                    seconds=leg.ring_seconds,
-                    why=leg.reason,
-                    chain=" -> ".join(leg.chain) or "-",
-                )
-                watch = None
-                if self.waiting is not None and leg.destination.kind == "line":
-                    watch = self.waiting.watch(call.uniqueid, leg.destination.number, leg.ring_seconds, blind)
-                result = yield session.exec_("Dial", f"{dial},{leg.ring_seconds},tT")
-                hung_up = result < 0
-                if hung_up:
-                    # Dial says hang up: the caller left or the conversation ended.
-                    # Asterisk frees the channel (and the line) when our session
-                    # ends, so the status is asked as our last word, not waited on.
-                    session.endAfterNextCommand()
-                status = yield session.getVariable("DIALSTATUS")
-                if watch is not None and watch.stop():
-                    status = "BUSY"  # rang its waiting time while the user was in a call
-                reason = None if hung_up else DIAL_STATUS_UNREACHABLE.get(status or "")
-                if status in UNANSWERED_STATUSES and leg.destination.kind == "line" and not unanswered:
-                    unanswered = leg.destination.number
-            self.legs.append((call.uniqueid, leg, status))
-            following = after(leg, status, context) if context is not None and not hung_up else None
-            if following is None:
-                break
-            leg = following
-        if unanswered and self.unanswered is not None:
-            self.unanswered(replace(call, number=unanswered))
-        if reason is not None and self.unreachable is not None and leg.destination.kind in ("line", "group"):
-            if shown != call.caller_name:
-                yield session.setVariable("CALLERID(name)", call.caller_name)
-            final = replace(call, number=leg.destination.number, forwarded_from=leg.chain)
-            yield self.unreachable(session, final, reason)
-        log.info("call to {number} ended: {status}", number=call.number, status=status)
-        self._finished((call.number, call.origin, status))
-        return status
+                yield from driver.act(output)
+        raise AssertionError("the call flow ended without Finished")
 
-    def _finished(self, record: tuple[str, str, str | None]) -> None:
-        self.recent.append(record)
-        for observer in list(self._observers):
-            observer(record)
+    def _finished(self, outcome: CallOutcome) -> None:
+        log.info("call to {number} ended: {status}", number=outcome.number, status=outcome.status)
+        self.extensions.finished(outcome)
+
+
+class _Driver:
+    """The AGI side of one call: what each output of the flow does on the channel."""
+
+    def __init__(self, router: CallRouter, session: CallSession, call: Call, leaving: str | None) -> None:
+        self.router = router
+        self.session = session
+        self.call = call
+        self.leaving = leaving
+        self.shown = session.env.get("agi_calleridname", "")
+        """What CALLERID(name) is now."""
+
+    def show(self, wanted: str) -> Steps:
+        if wanted != self.shown:
+            if self.shown == self.call.caller_name:
+                yield self.session.setVariable(ORIGINAL_NAME, self.call.caller_name)
+            yield self.session.setVariable("CALLERID(name)", wanted)
+            self.shown = wanted
+
+    def ring(self, ring: Ring, leg: Leg) -> Steps:
+        session = self.session
+        yield from self.show(ring.caller_name)
+        log.info(
+            "dialling {dial} for {seconds}s ({why}, via {chain})",
+            dial=ring.dial,
+            seconds=ring.seconds,
+            why=leg.reason,
+            chain=" -> ".join(leg.chain) or "-",
+        )
+        waiting = self.router.waiting
+        watch = None
+        if waiting is not None and ring.watch is not None:
+            watch = waiting.watch(self.call.uniqueid, ring.watch, ring.seconds, self.leaving)
+        result = yield session.exec_("Dial", f"{ring.dial},{ring.seconds},tT")
+        hung_up = result < 0
+        if hung_up:
+            # Dial says hang up: the caller left or the conversation ended.
+            # Asterisk frees the channel (and the line) when our session
+            # ends, so the status is asked as our last word, not waited on.
+            session.endAfterNextCommand()
+        status = yield session.getVariable("DIALSTATUS")
+        if watch is not None and watch.stop():
+            status = "BUSY"  # rang its waiting time while the user was in a call
+        return status, hung_up
+
+    def act(self, output: Output) -> Steps:
+        extensions = self.router.extensions
+        if isinstance(output, CursorMoved):
+            if self.router.cursors is not None:
+                self.router.cursors.rung_first(output.group, output.member)
+        elif isinstance(output, Unanswered):
+            extensions.unanswered(output.call)
+        elif isinstance(output, Offer) and extensions.offers:
+            if self.shown != self.call.caller_name:
+                yield self.session.setVariable("CALLERID(name)", self.call.caller_name)
+            yield maybeDeferred(extensions.unreachable, self.session, output.call, output.reason)
+        elif isinstance(output, Reject):
+            log.info("call to {number}: the group's overflow is busy", number=self.call.number)
+            yield self.session.exec_("Busy", "5")
 
 
 FeatureHandler = Callable[[CallSession, str, str], Any]

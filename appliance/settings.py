@@ -459,6 +459,11 @@ FWD_DISPLAY = _bool(
     "Show 'Fwd for <forwarder>' to the target of unconditional and busy forwards",
     "Dem Ziel von sofortigen und Besetzt-Umleitungen 'Uml. für <Umleitender>' anzeigen",
 )  # fmt: skip
+GROUP_DISPLAY = _bool(
+    "GROUP_DISPLAY", True,
+    "A group call shows '<group name>: <caller>' to the members",
+    "Ein Gruppenruf zeigt den Mitgliedern '<Gruppenname>: <Anrufer>'",
+)  # fmt: skip
 FWD_DISPLAY_NUMBER = _bool(
     "FWD_DISPLAY_NUMBER", False,
     "Forward display shows the forwarder's number instead of the directory name",
@@ -532,7 +537,7 @@ _ALL: list[Setting[Any]] = [
     MC_EXCLUDE_INTERNAL, MC_EXCLUDE_SUPPRESSED, MC_EXCLUDE_UNRESOLVED,
     MC_EXCLUDE_REPEAT_SAME_DAY, MC_EXCLUDE_REPEAT_UNTIL_LOGIN,
     MC_EXCLUDE_SHORT_RING, MC_EXCLUDE_NUMBERS, MC_LANGUAGE, JOURNAL_ENABLED,
-    JOURNAL_RETENTION_DAYS, JOURNAL_MAX_ENTRIES, FWD_DISPLAY, FWD_DISPLAY_NUMBER,
+    JOURNAL_RETENTION_DAYS, JOURNAL_MAX_ENTRIES, FWD_DISPLAY, GROUP_DISPLAY, FWD_DISPLAY_NUMBER,
     FWD_DISPLAY_WIDTH, FWD_BREAKTHROUGH_USERS, FWD_BREAKTHROUGH_GROUPS,
     FWD_BREAKTHROUGH_CALLERIDS, FWD_MAX_HOPS, PHONE_COUNTRY, PHONE_AREA,
     DIR_PBX_USERS, HOLIDAY_ICAL_URL, HOLIDAY_ICAL_REFRESH,

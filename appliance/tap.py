@@ -25,11 +25,12 @@ from appliance.carddav import CardDAVSource, http_client
 from appliance.contacts import ContactDirectory
 from appliance.contactsync import ContactJobs, ContactSources
 from appliance.devices import Devices
-from appliance.dialplan import CallRouter, FeatureCodes
+from appliance.dialplan import CallExtensions, CallRouter, FeatureCodes
 from appliance.directory import Directory
 from appliance.forwarding.holidayfeed import HolidayFeed, fetch_calendar
 from appliance.forwarding.records import Forwards
 from appliance.forwarding.scheduled import ScheduledForwarding, Schedules
+from appliance.groups import GroupCursors
 from appliance.holding import HoldingStore
 from appliance.ldapcontacts import LDAPSource
 from appliance.mail import Outbox, SMTPRelay
@@ -151,11 +152,20 @@ class Appliance(MultiService):
             zone=zoneinfo.ZoneInfo(config.timezone) if config.timezone else None,
             busy_rule=self.call_waiting.unavailable,
             metrics=self.metrics,
+            reach=self.call_waiting.reach,
         )
+        self.call_extensions = CallExtensions()
+        """Where the features plug into the call route (`appliance.dialplan`)."""
+        self.call_extensions.resolve_endpoints(self.devices.to_ring)
         self.router = CallRouter(
-            self.pbx, forwarding=self.forwarding, waiting=self.call_waiting, devices=self.devices.to_ring
+            self.pbx,
+            forwarding=self.forwarding,
+            waiting=self.call_waiting,
+            extensions=self.call_extensions,
+            cursors=GroupCursors(store),
+            clock=reactor,
         )
-        self.router.subscribe(lambda finished: self.metrics.call_routed(finished[1]))
+        self.call_extensions.on_finished(lambda outcome: self.metrics.call_routed(outcome.origin))
         self.feature_codes = FeatureCodes()
         self.forwarding.register_codes(self.feature_codes)
         self.call_waiting.register_codes(self.feature_codes)
@@ -204,7 +214,7 @@ class Appliance(MultiService):
             devices=self.devices,
             metrics=self.metrics,
         )
-        self.callbacks.attach(self.router, self.feature_codes)
+        self.callbacks.attach(self.call_extensions, self.feature_codes)
         self.callbacks.setServiceParent(self)
         self.blf = BLFService(
             self.ami,

@@ -77,6 +77,8 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
 
         return wait_until(reactor, subscribe, lambda: seen, name, timeout=10)
 
+    recalls: list[float] = []
+    appliance.callbacks.on_recall(lambda _recall: recalls.append(reactor.seconds()))
     try:
         for phone in (requester, target, other):
             yield phone.register().done
@@ -118,8 +120,8 @@ def measure(reactor: Any, instance: str, rounds: int) -> Any:
             to_invite[kind].append(arrived - hangup)
             if freed:
                 to_free[kind].append(freed[0] - hangup)
-            if kind == "appliance" and appliance.callbacks.originated:
-                originated = appliance.callbacks.originated[-1][0]
+            if kind == "appliance" and recalls:
+                originated = recalls[-1]
                 stages["to_originate"].append(originated - hangup)
                 stages["place"].append(arrived - originated)
             if kind == "ccss":

@@ -40,6 +40,7 @@ from appliance.callback.engine import (
 )
 from appliance.callback.offer import Offers
 from appliance.devices import Devices
+from appliance.dialplan import CallExtensions
 from appliance.directory import DEVICE, Directory
 from appliance.metering import NO_METRICS, IMetrics
 from appliance.numbers import EXTENSION, EXTERNAL_NUMBER, TYPED_NUMBER
@@ -147,8 +148,7 @@ class CallbackService(Service):
         """AMI ActionID of an Originate → (request id, attempt)."""
         self._held: dict[str, list[Request | None]] = {}
         """Request id → its latest record (None: removed) while its Originate is on the way."""
-        self.originated: list[tuple[float, Recall]] = []
-        """(when, recall) of the latest recalls started (tests, bench)."""
+        self._recall_observers: list[Callable[[Recall], None]] = []
         self._undo: list[Callable[[], object]] = []
         self._known: dict[str, Any] = {}
         """While running: the settings a recall reads, kept current from the
@@ -159,14 +159,19 @@ class CallbackService(Service):
 
     # -- wiring ------------------------------------------------------------------
 
-    def attach(self, router: Any, feature_codes: Any) -> None:
-        """Plug into the call route and the feature codes."""
-        router.unreachable = self.offers.unreachable
-        router.unanswered = self.offers.unanswered
+    def attach(self, extensions: CallExtensions, feature_codes: Any) -> None:
+        """Plug into the call route's extension points and the feature codes."""
+        extensions.handle_unreachable(self.offers.unreachable)
+        extensions.on_unanswered(self.offers.unanswered)
         feature_codes.register("*39", self.offers.request_code)
         feature_codes.register("#39", self.offers.cancel_code)
         feature_codes.register("*78", self.offers.dnd_code)
         feature_codes.register("#78", self.offers.dnd_code)
+
+    def on_recall(self, observer: Callable[[Recall], None]) -> Callable[[], None]:
+        """observer(recall) as each recall's Originate is sent (metrics, tools)."""
+        self._recall_observers.append(observer)
+        return lambda: self._recall_observers.remove(observer) if observer in self._recall_observers else None
 
     def startService(self) -> None:
         super().startService()
@@ -415,8 +420,8 @@ class CallbackService(Service):
         if recall.group:
             # The member sees which group the requester wanted: "Vertrieb: Anna Berger".
             requester_name = _caller_name(f"{shown}: {requester_name}")
-        self.originated.append((self.clock.seconds(), recall))
-        del self.originated[:-100]
+        for observer in list(self._recall_observers):
+            observer(recall)
         self._held.setdefault(recall.request_id, [])
         d = self.ami.sendAction(
             "Originate",

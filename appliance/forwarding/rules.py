@@ -29,6 +29,10 @@ The rules (SPEC section 3, seed 002 and its FAQ):
 - Loops and long chains: a forward to a number the call already passed, or
   beyond FWD_MAX_HOPS forwards, is not followed; the call ends at the last
   valid target, and the reason is logged.
+- Groups have forwards like users, stored under the group's number: busy when
+  every member is busy (`Context.unavailable` of the group's number), no
+  answer when the group's ringing ended unanswered (or after the forward's
+  seconds of it).  The same loop rules cover a group's overflow (`overflow`).
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from twisted.logger import Logger
 
 from appliance.forwarding.records import BUSY, NOANSWER, UNCONDITIONAL, Forward
+
+if TYPE_CHECKING:
+    from appliance.directory import Group
 
 log = Logger()
 
@@ -56,9 +63,11 @@ class Destination:
     kind: DestinationKind
     number: str
     members: tuple[str, ...] = ()
-    """For a group: the endpoints that ring (ringall)."""
+    """For a group: its members in ring order (the group's list, then users naming it)."""
     language: str | None = None
     """The language of the user behind a line, when the directory knows it."""
+    group: Group | None = None
+    """For a group: its record (name, strategy, ring time, overflow)."""
 
 
 class Numbering(Protocol):
@@ -100,7 +109,7 @@ class Policy:
     """External numbers in one form (E.164), so ``0170…`` and ``+49170…`` are one caller."""
 
 
-Reason = Literal["direct", "forwarded", "breakthrough", "loop", "max_hops"]
+Reason = Literal["direct", "forwarded", "breakthrough", "loop", "max_hops", "overflow"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,8 @@ class Leg:
     reason: Reason = "direct"
     skip_dial: bool = field(default=False)
     """The line is unavailable and has a no-answer forward: go on without ringing."""
+    noanswer_seconds: int | None = None
+    """Seconds of ringing after which the no-answer forward applies (None: none set)."""
 
 
 @dataclass(frozen=True)
@@ -210,16 +221,17 @@ def plan(
     ctx: Context,
     chain: tuple[str, ...] = (),
     display_for: str | None = None,
+    overflow: bool = False,
 ) -> Leg:
     """The leg that rings ``number`` or whatever its forwards send the call to."""
-    reason: Reason = "forwarded" if chain else "direct"
+    reason: Reason = "overflow" if overflow else "forwarded" if chain else "direct"
     while True:
         destination = _target(number, ctx) if chain else ctx.numbering.internal(number)
         if destination is None:
             destination = Destination("line", number)
         number = destination.number
         leg = Leg(destination, chain=chain, display_for=display_for, reason=reason)
-        if destination.kind != "line":
+        if destination.kind == "external":
             return leg
         forwards = _applicable(number, ctx)
         if not forwards:
@@ -247,6 +259,7 @@ def plan(
         return replace(
             leg,
             ring_seconds=noanswer.seconds if noanswer else RING_SECONDS,
+            noanswer_seconds=noanswer.seconds if noanswer else None,
             on_busy=busy.target if busy else None,
             on_noanswer=noanswer.target if noanswer else None,
             skip_dial=noanswer is not None and ctx.unavailable(number),
@@ -270,6 +283,19 @@ def after(leg: Leg, status: str | None, ctx: Context) -> Leg | None:
     if _follow(number, target, leg.chain, ctx) is not None:
         return None
     return plan(target, ctx, chain=(*leg.chain, number), display_for=display_for)
+
+
+def overflow(leg: Leg, ctx: Context) -> Leg | None:
+    """The leg a group's overflow number sends the call to once nobody took it,
+    or None (no overflow number, or following it would loop)."""
+    group = leg.destination.group
+    target = group.overflow if group is not None else ""
+    if not target or not target.lstrip("+").isdigit():
+        return None
+    number = leg.destination.number
+    if _follow(number, target, leg.chain, ctx) is not None:
+        return None
+    return plan(target, ctx, chain=(*leg.chain, number), overflow=True)
 
 
 # -- forward display ---------------------------------------------------------
@@ -323,3 +349,16 @@ def display_text(
     if len(form) > room:
         form = form[: max(room - 1, 1)] + "."
     return f"{prefix} {form}: {caller}"[:width]
+
+
+def group_text(
+    language: str, group: str, caller_name: str, caller_number: str, width: int = DISPLAY_MAX
+) -> str:
+    """``Vertrieb: Erika`` — a group call shows the group first; a long group name is
+    cut so that the caller stays readable."""
+    caller = printable(caller_name) or printable(caller_number) or UNKNOWN_CALLER.get(language, "Unknown")
+    name = printable(group)
+    room = width - len(": ") - min(len(caller), width // 2)
+    if len(name) > room:
+        name = name[: max(room - 1, 1)] + "."
+    return f"{name}: {caller}"[:width]

@@ -27,9 +27,10 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from appliance import settings as keys
+from appliance.busy import Reach
 from appliance.devices import person_of
 from appliance.dialplan import Call, CallSession, FeatureCodes
-from appliance.directory import Directory
+from appliance.directory import Directory, Group
 from appliance.forwarding.prompts import prompts
 from appliance.forwarding.records import (
     ALL,
@@ -51,6 +52,7 @@ from appliance.forwarding.rules import (
     Policy,
     display_text,
     forwarder_forms,
+    group_text,
     printable,
 )
 from appliance.metering import NO_METRICS, IMetrics
@@ -92,14 +94,20 @@ class DirectoryNumbering:
             return Destination("line", user.extension, language=user.language)
         group = self.directory.group_by_number(number)
         if group is not None:
-            members = tuple(u.extension for u in self.directory.members_of(group.name))
-            return Destination("group", number, members)
+            return Destination("group", number, self.members(group), group=group)
         owner = self.directory.owner_of(number)
         if owner is not None:
             return Destination("line", owner.extension, language=owner.language)
         if self.pbx is not None and EXTENSION.match(number) and number in self.pbx.endpoints:
             return Destination("line", number)
         return None
+
+    def members(self, group: Group) -> tuple[str, ...]:
+        """A group's members in ring order: its own list, then the users who name it."""
+        naming = [
+            u.extension for u in self.directory.members_of(group.name) if u.extension not in group.members
+        ]
+        return (*group.members, *naming)
 
 
 class Forwarding:
@@ -114,11 +122,14 @@ class Forwarding:
         language: str = "de",
         busy_rule: Callable[[str], bool] | None = None,
         metrics: IMetrics = NO_METRICS,
+        reach: Callable[[str], Reach] | None = None,
     ) -> None:
         self.metrics = metrics
         self.forwards = forwards
         self.busy_rule = busy_rule
         """The one busy rule (`appliance.callwaiting.CallWaiting.unavailable`)."""
+        self.reach = reach
+        """The same rule's answer (`CallWaiting.reach`): a group's member is free only when FREE."""
         self.settings = settings
         self.directory = directory
         self.pbx = pbx
@@ -171,6 +182,10 @@ class Forwarding:
         return printable(user.name) or None if user is not None else None
 
     def unavailable(self, number: str) -> bool:
+        group = self.directory.group_by_number(number) if self.directory.user(number) is None else None
+        if group is not None:
+            # Busy for a group: every member is (a group never rings a member in a call).
+            return not any(self._free(member) for member in self.numbering.members(group))
         if self.busy_rule is not None:
             return self.busy_rule(number)
         if self.pbx is None or not self.pbx.synced:
@@ -179,6 +194,11 @@ class Forwarding:
         if presence is Presence.LOGGED_OUT:
             return number in self.pbx.endpoints
         return presence in (Presence.BUSY, Presence.DND)
+
+    def _free(self, member: str) -> bool:
+        if self.reach is not None:
+            return self.reach(member) is Reach.FREE
+        return not self.unavailable(member)
 
     def context(self, call: Call, blind_transfer: bool = False) -> Context:
         return Context(
@@ -190,19 +210,31 @@ class Forwarding:
         )
 
     def display(self, leg: Leg, call: Call, policy: Policy) -> str | None:
-        """The caller name the leg's target should see, or None for the caller's own.
-        The router asks this of every leg it is about to dial, so a leg a forward
+        """The caller name the leg's target should see, or None for the caller's own:
+        the forward display, else for a group ``<group name>: <caller>``.  The
+        router asks this of every leg it is about to dial, so a leg a forward
         caused is reported here as a forward applied."""
         if leg.reason == "forwarded":
             self.metrics.forward_applied()
         if leg.display_for is None or not policy.display:
-            return None
+            return self.group_display(leg, call, policy)
         forwarder = self.directory.user(leg.display_for)
         language = leg.destination.language or (forwarder.language if forwarder else "") or self.language
         name = "" if call.caller_name == ASTERISK_NO_NAME else call.caller_name
         number = leg.display_for
-        forms = forwarder_forms("" if policy.display_number or not forwarder else forwarder.name, number)
+        group = self.directory.group_by_number(number) if forwarder is None else None
+        named = forwarder.name if forwarder else group.name if group else ""
+        forms = forwarder_forms("" if policy.display_number else named, number)
         return display_text(language, forms, name, call.caller_num, policy.display_width)
+
+    def group_display(self, leg: Leg, call: Call, policy: Policy) -> str | None:
+        group = leg.destination.group
+        if group is None or not self.settings.get(keys.GROUP_DISPLAY):
+            return None
+        first = self.directory.user(leg.destination.members[0]) if leg.destination.members else None
+        language = (first.language if first else "") or self.language
+        name = "" if call.caller_name == ASTERISK_NO_NAME else call.caller_name
+        return group_text(language, group.name, name, call.caller_num, policy.display_width)
 
     # -- feature codes --------------------------------------------------------
 

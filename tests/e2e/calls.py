@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 
 from appliance.pbx import ChannelChanged
 from tests.e2e.phones import Phone
-from tests.e2e.waiting import wait_model
+from tests.e2e.waiting import wait_model, wait_until
 
 
 def lines_rung(appliance: Any) -> list[str]:
@@ -52,3 +52,10 @@ def answered_call(reactor: Any, appliance: Any, caller: Phone, number: str, answ
 def call_finished(reactor: Any, appliance: Any, caller: str) -> Deferred[Any]:
     pbx = appliance.pbx
     return wait_model(reactor, pbx, lambda: not pbx.channels_of(caller), f"{caller}'s call finished")
+
+
+def route_finished(reactor: Any, appliance: Any, routed: list[Any]) -> Deferred[Any]:
+    """Once the call route finished a call (``routed``: the fixture of that name)."""
+    return wait_until(
+        reactor, appliance.call_extensions.on_finished, lambda: routed, "the call route finished"
+    )

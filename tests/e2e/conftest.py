@@ -149,6 +149,26 @@ def appliance(tmp_path: Path, lab: Lab, reactor):
 
 
 @pytest.fixture
+def routed(appliance):
+    """Every call the appliance's route finishes during the test (`CallOutcome`), in
+    order, as the ``on_finished`` extension point tells them."""
+    seen: list[object] = []
+    unsubscribe = appliance.call_extensions.on_finished(seen.append)
+    yield seen
+    unsubscribe()
+
+
+@pytest.fixture
+def recalls(appliance, reactor):
+    """(when, recall) of every recall the appliance starts during the test, as the
+    callback feature's ``on_recall`` tells them."""
+    seen: list[tuple[float, object]] = []
+    undo = appliance.callbacks.on_recall(lambda recall: seen.append((reactor.seconds(), recall)))
+    yield seen
+    undo()
+
+
+@pytest.fixture
 def phones(lab: Lab, reactor):
     """``phones("200")`` gives a sipp phone for that extension; all killed afterwards."""
     made: list[Phone] = []

@@ -119,7 +119,7 @@ def channels_created(appliance, extension):
 
 
 @pytest_twisted.inlineCallbacks
-def test_busy_target_recalled_after_its_call(appliance, phones, reactor):
+def test_busy_target_recalled_after_its_call(appliance, phones, reactor, recalls):
     """Call waiting off (the default): 200 is in a call on an office phone that could
     take a second call, yet 100's call to it rings nothing there and gets the offer
     at once; 100 takes it with key 5; when 200's call ends, 100 is rung within the
@@ -151,7 +151,7 @@ def test_busy_target_recalled_after_its_call(appliance, phones, reactor):
     results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * 3, results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
-    recall = appliance.callbacks.originated[-1][1]
+    recall = recalls[-1][1]
     assert (recall.requester, recall.target, recall.attempt) == ("100", "200", 1)
 
 
@@ -226,7 +226,7 @@ def test_dnd_by_feature_code_and_offer(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_ccnr_after_the_caller_gave_up(appliance, phones, reactor):
+def test_ccnr_after_the_caller_gave_up(appliance, phones, reactor, routed):
     """With CCNR on, 103 lets idle 203 ring for 5 s and hangs up (CANCEL), as people
     do; a plain *39 then requests the callback (CCNR: 203 is idle), and 103 is
     recalled once 203's next call ends, then 203 rings with caller ID 103."""
@@ -236,11 +236,10 @@ def test_ccnr_after_the_caller_gave_up(appliance, phones, reactor):
     ringing = p203._run("mc_ring", {}, local_port=p203.port)
     yield p103.give_up("203", ring_ms=5000).done
     yield ringing.done
-    router = appliance.router
     yield wait_until(
         reactor,
-        router.subscribe,
-        lambda: ("203", "internal", "CANCEL") in router.recent,
+        appliance.call_extensions.on_finished,
+        lambda: ("203", "internal", "CANCEL") in [(c.number, c.origin, c.status) for c in routed],
         "the route of the call 103 gave up on finished",
     )
     assert appliance.store.get("callbacks_ccnr", "103") == "203"
@@ -324,7 +323,7 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
 
 
 @pytest_twisted.inlineCallbacks
-def test_request_expires_after_cc_timeout(appliance, phones, reactor):
+def test_request_expires_after_cc_timeout(appliance, phones, reactor, recalls):
     """With CC_TIMEOUT 1 minute the request is deleted about a minute after it was
     made, and the target's hangup afterwards starts no recall.  (The exact moment
     is covered by the engine tests with a Clock.)"""
@@ -336,14 +335,14 @@ def test_request_expires_after_cc_timeout(appliance, phones, reactor):
     made = appliance.callbacks.pending()[0].created
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request expired", timeout=75)
     assert 60.0 <= reactor.seconds() - made < 62.0
-    started = len(appliance.callbacks.originated)
+    started = len(recalls)
     yield end_call_of(reactor, appliance, "206", held)
-    assert len(appliance.callbacks.originated) == started
+    assert len(recalls) == started
     assert not appliance.pbx.channels_of("106")
 
 
 @pytest_twisted.inlineCallbacks
-def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor):
+def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor, recalls):
     """With CC_EXTERNAL on, an outside caller (the trunk asserting +4930123456) takes
     the offer for busy 209; when 209 is free the recall goes out over the trunk to
     +4930123456, and once that is answered 209 rings with the outside number."""
@@ -362,14 +361,14 @@ def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor):
         results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
         assert [ok for ok, _ in results] == [True] * 3, results
         yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
-        recall = appliance.callbacks.originated[-1][1]
+        recall = recalls[-1][1]
         assert (recall.requester, recall.target, recall.origin) == (OUTSIDE, "209", "external")
     finally:
         yield outside.unregister().done
 
 
 @pytest_twisted.inlineCallbacks
-def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, reactor):
+def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, reactor, routed):
     """With CC_EXTERNAL off (the default) an outside caller to busy 209 gets a plain
     486 Busy, and no request is made."""
     assert not appliance.settings.get(keys.CC_EXTERNAL)
@@ -378,11 +377,10 @@ def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, re
     held = yield busy_with(reactor, appliance, p209, p309)
     calling = phones("trunk")._run("cc_busy", {"target": "209", "code": 486, "extra": FROM_OUTSIDE})
     yield calling.done
-    router = appliance.router
     yield wait_until(
         reactor,
-        router.subscribe,
-        lambda: ("209", "external", "BUSY") in router.recent,
+        appliance.call_extensions.on_finished,
+        lambda: ("209", "external", "BUSY") in [(c.number, c.origin, c.status) for c in routed],
         "the external call's route finished",
     )
     assert pending_ids(appliance) == []
@@ -390,7 +388,7 @@ def test_external_caller_gets_no_offer_without_cc_external(appliance, phones, re
 
 
 @pytest_twisted.inlineCallbacks
-def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
+def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor, recalls):
     """107 requests a callback from busy 207; Asterisk restarts (207's call dies with
     it); after the AMI reconnect and resync the phones' registrations are back from
     astdb, the request is still open, and 107 is recalled, then 207 with caller ID 107."""
@@ -400,7 +398,7 @@ def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
     held = yield busy_with(reactor, appliance, p207, p307)
     yield offer(p107, "207").done
     assert pending_ids(appliance) == ["107:207"]
-    started = len(appliance.callbacks.originated)
+    started = len(recalls)
 
     logins: list[float] = []
     appliance.ami.addConnectedHook(lambda _protocol: logins.append(reactor.seconds()))
@@ -422,13 +420,13 @@ def test_recall_survives_asterisk_restart(appliance, phones, lab, reactor):
     # Asterisk hangs up 207's call while it stops, so a first recall may be tried
     # then and refused ("shutting down"): that one is lost, not counted, and the
     # recall that rang went out with the resync after the new AMI login.
-    recalls = appliance.callbacks.originated[started:]
+    recalls = recalls[started:]
     assert {(r.request_id, r.attempt) for _, r in recalls} == {("107:207", 1)}, recalls
     assert logins[0] <= recalls[-1][0] <= resyncs[0] < logins[0] + RECALL_BOUND, (recalls, logins, resyncs)
 
 
 @pytest_twisted.inlineCallbacks
-def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
+def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor, recalls):
     """108 and then 109 request a callback from busy 208; 108 dials #39: its request
     leaves the engine and the store, and when 208 is free the engine recalls 109
     (next in line) and starts nothing for 108, whose phone sees no call."""
@@ -453,18 +451,18 @@ def test_cancel_by_feature_code_prevents_recall(appliance, phones, reactor):
             else None
         )
     )
-    started = len(appliance.callbacks.originated)
+    started = len(recalls)
 
     requester = take_recall(p109, "208")
     # The engine subscribed to the model first: once the test sees 208 free, the
     # engine has handled that event and made every recall decision it will make.
     yield end_call_of(reactor, appliance, "208", held)
     target = answer_expecting(p208, "109")
-    assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
+    assert [r.request_id for _, r in recalls[started:]] == ["109:208"]
     results = yield DeferredList([requester.done, target.done, held[1].done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True] * 3, results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "109's request done after the recall")
-    assert [r.request_id for _, r in appliance.callbacks.originated[started:]] == ["109:208"]
+    assert [r.request_id for _, r in recalls[started:]] == ["109:208"]
     assert at_108 == []
 
 

@@ -102,7 +102,7 @@ def test_unanswered_call_to_two_devices_one_entry_one_mail(rig: Rig, inbox: Inbo
 
 
 @pytest_twisted.inlineCallbacks
-def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, phones, reactor):
+def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, phones, reactor, recalls):
     """Call waiting off: the softphone 209 is in a call, so 200 is busy; 100's call
     rings nothing and gets the callback offer.  The desk being free does not make
     200 free: the recall waits for 209's call to end, then rings 100, and the
@@ -118,7 +118,7 @@ def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, 
     yield offer(p100, DESK).done
     assert pending_ids(appliance) == ["100:200"]
     assert at_desk == []  # busy before anything rang
-    assert appliance.callbacks.originated == []  # the desk alone being free is not enough
+    assert recalls == []  # the desk alone being free is not enough
 
     requester = take_recall(p100, DESK)
     desk_rings = desk.ring_unanswered()
@@ -131,7 +131,7 @@ def test_busy_on_one_device_offers_callback_and_rings_both_when_free(appliance, 
 
 
 @pytest_twisted.inlineCallbacks
-def test_recall_rings_every_device_of_the_requester(appliance, phones, reactor):
+def test_recall_rings_every_device_of_the_requester(appliance, phones, reactor, recalls):
     """The softphone 209 calls busy 300 and takes the offer: the requester is the
     person 200.  When 300 is free the recall rings desk and softphone at once showing
     300; the softphone takes it, the desk gets CANCEL, and 300 rings showing 200."""
@@ -153,7 +153,7 @@ def test_recall_rings_every_device_of_the_requester(appliance, phones, reactor):
     assert "sip:300@" in shown
     assert len(desk.invites(desk_rings, "CANCEL-AT")) == 1
     yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")
-    recall = appliance.callbacks.originated[-1][1]
+    recall = recalls[-1][1]
     assert (recall.requester, recall.target) == (DESK, "300")
 
 

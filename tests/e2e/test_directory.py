@@ -13,6 +13,7 @@ from twisted.internet.defer import DeferredList
 
 from appliance.directory import User
 from appliance.lab import Lab
+from tests.e2e.calls import route_finished
 from tests.e2e.test_forwarding import (
     forward,
     no_calls_left,
@@ -46,7 +47,7 @@ def wait_directory(appliance: Any, reactor: Any, check: Any, what: str) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
-def test_endpoint_added_to_asterisk_becomes_a_user(appliance, phones, reactor, lab, pjsip_restored):
+def test_endpoint_added_to_asterisk_becomes_a_user(appliance, phones, reactor, lab, pjsip_restored, routed):
     """The lab's endpoints are users after the first sync; an endpoint added to Asterisk
     (pjsip.conf + reload) becomes a user named by its caller ID who takes a real call;
     removed again, it is flagged, not deleted, and the admin's e-mail stays."""
@@ -68,9 +69,8 @@ def test_endpoint_added_to_asterisk_becomes_a_user(appliance, phones, reactor, l
     calling = phones("100").call(NEW, hold_ms=300)
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
-    router = appliance.router
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
-    assert router.recent[-1] == (NEW, "internal", "ANSWER")
+    yield route_finished(reactor, appliance, routed)
+    assert [(c.number, c.origin, c.status) for c in routed] == [(NEW, "internal", "ANSWER")]
 
     pjsip_conf(lab).write_text(pjsip_conf(lab).read_text().replace(NEW_ENDPOINT, ""))
     lab.cli("module reload res_pjsip.so")

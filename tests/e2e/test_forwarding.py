@@ -20,8 +20,9 @@ from twisted.internet.defer import DeferredList, gatherResults
 from appliance.directory import User
 from appliance.forwarding.records import Forward
 from appliance.pbx import ChannelChanged, Presence
+from tests.e2e.calls import route_finished
 from tests.e2e.phones import Phone, SippRun
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.waiting import wait_model
 
 EXTENSIONS = ("100", "101", "200", "201", "300")
 
@@ -241,7 +242,7 @@ def test_switchboard_breaks_any_forward(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_loop_ends_cleanly(appliance, phones, reactor):
+def test_loop_ends_cleanly(appliance, phones, reactor, routed):
     """200 and 300 forward to each other: the call ends at 300, which rings once."""
     setup_users(appliance)
     forward(appliance, "200", "unconditional", "300")
@@ -255,10 +256,10 @@ def test_loop_ends_cleanly(appliance, phones, reactor):
     assert [display(f) for f in logged(target, answering, "INVITE-FROM")] == [
         "Uml. für Nutzer 200: Nutzer 100"
     ]
-    router = appliance.router
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
-    assert router.recent[-1] == ("200", "internal", "ANSWER")
-    assert [(leg.destination.number, leg.reason) for _, leg, _ in router.legs] == [("300", "loop")]
+    yield route_finished(reactor, appliance, routed)
+    [outcome] = routed
+    assert (outcome.number, outcome.origin, outcome.status) == ("200", "internal", "ANSWER")
+    assert [(leg.destination.number, leg.reason) for leg, _ in outcome.legs] == [("300", "loop")]
 
 
 def _leg_of(appliance, extension: str, dialled: bool):

@@ -18,10 +18,11 @@ from twisted.internet.defer import DeferredList
 
 from appliance.directory import Group, User
 from tests.e2e import test_forwarding
+from tests.e2e.calls import route_finished
 from tests.e2e.test_callback import FROM_OUTSIDE, OUTSIDE, busy_with
 from tests.e2e.test_forwarding import channels_seen, display, forward, logged, registered, run, setup_users
 from tests.e2e.test_missed import call_and_cancel
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.waiting import wait_model
 
 # Every call of a test ended before the next test (the forwarding suite's fixture).
 no_calls_left = test_forwarding.no_calls_left
@@ -153,7 +154,7 @@ def test_caller_id_breaks_through_every_forward(appliance, phones, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_faq1_forward_to_a_group_gives_members_no_right(appliance, phones, reactor):
+def test_faq1_forward_to_a_group_gives_members_no_right(appliance, phones, reactor, routed):
     """200 forwards to group 610 (300, 301): member 300 calling 200 (from a phone not
     logged in as 300's line, so the group's leg to 300 finds no phone) does not break
     through; the call goes to the group and 301 rings with the display; 200 never rings."""
@@ -171,9 +172,8 @@ def test_faq1_forward_to_a_group_gives_members_no_right(appliance, phones, react
     yield answered(answering, caller.call("200", hold_ms=300))
     assert [display(f) for f in logged(member, answering, "INVITE-FROM")] == [FORWARDED_300]
     assert at_forwarder == []
-    router = appliance.router
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
-    [(_, leg, _)] = router.legs
+    yield route_finished(reactor, appliance, routed)
+    [(leg, _)] = routed[-1].legs
     where = (leg.destination.kind, leg.destination.members, leg.reason)
     assert where == ("group", ("300", "301"), "forwarded")
 

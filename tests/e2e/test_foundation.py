@@ -7,7 +7,8 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThread
 
 from appliance.pbx import ChannelChanged, EndpointChanged, Presence
-from tests.e2e.waiting import wait_model, wait_until
+from tests.e2e.calls import route_finished
+from tests.e2e.waiting import wait_model
 
 
 def presence_log(appliance, extension):
@@ -24,7 +25,7 @@ def presence_log(appliance, extension):
 
 
 @pytest_twisted.inlineCallbacks
-def test_call_goes_through_fastagi_and_model_follows(appliance, phones, reactor):
+def test_call_goes_through_fastagi_and_model_follows(appliance, phones, reactor, routed):
     """100 calls 200: the dialplan asks the appliance, the call connects, and the
     model shows 200 ringing, busy, then idle."""
     pbx = appliance.pbx
@@ -42,9 +43,8 @@ def test_call_goes_through_fastagi_and_model_follows(appliance, phones, reactor)
     yield wait_model(reactor, pbx, lambda: seen[-1] is Presence.IDLE, "200 idle again")
 
     assert seen == [Presence.RINGING, Presence.BUSY, Presence.IDLE]
-    router = appliance.routes["call"]
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
-    assert router.recent[-1] == ("200", "internal", "ANSWER")
+    yield route_finished(reactor, appliance, routed)
+    assert [(c.number, c.origin, c.status) for c in routed] == [("200", "internal", "ANSWER")]
     yield wait_model(reactor, pbx, lambda: not pbx.channels_of("100"), "the caller's channel gone")
     assert not pbx.channels_of("200")
 

@@ -59,7 +59,7 @@ def all_busy_then_offered(
 
 
 @pytest_twisted.inlineCallbacks
-def test_group_all_in_calls_offers_and_first_free_member_is_recalled(appliance, phones, reactor):
+def test_group_all_in_calls_offers_and_first_free_member_is_recalled(appliance, phones, reactor, recalls):
     """300 and 301 (group 650) are each in a call on office phones that could ring a
     second call; 100 calls 650: nothing rings at the members, 100 gets the offer and
     presses 5.  When 301's call ends, the appliance rings 100 showing the group
@@ -90,14 +90,14 @@ def test_group_all_in_calls_offers_and_first_free_member_is_recalled(appliance, 
     [rang_100] = p100.invites(requester)
     assert '"Vertrieb"' in rang_100 and "sip:650@" in rang_100, rang_100
     yield wait_pending(reactor, appliance, lambda ids: not ids, "group request done after the recall")
-    recall = appliance.callbacks.originated[-1][1]
+    recall = recalls[-1][1]
     assert (recall.requester, recall.target, recall.group, recall.attempt) == ("100", "301", "650", 1)
     assert at_300 == []  # still in its call: never rung
     yield end_call_of(reactor, appliance, "300", held_300)
 
 
 @pytest_twisted.inlineCallbacks
-def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, reactor):
+def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, reactor, recalls):
     """100, then 101, ask group 650 (300, 301 in calls) for a callback.  301's call
     ends first: 100 is rung and gets 301; then 300's call ends: 101 is rung and gets
     300.  Both requests are done, the first member to be free went to the first
@@ -114,7 +114,7 @@ def test_two_requesters_served_in_order_one_free_member_each(appliance, phones, 
     results = yield DeferredList([first.done, at_301.done, second.done, at_300.done], consumeErrors=True)
     assert all_ok(results), results
     yield wait_pending(reactor, appliance, lambda ids: not ids, "both group requests done")
-    recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
+    recalls = [(r.requester, r.target) for _, r in recalls]
     assert recalls == [("100", "301"), ("101", "300")]
 
 
@@ -136,6 +136,8 @@ def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor,
         yield first.stopService()
 
     fresh = tap.build(config, reactor)
+    recalls: list[Any] = []
+    fresh.callbacks.on_recall(recalls.append)
     fresh.startService()
     try:
         yield wait_synced(reactor, fresh)
@@ -148,14 +150,14 @@ def test_group_request_survives_restart_and_cancel_code_ends_it(phones, reactor,
         results = yield DeferredList([requester.done, member.done], consumeErrors=True)
         assert all_ok(results), results
         yield wait_pending(reactor, fresh, lambda ids: not ids, "group request done after the recall")
-        assert [(r.requester, r.target) for _, r in fresh.callbacks.originated] == [("102", "303")]
+        assert [(r.requester, r.target) for r in recalls] == [("102", "303")]
         yield end_call_of(reactor, fresh, "302", held["302"])
     finally:
         yield fresh.stopService()
 
 
 @pytest_twisted.inlineCallbacks
-def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, phones, reactor):
+def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, phones, reactor, recalls):
     """CC_WAIT_TIME 5: 104, then 105, ask group 652 (304, 305 in calls).  305's call
     ends: 104's phone rings 5 s unanswered; 305, still free, goes to 105 at once,
     who answers, then 305 rings showing the group; 104 keeps its request for the
@@ -173,7 +175,7 @@ def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, pho
     results = yield DeferredList([second.done, member.done], consumeErrors=True)
     assert all_ok(results), results
     assert "Technik: " in phone["305"].invites(member)[0]
-    recalls = [(r.requester, r.target) for _, r in appliance.callbacks.originated]
+    recalls = [(r.requester, r.target) for _, r in recalls]
     assert recalls == [("104", "305"), ("105", "305")]
     yield wait_pending(reactor, appliance, lambda ids: ids == ["104:652"], "105 served, 104 waits")
     waiting = appliance.callbacks.engine.get("104:652")

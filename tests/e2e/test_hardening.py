@@ -25,6 +25,7 @@ from appliance.lab import Lab
 from appliance.mail import OUTBOX
 from appliance.missed.journal import JOURNAL
 from appliance.pbx import ChannelChanged, Presence
+from tests.e2e.calls import route_finished
 from tests.e2e.test_missed import EXTERNAL, Inbox, Rig, call_and_cancel, inbox, relay_port, ringing_phones
 from tests.e2e.waiting import wait_model, wait_until
 
@@ -62,7 +63,7 @@ def test_failure_after_dialling_never_dials_again(appliance, phones, reactor):
     def broken(session, call, reason):
         raise RuntimeError("a feature failed after the dial")
 
-    appliance.router.unreachable = broken
+    appliance.call_extensions._unreachable = broken  # the callback offer, replaced by a failing one
     refusing = callee._run("cc_reject", {"ring_ms": 0, "code": 486}, local_port=callee.port)
     calling = caller._run("cc_busy", {"target": "207", "code": 486, "extra": ""}, timeout=20)
     results = yield DeferredList([refusing.done, calling.done], consumeErrors=True)
@@ -224,11 +225,10 @@ def _closed_within(sockets: list[socket.socket], seconds: float) -> int:
 
 
 @pytest_twisted.inlineCallbacks
-def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, reactor):
+def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, reactor, routed):
     """200 connections to the FastAGI port that never send an environment: a real call
     placed meanwhile still goes through the appliance, and the server closes every idle
     one within its environment deadline."""
-    router = appliance.routes["call"]
     idle = yield deferToThread(_open_idle, lab.ports.fastagi, 200)
     callee, caller = phones("206"), phones("106")
     yield callee.register().done
@@ -237,7 +237,7 @@ def test_idle_fastagi_connections_do_not_block_calls(appliance, lab, phones, rea
     calling = caller.call("206", hold_ms=300)
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
-    assert router.recent[-1] == ("206", "internal", "ANSWER")
+    yield route_finished(reactor, appliance, routed)
+    assert [(c.number, c.origin, c.status) for c in routed] == [("206", "internal", "ANSWER")]
     closed = yield deferToThread(_closed_within, idle, ENVIRONMENT_DEADLINE + 5)
     assert closed == 200

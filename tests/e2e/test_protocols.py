@@ -67,14 +67,15 @@ def test_concurrent_actions_each_get_their_reply(appliance):
 
 
 @pytest_twisted.inlineCallbacks
-def test_unread_events_filtered_out(appliance, phones, reactor):
+def test_unread_events_filtered_out(appliance, phones, reactor, routed):
     """After login the appliance's AMI session gets none of the unread events
     (VarSet, Newexten, bridges, AGI …; issue 19: they were most of the parsing
     before the events that matter),
     while a call still brings every event the PBX model reads."""
     from appliance.asterisk.eventfilter import UNREAD_EVENTS
     from appliance.pbx import Presence
-    from tests.e2e.waiting import wait_model, wait_until
+    from tests.e2e.calls import route_finished
+    from tests.e2e.waiting import wait_model
 
     names: list[str] = []
     appliance.ami.subscribe(None, lambda event: names.append(event.get("Event") or ""))
@@ -84,8 +85,7 @@ def test_unread_events_filtered_out(appliance, phones, reactor):
     yield wait_model(reactor, pbx, lambda: pbx.presence("205") is Presence.IDLE, "205 logged in")
     callee.answer(ring_ms=50)
     yield caller.call("205", hold_ms=300).done
-    router = appliance.routes["call"]
-    yield wait_until(reactor, router.subscribe, lambda: router.recent, "the call route finished")
+    yield route_finished(reactor, appliance, routed)
     yield wait_model(reactor, pbx, lambda: pbx.presence("205") is Presence.IDLE, "205 free again")
     assert {"Newchannel", "Newstate", "DialBegin", "DialEnd", "Hangup", "DeviceStateChange"} <= set(names)
     assert not set(UNREAD_EVENTS) & set(names), sorted(set(names))

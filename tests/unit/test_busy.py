@@ -18,7 +18,7 @@ from appliance.forwarding.records import Forward
 from appliance.pbx import DeviceState, PBXModel, Presence
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
-from tests.unit.test_dialplan import FakeSession
+from tests.unit.test_dialplan import FakeSession, offers_into
 from tests.unit.test_forwarding import FakeSession as ForwardSession
 from tests.unit.test_forwarding import World
 
@@ -192,13 +192,18 @@ class CallWaitingTests(SynchronousTestCase):
         self.assertIsNone(h.waiting.watch("1.1", "201", 60))
 
 
+def numbers_into(into: list[str]) -> Any:
+    """An unanswered observer noting each line."""
+    return lambda call: into.append(call.number)
+
+
 class RouterTests(SynchronousTestCase):
     def test_busy_before_ringing_without_call_waiting(self) -> None:
         """A line in a call with call waiting off is busy before anything rings."""
         h = Harness(**{"200": "INUSE"})
         seen: list[Unreachable] = []
         router = CallRouter(h.pbx, waiting=h.waiting)
-        router.unreachable = lambda _s, _c, reason: seen.append(reason)
+        router.extensions.handle_unreachable(lambda _s, _c, reason: seen.append(reason))
         session = FakeSession("200", "internal")
         self.assertEqual(self.successResultOf(router(session)), "BUSY")
         self.assertEqual(session.executed, [])
@@ -211,7 +216,7 @@ class RouterTests(SynchronousTestCase):
         h.waiting.choose("200", True)
         seen: list[Unreachable] = []
         router = CallRouter(h.pbx, waiting=h.waiting)
-        router.unreachable = lambda _s, _c, reason: seen.append(reason)
+        router.extensions.handle_unreachable(lambda _s, _c, reason: seen.append(reason))
         session = FakeSession("200", "internal", dial_status="CHANUNAVAIL")
         dial: Deferred[int] = Deferred()
 
@@ -236,8 +241,8 @@ class RouterTests(SynchronousTestCase):
             told: list[str] = []
             offered: list[Unreachable] = []
             router = CallRouter(h.pbx, waiting=h.waiting)
-            router.unanswered = lambda call, told=told: told.append(call.number)
-            router.unreachable = lambda _s, _c, reason, seen=offered: seen.append(reason)
+            router.extensions.on_unanswered(numbers_into(told))
+            router.extensions.handle_unreachable(offers_into(offered))
             self.successResultOf(router(FakeSession("200", "internal", dial_status=status)))
             self.assertEqual(told, ["200"], status)
             self.assertEqual(offered, [] if status == "CANCEL" else [Unreachable.NO_ANSWER], status)
@@ -248,7 +253,7 @@ class RouterTests(SynchronousTestCase):
             h = Harness(**{"200": "NOT_INUSE"})
             told: list[str] = []
             router = CallRouter(h.pbx, waiting=h.waiting)
-            router.unanswered = lambda call, told=told: told.append(call.number)
+            router.extensions.on_unanswered(numbers_into(told))
             self.successResultOf(router(FakeSession("200", "internal", dial_status=status)))
             self.assertEqual(told, [], status)
 

@@ -291,13 +291,19 @@ class FeatureCodeTests(SynchronousTestCase):
         self.assertIn(("set", "PRESENCE_STATE(CustomPresence:100)", "available,,"), off.commands)
 
     def test_attach_registers_codes_and_handler(self) -> None:
-        """attach() plugs the offer into the router and claims *39, #39, *78, #78."""
-        from appliance.dialplan import CallRouter, FeatureCodes
+        """attach() plugs the offer into the call route's extension points and claims
+        *39, #39, *78, #78."""
+        from appliance.dialplan import CallExtensions, FeatureCodes
 
-        h = Harness()
-        router, codes = CallRouter(), FeatureCodes()
-        h.service.attach(router, codes)
-        self.assertEqual(router.unreachable, h.offers.unreachable)
+        h = Harness(**{"100": "busy", "200": "busy"})
+        extensions, codes = CallExtensions(), FeatureCodes()
+        h.service.attach(extensions, codes)
+        session = FakeSession(keys="5")
+        outcome = self.successResultOf(extensions.unreachable(session, h.call("200"), Unreachable.BUSY))
+        self.assertEqual(outcome, Outcome.ACCEPTED)
+        extensions.unanswered(h.call("200"))
+        self.assertEqual(h.store.get(LAST_UNANSWERED, "100"), "200")
+        self.assertRaises(ValueError, extensions.handle_unreachable, h.offers.unreachable)
         self.assertEqual(sorted(codes.handlers), ["#39", "#78", "*39", "*78"])
 
 

@@ -4,6 +4,7 @@ person: router, busy rule, call waiting, callback, missed calls, forwarding."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -15,7 +16,7 @@ from appliance.busy import Reach
 from appliance.callback.service import CallbackService
 from appliance.callwaiting import USER_BUSY, CallWaiting
 from appliance.devices import Devices, person_of, person_presence
-from appliance.dialplan import Call, CallRouter
+from appliance.dialplan import Call, CallExtensions, CallRouter
 from appliance.directory import Directory, DirectoryError, Group, User
 from appliance.forwarding.records import Forward, Forwards
 from appliance.forwarding.scheduled import Schedules
@@ -156,19 +157,26 @@ class DevicesTests(SynchronousTestCase):
         self.assertEqual([c.uniqueid for c in devices.channels("200")], ["1.2"])
 
 
+def routed_with(pbx: PBXModel, endpoints: Callable[[str], tuple[str, ...]]) -> CallRouter:
+    """A router whose endpoint resolver (the extension point) is ``endpoints``."""
+    extensions = CallExtensions()
+    extensions.resolve_endpoints(endpoints)
+    return CallRouter(pbx, extensions=extensions)
+
+
 class RouterTests(SynchronousTestCase):
     def test_dials_all_registered_devices_at_once(self) -> None:
         """A call to the user rings desk and softphone together (Dial with &)."""
         _, _, pbx, devices = world(**{"200": "NOT_INUSE", "200-soft": "NOT_INUSE"})
         session = RouteSession("200", "internal")
-        self.successResultOf(CallRouter(pbx, devices=devices.to_ring)(session))
+        self.successResultOf(routed_with(pbx, devices.to_ring)(session))
         self.assertEqual(session.executed, [("Dial", "PJSIP/200&PJSIP/200-soft,60,tT")])
 
     def test_no_unsafe_endpoint_reaches_dial(self) -> None:
         """An endpoint name that could smuggle in more targets is not dialled."""
         _, _, pbx, _ = world(**{"200": "NOT_INUSE"})
         session = RouteSession("200", "internal")
-        router = CallRouter(pbx, devices=lambda number: (number, "x&PJSIP/evil"))
+        router = routed_with(pbx, lambda number: (number, "x&PJSIP/evil"))
         self.assertEqual(self.successResultOf(router(session)), "CHANUNAVAIL")
         self.assertEqual(session.executed, [])
 

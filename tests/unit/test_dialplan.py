@@ -59,6 +59,25 @@ def synced_model(**presence: str) -> PBXModel:
     return model
 
 
+def finished(router: CallRouter) -> list[tuple[str, str, str | None]]:
+    """(number, origin, status) of every call ``router`` finishes from now on."""
+    seen: list[tuple[str, str, str | None]] = []
+    router.extensions.on_finished(
+        lambda outcome: seen.append((outcome.number, outcome.origin, outcome.status))
+    )
+    return seen
+
+
+def offers_into(into: list[Unreachable]) -> Any:
+    """An unreachable handler noting each reason."""
+    return lambda _session, _call, why: into.append(why)
+
+
+def calls_into(into: list[tuple[Call, Unreachable]]) -> Any:
+    """An unreachable handler noting each (call, reason)."""
+    return lambda _session, call, why: into.append((call, why))
+
+
 class CallRouterTests(SynchronousTestCase):
     def route(self, router: CallRouter, session: FakeSession) -> Any:
         return self.successResultOf(router(session))
@@ -67,9 +86,10 @@ class CallRouterTests(SynchronousTestCase):
         """A reachable target is dialled with transfer allowed both ways."""
         session = FakeSession("200", "internal")
         router = CallRouter(synced_model(**{"200": "idle"}))
+        calls = finished(router)
         self.assertEqual(self.route(router, session), "ANSWER")
         self.assertEqual(session.executed, [("Dial", "PJSIP/200,60,tT")])
-        self.assertEqual(router.recent[-1], ("200", "internal", "ANSWER"))
+        self.assertEqual(calls, [("200", "internal", "ANSWER")])
 
     def test_call_ended_by_dial_asks_status_as_last_command(self) -> None:
         """Dial returning -1 (caller left or the conversation ended): DIALSTATUS is
@@ -78,12 +98,13 @@ class CallRouterTests(SynchronousTestCase):
         for status in ("ANSWER", "CANCEL", "CHANUNAVAIL"):
             offers: list[Unreachable] = []
             router = CallRouter(synced_model(**{"200": "idle"}))
-            router.unreachable = lambda session, call, why, offers=offers: offers.append(why)
+            router.extensions.handle_unreachable(offers_into(offers))
+            calls = finished(router)
             session = FakeSession("200", "internal", dial_status=status, dial_result=-1)
             self.assertEqual(self.route(router, session), status)
             self.assertEqual(session.asked, ["LAST", "DIALSTATUS"], status)
             self.assertEqual(offers, [], status)
-            self.assertEqual(router.recent[-1], ("200", "internal", status))
+            self.assertEqual(calls, [("200", "internal", status)])
 
     def test_call_going_on_after_dial_keeps_the_session(self) -> None:
         """Dial returning 0 (busy, no answer): the session stays open for what follows."""
@@ -103,7 +124,7 @@ class CallRouterTests(SynchronousTestCase):
         for presence, status, reason, executed in cases:
             seen: list[tuple[Call, Unreachable]] = []
             router = CallRouter(synced_model(**{"200": presence}))
-            router.unreachable = lambda session, call, why, seen=seen: seen.append((call, why))
+            router.extensions.handle_unreachable(calls_into(seen))
             session = FakeSession("200", "internal", dial_status=status)
             self.route(router, session)
             self.assertEqual([why for _, why in seen], [reason], presence)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.asterisk.fastagi import AGIArgs
 from appliance.callwaiting import CallWaiting
-from appliance.dialplan import Call, CallRouter, FeatureCodes, Unreachable
+from appliance.dialplan import Call, CallOutcome, CallRouter, FeatureCodes, Unreachable
 from appliance.directory import Directory, Group, User
 from appliance.forwarding.records import NAMESPACE, Forward, ForwardError, Forwards
 from appliance.forwarding.service import Forwarding
@@ -93,7 +93,11 @@ class World:
         self.forwarding = Forwarding(self.forwards, self.settings, self.directory, self.model, language="de")
         self.router = CallRouter(self.model, forwarding=self.forwarding)
         self.unreachable: list[tuple[Call, Unreachable]] = []
-        self.router.unreachable = lambda session, call, why: self.unreachable.append((call, why))
+        self.router.extensions.handle_unreachable(
+            lambda session, call, why: self.unreachable.append((call, why))
+        )
+        self.finished: list[CallOutcome] = []
+        self.router.extensions.on_finished(self.finished.append)
 
 
 class OwnNameTests(SynchronousTestCase):
@@ -203,7 +207,8 @@ class ForwardingRouteTests(SynchronousTestCase):
                 ("Dial", "PJSIP/300,60,tT"),
             ],
         )
-        self.assertEqual(world.router.recent[-1], ("200", "internal", "ANSWER"))
+        [outcome] = world.finished
+        self.assertEqual((outcome.number, outcome.origin, outcome.status), ("200", "internal", "ANSWER"))
 
     def test_display_language_is_the_targets(self) -> None:
         """An English-speaking target sees ``Fwd for``."""
@@ -397,7 +402,7 @@ class ForwardingRouteTests(SynchronousTestCase):
         world.forwards.set("300", Forward("unconditional", "01701234567"))
         group = FakeSession("200", "internal")
         self.route(world, group)
-        self.assertEqual(group.executed[-1], ("Dial", "PJSIP/301&PJSIP/302,60,tT"))
+        self.assertEqual(group.executed[-1], ("Dial", "PJSIP/301&PJSIP/302,20,tT"))  # the group's ring time
         out = FakeSession("300", "internal")
         self.route(world, out)
         self.assertEqual(out.executed[-1], ("Dial", "PJSIP/01701234567@trunk,60,tT"))
@@ -410,7 +415,7 @@ class ForwardingRouteTests(SynchronousTestCase):
         session = FakeSession("200", "internal")
         self.route(world, session)
         self.assertEqual([e for e in session.executed if e[0] == "Dial"], [("Dial", "PJSIP/300,60,tT")])
-        self.assertEqual(world.router.legs[-1][1].reason, "loop")
+        self.assertEqual(world.finished[-1].legs[-1][0].reason, "loop")
 
 
 class ForwardingCodeTests(SynchronousTestCase):
