@@ -168,11 +168,13 @@ class Phone:
 
     def register(self, expires: int = 3600) -> SippRun:
         """Log the phone in: its contact is the port its answering scenarios use."""
-        return self._run("register", {"contact_port": self.port, "expires": expires}, timeout=10)
+        contact = f"<sip:{self.extension}@127.0.0.1:{self.port}>"
+        return self._run("register", {"contact": contact, "expires": expires}, timeout=10)
 
     def unregister(self) -> SippRun:
-        """Log the phone out."""
-        return self.register(expires=0)
+        """Log the line out: every binding (``Contact: *``), also one an earlier
+        test's phone left at another port, so the line is logged out for sure."""
+        return self._run("register", {"contact": "*", "expires": 0}, timeout=10)
 
     def answer(self, ring_ms: int = 500, hold_ms: int | None = None) -> SippRun:
         """Wait for one call, ring ``ring_ms``, answer; hang up after ``hold_ms`` or

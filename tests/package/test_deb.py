@@ -340,7 +340,8 @@ def test_call_mail_and_ami_under_the_sandbox(scenario: Scenario) -> None:
     scenario.sipp = sipp = Sipp(scenario.container, lab, scenario.workdir / "sipp")
     # The lab's log outlives runs (other suites share the instance): read only this call's part.
     log_start = lab.logfile.stat().st_size if lab.logfile.exists() else 0
-    sipp.finish(sipp.start("201", "register", {"contact_port": 17060, "expires": 600}, port=17160))
+    contact = {"contact": "<sip:201@127.0.0.1:17060>", "expires": 600}
+    sipp.finish(sipp.start("201", "register", contact, port=17160))
     ringing = sipp.start("201", "mc_ring", {}, port=17060)
     identity = f"P-Asserted-Identity: <sip:{EXTERNAL}@127.0.0.1>"
     values = {"target": "201", "ring_ms": 3000, "name": "Erika", "identity_header": identity}
