@@ -261,7 +261,7 @@ class Appliance(MultiService):
         self.api_tokens = ApiTokens(store, reactor)
         self.web.add(MetricsPage(self.metrics, self.api_tokens))
         self.web.add(TokenPages(self.api_tokens))
-        self.web.add(SchedulePages(self.forwarding.forwards, self.schedules))
+        self.web.add(SchedulePages(self.forwarding.forwards, self.schedules, self.directory))
         self.web.add(HolidayPages(self.holiday_feed, self.settings))
         api_limits = RateLimit(reactor)
         self.web.add(

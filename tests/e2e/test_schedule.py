@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest_twisted
 
-from appliance.directory import User
+from appliance.directory import Group, User
+from appliance.forwarding.records import Forward
 from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here
 from tests.e2e.test_api import call_api
 
@@ -56,3 +57,33 @@ def test_scheduled_forward_applies_inside_its_window_only(appliance, phones, rea
     yield answered_call(reactor, appliance, p103, "203", p203)
     assert "203" in rang and "303" not in rang, rang
     answering_303.kill()
+
+
+@pytest_twisted.inlineCallbacks
+def test_office_closed_forwards_a_group_only_outside_office_hours(appliance, phones, reactor):
+    """Group 640 (member 204) forwards unconditionally to 304 on an "office closed"
+    schedule: while it covers now, 104's call to the group rings 304; with the
+    schedule moved away from now, the same call rings the member."""
+    for ext in ("104", "204", "304"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    appliance.directory.put_group(Group("Zentrale", "640", ("204",)))
+    appliance.forwarding.forwards.set("640", Forward("unconditional", "304"))
+    now = appliance.forwarding.now()
+    closed = window(now, timedelta(minutes=-5), timedelta(minutes=30))
+    appliance.schedules.set("640", "unconditional", "all", closed)
+
+    rang = lines_rung(appliance)
+    p104, p204, p304 = phones("104"), phones("204"), phones("304")
+    yield registered_here(reactor, appliance, p204)
+    yield answered_call(reactor, appliance, p104, "640", p304)
+    assert "304" in rang and "204" not in rang, rang
+    answering_304 = p304.answer(ring_ms=200)  # would take a wrongly forwarded call
+    yield call_finished(reactor, appliance, "104")
+
+    del rang[:]
+    appliance.schedules.set(
+        "640", "unconditional", "all", window(now, timedelta(hours=2), timedelta(hours=3))
+    )
+    yield answered_call(reactor, appliance, p104, "640", p204)
+    assert "204" in rang and "304" not in rang, rang
+    answering_304.kill()

@@ -341,3 +341,56 @@ def test_the_admin_navigation_lists_groups_after_users(groups: Groups) -> None:
     nav = re.findall(r'<a href="(/admin/[a-z]+)"', html.split("</nav>")[0])
     assert nav[nav.index("/admin/users") + 1] == "/admin/groups"
     assert '<a href="/admin/groups" aria-current="page">Groups</a>' in html
+
+
+def test_office_closed_schedule_on_a_group_forward(groups: Groups) -> None:
+    """The admin gives the group's unconditional forward a schedule on the group's
+    schedule page ("office closed": evenings); a user cannot reach that page."""
+    from appliance.web.pages.schedules import SchedulePages
+    from tests.unit.test_web_features import upload
+
+    groups.lab.web.add(SchedulePages(groups.forwards, groups.schedules, groups.directory))
+    groups.directory.put_group(Group("sales", "600", ("200",)))
+    groups.forwards.set("600", Forward("unconditional", "+4930999"))
+    browser = admin(groups)
+    assert 'href="/admin/groups/sales/schedules"' in browser.get("/admin/groups/sales").text
+    page = browser.get("/admin/groups/sales/schedules")
+    assert page.code == 200 and "When the forwards of group sales apply" in page.text
+    assert 'action="/admin/groups/sales/schedules"' in page.text
+    fields = {
+        "forward": "unconditional/all",
+        "days": "mon",
+        "start": "18:00",
+        "end": "24:00",
+        "on_holidays": "active",
+    }
+    reply = upload(
+        browser,
+        "/admin/groups/sales/schedules",
+        {"csrf": browser.csrf("/admin/groups"), **fields},
+        "none.ics",
+        b"",
+    )
+    assert (reply.code, reply.header("location")) == (303, "/admin/groups/sales/schedules?done=saved"), (
+        reply.text[-3000:]
+    )
+    [window] = groups.schedules.of("600")["unconditional/all"].windows
+    assert window.to_json() == {"days": ["mon"], "start": "18:00", "end": "24:00"}
+    nothing = {"forward": "busy/all", "days": "mon", "start": "18:00", "end": "24:00"}
+    refused = upload(
+        browser,
+        "/admin/groups/sales/schedules",
+        {"csrf": browser.csrf("/admin/groups"), **nothing},
+        "none.ics",
+        b"",
+    )
+    assert refused.code == 400 and "Set a forward first" in refused.text
+    assert browser.get("/admin/groups/nope/schedules").code == 404
+    removed = browser.post(
+        "/admin/groups/sales/schedules/remove",
+        {"csrf": browser.csrf("/admin/groups"), "forward": "unconditional/all"},
+    )
+    assert removed.code == 303 and groups.schedules.of("600") == {}
+    anna = groups.lab.browser()
+    assert anna.login("100", "anna-secret").code == 303
+    assert anna.get("/admin/groups/sales/schedules").code in (403, 404)

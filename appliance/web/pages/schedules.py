@@ -1,5 +1,6 @@
 """User: schedules of the own forwards (office hours, holidays), through the
-same `Schedules` and checks as the JSON API.
+same `Schedules` and checks as the JSON API.  Admin: the same for a group's
+forwards ("office closed": the group's unconditional forward on a schedule).
 
 One form per save: the forward (kind and calls), one weekly window (days and
 times; leave the times empty for all day), holiday dates (one per line), an
@@ -9,8 +10,11 @@ named above the form and nothing changes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from appliance.directory import Directory
 from appliance.forwarding.records import KINDS, SCOPES, Forwards
 from appliance.forwarding.schedule import DAYS, MAX_ICAL, ON_HOLIDAYS, ScheduleError
 from appliance.forwarding.scheduled import Schedules, slot
@@ -47,6 +51,16 @@ i18n.add(
         "schedule_save": Text("Save schedule", "Zeitplan speichern"),
         "schedule_saved": Text("Schedule saved.", "Zeitplan gespeichert."),
         "schedule_removed": Text("Schedule removed: the forward always applies.", "Zeitplan entfernt."),
+        "group_schedules_title": Text(
+            "When the forwards of group {name} apply", "Wann die Umleitungen der Gruppe {name} gelten"
+        ),
+        "group_schedules_link": Text(
+            "Office hours of these forwards (office closed)", "Zeitsteuerung dieser Umleitungen (geschlossen)"
+        ),
+        "group_schedules_intro": Text(
+            "Office closed: with a schedule (evenings, weekends) the group's forward applies only then.",
+            "Geschlossen: Mit Zeitplan (abends, am Wochenende) gilt die Umleitung der Gruppe nur dann.",
+        ),
         "schedule_no_forward": Text(
             "Set a forward first; then give it a schedule here.",
             "Erst eine Umleitung einrichten, dann hier einen Zeitplan.",
@@ -63,24 +77,62 @@ i18n.add(
 
 
 class SchedulePages:
-    def __init__(self, forwards: Forwards, schedules: Schedules) -> None:
+    def __init__(self, forwards: Forwards, schedules: Schedules, directory: Directory) -> None:
         self.forwards = forwards
         self.schedules = schedules
+        self.directory = directory
 
     def install(self, router: Router) -> None:
         nav = NavEntry("/me/schedules", "nav_schedules", "user", order=25)
         router.route("/me/schedules", self.show, access="user", nav=nav)
         router.route("/me/schedules", self.save, access="user", methods=["POST"], upload=True)
         router.route("/me/schedules/remove", self.remove, access="user", methods=["POST"])
+        group = "/admin/groups/<name>/schedules"
+        router.route(group, self.group_show, access="admin")
+        router.route(group, self.group_save, access="admin", methods=["POST"], upload=True)
+        router.route(f"{group}/remove", self.group_remove, access="admin", methods=["POST"])
+
+    # -- the user's own ---------------------------------------------------------
 
     def show(self, page: Page) -> bytes:
-        done = {"saved": "schedule_saved", "removed": "schedule_removed"}.get(page.arg("done"), "")
-        return self._render(page, 200, message=page.t(done) if done else "")
+        return self._show(page, Owner(page.login, "/me/schedules"))
 
     def save(self, page: Page) -> bytes:
+        return self._save(page, Owner(page.login, "/me/schedules"))
+
+    def remove(self, page: Page) -> bytes:
+        return self._remove(page, Owner(page.login, "/me/schedules"))
+
+    # -- a group's, for the admin ------------------------------------------------
+
+    def group_show(self, page: Page, name: str) -> bytes:
+        owner = self._group(name)
+        return self._show(page, owner) if owner else page.error(404, "not_found", "not_found")
+
+    def group_save(self, page: Page, name: str) -> bytes:
+        owner = self._group(name)
+        return self._save(page, owner) if owner else page.error(404, "not_found", "not_found")
+
+    def group_remove(self, page: Page, name: str) -> bytes:
+        owner = self._group(name)
+        return self._remove(page, owner) if owner else page.error(404, "not_found", "not_found")
+
+    def _group(self, name: str) -> Owner | None:
+        group = self.directory.group(name)
+        if group is None:
+            return None
+        return Owner(group.number, f"/admin/groups/{quote(group.name, safe='')}/schedules", group.name)
+
+    # -- shared ------------------------------------------------------------------
+
+    def _show(self, page: Page, owner: Owner) -> bytes:
+        done = {"saved": "schedule_saved", "removed": "schedule_removed"}.get(page.arg("done"), "")
+        return self._render(page, owner, 200, message=page.t(done) if done else "")
+
+    def _save(self, page: Page, owner: Owner) -> bytes:
         kind, _, scope = page.arg("forward").partition("/")
-        if not any((f.kind, f.scope) == (kind, scope) for f in self.forwards.of(page.login)):
-            return self._render(page, 400, error=page.t("schedule_no_forward"))
+        if not any((f.kind, f.scope) == (kind, scope) for f in self.forwards.of(owner.number)):
+            return self._render(page, owner, 400, error=page.t("schedule_no_forward"))
         args = page.request.args or {}
         days = [d.decode("utf-8", "replace") for d in args.get(b"days", [])]
         start, end = page.arg("start").strip(), page.arg("end").strip()
@@ -96,35 +148,47 @@ class SchedulePages:
         upload = (args.get(b"ical") or [b""])[0]
         if upload:
             if len(upload) > MAX_ICAL:
-                return self._render(page, 400, error=f"ical: larger than {MAX_ICAL // 1024} KiB")
+                return self._render(page, owner, 400, error=f"ical: larger than {MAX_ICAL // 1024} KiB")
             try:
                 record["ical"] = upload.decode("utf-8-sig")
             except UnicodeDecodeError:
-                return self._render(page, 400, error="ical: not UTF-8 text")
+                return self._render(page, owner, 400, error="ical: not UTF-8 text")
         else:
-            kept = self.schedules.of(page.login).get(slot(kind, scope))
+            kept = self.schedules.of(owner.number).get(slot(kind, scope))
             record["ical"] = kept.calendar.text if kept is not None and kept.calendar else ""
         try:
-            self.schedules.set(page.login, kind, scope, record)
+            self.schedules.set(owner.number, kind, scope, record)
         except ScheduleError as problem:
-            return self._render(page, 400, error=str(problem))
-        return page.redirect("/me/schedules", {"done": "saved"})
+            return self._render(page, owner, 400, error=str(problem))
+        return page.redirect(owner.base, {"done": "saved"})
 
-    def remove(self, page: Page) -> bytes:
+    def _remove(self, page: Page, owner: Owner) -> bytes:
         kind, _, scope = page.arg("forward").partition("/")
         if kind not in KINDS or scope not in SCOPES:
             return page.error(400, "bad_request", "bad_request_text")
-        self.schedules.clear(page.login, kind, scope)
-        return page.redirect("/me/schedules", {"done": "removed"})
+        self.schedules.clear(owner.number, kind, scope)
+        return page.redirect(owner.base, {"done": "removed"})
 
-    def _render(self, page: Page, status: int, message: str = "", error: str = "") -> bytes:
+    def _render(self, page: Page, owner: Owner, status: int, message: str = "", error: str = "") -> bytes:
         return page.render(
             "schedules.html",
             status=status,
-            forwards=self.forwards.of(page.login),
-            schedules=self.schedules.of(page.login),
+            base=owner.base,
+            group=owner.group,
+            forwards=self.forwards.of(owner.number),
+            schedules=self.schedules.of(owner.number),
             days=DAYS,
             on_holidays=ON_HOLIDAYS,
             message=message,
             error=error,
         )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose forwards a schedule page edits, and where its forms post."""
+
+    number: str
+    base: str
+    group: str = ""
+    """The group's name, for a group's page."""
