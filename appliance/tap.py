@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from appliance import config as configuration
+from appliance import pickup
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.eventfilter import excludeEvents
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
@@ -38,7 +39,7 @@ from appliance.metering import MeteredRoute
 from appliance.metrics import Metrics
 from appliance.missed.language import with_mail_languages
 from appliance.missed.render import Renderer
-from appliance.missed.service import MissedCallService, directed_pickup
+from appliance.missed.service import MissedCallService
 from appliance.numbers import migrate_old_plan, plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.pbxusers import EndpointSync
@@ -200,7 +201,7 @@ class Appliance(MultiService):
             language=config.language,
         )
         self.missed.setServiceParent(self)
-        self.feature_codes.register("*8", directed_pickup)
+        self.feature_codes.register(pickup.CODE, pickup.directed_pickup)
         self.callbacks = CallbackService(
             store,
             self.settings,

@@ -6,9 +6,6 @@ are committed in one store transaction before the `Outbox` is woken.  Calls in
 progress when the appliance stops are not remembered (they are lost, never
 doubled).  The journal follows its own settings (``JOURNAL_*``), the mail
 the ``MC_*`` ones; journal entries past their retention are pruned daily.
-
-Also here, for calls the policy must see: `directed_pickup` (feature code
-``*8<extension>`` picks up a call ringing at that extension).
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -30,7 +26,6 @@ from appliance.missed.language import mail_language
 from appliance.missed.policy import Decision, MissedCall, Rules, decide, participants_by_user
 from appliance.missed.render import Notice, Renderer, link_for
 from appliance.missed.tracking import CallTracker, TrackedCall
-from appliance.numbers import EXTENSION
 from appliance.observers import Observers
 from appliance.pbx import Change, ChannelChanged, EndpointChanged, PBXModel
 from appliance.settings import Settings
@@ -279,13 +274,3 @@ class MissedCallService(Service):
             attachments=attachments,
         )
         return self.outbox.enqueue_change(key, self.sender, [record.email], message)
-
-
-# -- call routing helpers ------------------------------------------------------
-
-
-def directed_pickup(session: Any, code: str, rest: str) -> Deferred[int]:
-    """``*8200``: take the call ringing at 200 (Asterisk ``PickupChan``)."""
-    if not EXTENSION.match(rest):
-        return session.exec_("Playback", "invalid")
-    return session.exec_("PickupChan", f"PJSIP/{rest}")

@@ -19,8 +19,9 @@ from appliance.contacts import ContactDirectory
 from appliance.directory import Directory, User
 from appliance.mail import Outbox
 from appliance.missed.journal import Journal
-from appliance.missed.service import JUDGE_DELAY, MissedCallService, directed_pickup
+from appliance.missed.service import JUDGE_DELAY, MissedCallService
 from appliance.pbx import Endpoint
+from appliance.pickup import directed_pickup
 from appliance.settings import Settings
 from appliance.testing import MemoryStore
 from tests.unit.test_config import shipped, write
