@@ -26,9 +26,11 @@ second time behind the handler's back (fail closed).
 
 A connection that has not sent its environment within
 C{ENVIRONMENT_DEADLINE} seconds is closed, and at most
-C{MAX_WAITING_FOR_ENVIRONMENT} such connections are kept: a new one pushes
-out the oldest, so idle sockets cannot use up the process's descriptors
-while Asterisk, which sends its environment at once, is still served.
+C{MAX_WAITING_FOR_ENVIRONMENT} such connections are kept: beyond that the
+oldest are pushed out (after C{PUSH_OUT_GRACE}, so a burst of real calls
+accepted in one turn is read first), so idle sockets cannot use up the
+process's descriptors while Asterisk, which sends its environment at once,
+is still served.
 """
 
 from __future__ import annotations
@@ -106,8 +108,10 @@ DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_COMMAND_TIMEOUT = 12 * 3600.0
 #: Seconds from accept to the end of the environment block (Asterisk needs milliseconds).
 ENVIRONMENT_DEADLINE = 5.0
-#: Connections kept while they have not sent their environment; a new one closes the oldest.
+#: Connections kept while they have not sent their environment; beyond it the oldest are closed.
 MAX_WAITING_FOR_ENVIRONMENT = 64
+#: Seconds a burst beyond the limit gets to be read before the oldest are pushed out.
+PUSH_OUT_GRACE = 0.5
 _ENV_LINE = re.compile(r"^(agi_[A-Za-z0-9_]+):(.*)$")
 
 
@@ -585,6 +589,7 @@ class FastAGIFactory(ServerFactory):
         self.pushedOut = 0
         """Connections closed because newer ones were waiting for their environment."""
         self._lastWarning: float | None = None
+        self._trim: IDelayedCall | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> FastAGIProtocol:
         proto = FastAGIProtocol(self.routes, self.clock, self.requestTimeout, self.commandTimeout)
@@ -592,9 +597,16 @@ class FastAGIFactory(ServerFactory):
         return proto
 
     def waiting(self, proto: FastAGIProtocol) -> None:
-        """C{proto} was accepted and waits for its environment; push out the oldest
-        waiting connection when there are too many."""
+        """C{proto} was accepted and waits for its environment.  With too many
+        waiting, the oldest are pushed out after C{PUSH_OUT_GRACE}: a burst of
+        calls is accepted in one reactor turn before any is read, and those
+        connections carry their environment already; idle ones do not."""
         self._waiting[proto] = None
+        if len(self._waiting) > self.maxWaiting and self._trim is None:
+            self._trim = self.clock.callLater(PUSH_OUT_GRACE, self._pushOut)
+
+    def _pushOut(self) -> None:
+        self._trim = None
         while len(self._waiting) > self.maxWaiting:
             oldest = next(iter(self._waiting))
             del self._waiting[oldest]
@@ -604,6 +616,11 @@ class FastAGIFactory(ServerFactory):
 
     def notWaiting(self, proto: FastAGIProtocol) -> None:
         self._waiting.pop(proto, None)
+
+    def stopFactory(self) -> None:
+        if self._trim is not None and self._trim.active():
+            self._trim.cancel()
+        self._trim = None
 
     def _warnPushedOut(self) -> None:
         """One line per ten seconds at most: a flood must not flood the log too."""

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from appliance.asterisk.fastagi import (
     DEFAULT_REQUEST_TIMEOUT,
     ENVIRONMENT_DEADLINE,
+    PUSH_OUT_GRACE,
     AGIChannelDead,
     AGICommandError,
     AGIConnectionLost,
@@ -922,6 +923,25 @@ class EnvironmentDeadlineTests(SynchronousTestCase):
             clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
 
+    def test_burstOfCallsBeyondTheLimitIsServed(self) -> None:
+        """Ten calls accepted in one turn with a limit of three: each sends its
+        environment before the grace ends, so none is pushed out and all are served."""
+        clock = Clock()
+        handler = Handler()
+        factory = FastAGIFactory({"callback": handler}, clock, maxWaiting=3)
+        burst = []
+        for port in range(10):
+            proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 43000 + port))
+            transport = StringTransport()
+            proto.makeConnection(transport)
+            burst.append((proto, transport))
+        for proto, _ in burst:
+            proto.dataReceived(environment())
+        clock.advance(PUSH_OUT_GRACE)
+        self.assertEqual(factory.pushedOut, 0)
+        self.assertEqual(handler.calls, [proto for proto, _ in burst])
+        self.assertFalse(any(transport.disconnecting for _, transport in burst))
+
     def test_waitingConnectionsBounded(self) -> None:
         """Beyond maxWaiting connections without environment, each new one closes the
         oldest waiting one; a request that arrives meanwhile is served."""
@@ -935,6 +955,8 @@ class EnvironmentDeadlineTests(SynchronousTestCase):
                 transport = StringTransport()
                 proto.makeConnection(transport)
                 idle.append(transport)
+            self.assertEqual([t.disconnecting for t in idle], [False] * 5)  # read first
+            clock.advance(PUSH_OUT_GRACE)
         self.assertEqual([t.disconnecting for t in idle], [True, True, False, False, False])
         self.assertEqual(factory.pushedOut, 2)
         self.assertEqual(len(levels(events, LogLevel.warn)), 1)  # one line, not one per connection
@@ -942,6 +964,7 @@ class EnvironmentDeadlineTests(SynchronousTestCase):
         fresh_transport = StringTransport()
         with capturedLogs():
             fresh.makeConnection(fresh_transport)
+            clock.advance(PUSH_OUT_GRACE)
         self.assertTrue(idle[2].disconnecting)
         fresh.dataReceived(environment())
         self.assertEqual(handler.calls, [fresh])
