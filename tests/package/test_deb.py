@@ -172,21 +172,14 @@ class Scenario:
     def serving(self, not_pid: int = 0) -> int:
         """The unit is active (``Type=notify``: the appliance said READY=1) and its main
         process (other than ``not_pid``) listens on FastAGI and the page; its PID."""
-        pid = self.serving_pid(not_pid)
-        if pid is None:
-            _code, state = self.container.run_status("systemctl", "is-active", PACKAGE)
-            journal = self.container.run("journalctl", "-u", PACKAGE, "--no-pager", "-n", "60")
-            pytest.fail(f"{PACKAGE} not serving ({state.strip()}):\n{journal}")
-        return pid
-
-    def serving_pid(self, not_pid: int = 0) -> int | None:
         assert self.lab is not None
         wanted = {f"127.0.0.1:{self.lab.ports.fastagi}", f"127.0.0.1:{WEB_PORT}"}
         _code, state = self.container.run_status("systemctl", "is-active", PACKAGE)
         pid = self.main_pid()
-        if state.strip() == "active" and pid and pid != not_pid and wanted <= self.listening(pid):
-            return pid
-        return None
+        if state.strip() != "active" or not pid or pid == not_pid or not wanted <= self.listening(pid):
+            journal = self.container.run("journalctl", "-u", PACKAGE, "--no-pager", "-n", "60")
+            pytest.fail(f"{PACKAGE} not serving ({state.strip()}, pid {pid}):\n{journal}")
+        return pid
 
     def wait_restarted(self, not_pid: int, since: float, timeout: int = 60) -> int:
         """After a crash systemd restarts the unit on its own (RestartSec=2s).  The

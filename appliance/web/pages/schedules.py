@@ -10,6 +10,7 @@ named above the form and nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -106,16 +107,17 @@ class SchedulePages:
     # -- a group's, for the admin ------------------------------------------------
 
     def group_show(self, page: Page, name: str) -> bytes:
-        owner = self._group(name)
-        return self._show(page, owner) if owner else page.error(404, "not_found", "not_found")
+        return self._for_group(page, name, self._show)
 
     def group_save(self, page: Page, name: str) -> bytes:
-        owner = self._group(name)
-        return self._save(page, owner) if owner else page.error(404, "not_found", "not_found")
+        return self._for_group(page, name, self._save)
 
     def group_remove(self, page: Page, name: str) -> bytes:
+        return self._for_group(page, name, self._remove)
+
+    def _for_group(self, page: Page, name: str, step: Callable[[Page, Owner], bytes]) -> bytes:
         owner = self._group(name)
-        return self._remove(page, owner) if owner else page.error(404, "not_found", "not_found")
+        return step(page, owner) if owner else page.error(404, "not_found", "not_found")
 
     def _group(self, name: str) -> Owner | None:
         group = self.directory.group(name)
