@@ -18,9 +18,10 @@ A call moves through these states::
   members are through, or the group's no-answer forward is due.
 - AFTER: the leg's forwards (busy, no answer), then a group's overflow ("busy",
   or a number, loop-protected like forwards), decide the next leg; if none,
-  the call is DONE: the final target may be offered (`Offer`), the first line
-  that rang unanswered is told (`Unanswered`), and `Finished` carries the
-  `CallOutcome`.
+  the call is DONE.  A leg to an announcement ("office closed") plays it
+  (`Announce`) and the call is DONE.  When DONE, the final target may be
+  offered (`Offer`), the first line that rang unanswered is told
+  (`Unanswered`), and `Finished` carries the `CallOutcome`.
 
 Inputs come in (the first leg, the forwarding context, who can ring right
 now, the endpoints of a number, the cyclic cursor, the display, a clock);
@@ -38,6 +39,7 @@ from dataclasses import dataclass, replace
 
 from twisted.internet.interfaces import IReactorTime
 
+from appliance.announcements import name_of
 from appliance.busy import Reach
 from appliance.directory import Group
 from appliance.forwarding.rules import Context, Leg, after, overflow
@@ -49,6 +51,8 @@ ENDPOINT = re.compile(r"^[A-Za-z0-9_.+*#-]{1,40}$")
 """A PJSIP endpoint name (a user's further devices are named freely); never ``&,()/``."""
 
 UNANSWERED_STATUSES = frozenset({"NOANSWER", "CANCEL"})
+ANNOUNCED = "ANNOUNCED"
+"""The status of a call that ended at an announcement."""
 OVERFLOW_BUSY = "busy"
 
 
@@ -129,6 +133,14 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Announce:
+    """A forward ends the call at an announcement ("office closed"): play ``name``,
+    then the call is over."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Reject:
     """A group's overflow says busy: the caller hears the busy tone."""
 
@@ -161,7 +173,7 @@ class Finished:
     outcome: CallOutcome
 
 
-Output = Ring | CursorMoved | Unanswered | Offer | Reject | Finished
+Output = Ring | CursorMoved | Unanswered | Offer | Announce | Reject | Finished
 
 
 class State(enum.Enum):
@@ -264,6 +276,8 @@ class CallFlow:
         self.group = None
         if destination.kind == "group":
             return self._check_group()
+        if destination.kind == "announcement":
+            return self._announce()
         reason = None
         if destination.kind == "line":
             reason = REACH_UNREACHABLE.get(self.lookups.reach(destination.number))
@@ -279,6 +293,15 @@ class CallFlow:
             return self._after("CHANUNAVAIL", None)
         watch = destination.number if destination.kind == "line" else None
         return [self._ring(dial, leg.ring_seconds, watch)]
+
+    def _announce(self) -> list[Output]:
+        """The leg plays an announcement: the call is DONE once it was heard."""
+        name = name_of(self.leg.destination.number)
+        assert name is not None, "the forwarding rules plan known announcements only"
+        self.state = State.AFTER
+        self.legs.append((self.leg, ANNOUNCED))
+        *told, finished = self._done(ANNOUNCED, None)
+        return [*told, Announce(name), finished]
 
     def _check_group(self) -> list[Output]:
         leg = self.leg

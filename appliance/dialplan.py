@@ -49,10 +49,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 
+from appliance.announcements import sound_of
 from appliance.asterisk.fastagi import AGIArgs
 from appliance.busy import Reach
 from appliance.callflow import (
     NUMBER,
+    Announce,
     Call,
     CallFlow,
     CallOutcome,
@@ -74,6 +76,8 @@ __all__ = ["NUMBER", "Call", "CallExtensions", "CallOutcome", "CallRouter", "Fea
 log = Logger()
 
 RING_SECONDS = 60
+
+ANSWER_SETTLE_MS = 500
 
 ORIGINAL_NAME = "APPLIANCE_CALLER_NAME"
 """Channel variable keeping the caller's own name while CALLERID(name) shows a forward display."""
@@ -243,8 +247,11 @@ class CallRouter:
         extensions: CallExtensions | None = None,
         cursors: Cursors | None = None,
         clock: IReactorTime | None = None,
+        language: str = "de",
     ) -> None:
         self.pbx = pbx
+        self.language = language
+        """What announcements (`appliance.announcements`) are played in."""
         self.waiting = waiting
         self.ring_seconds = ring_seconds
         self.forwarding = forwarding
@@ -386,6 +393,11 @@ class _Driver:
             if self.shown != self.call.caller_name:
                 yield self.session.setVariable("CALLERID(name)", self.call.caller_name)
             yield maybeDeferred(extensions.unreachable, self.session, output.call, output.reason)
+        elif isinstance(output, Announce):
+            log.info("call to {number}: announcement {name}", number=self.call.number, name=output.name)
+            # Answered half a second before it plays, so no phone misses the first word.
+            yield self.session.exec_("Answer", str(ANSWER_SETTLE_MS))
+            yield self.session.exec_("Playback", sound_of(output.name, self.router.language))
         elif isinstance(output, Reject):
             log.info("call to {number}: the group's overflow is busy", number=self.call.number)
             yield self.session.exec_("Busy", "5")

@@ -2,7 +2,7 @@
 how they are built.
 
 Each feature keeps its texts beside its code (`appliance.callback.prompts`,
-`appliance.forwarding.prompts`), `appliance.sounds` names the sound files,
+`appliance.forwarding.prompts`, `appliance.announcements`), `appliance.sounds` names the sound files,
 and this module generates them: espeak-ng speaks the text, sox converts it to what Asterisk
 plays without transcoding trouble (8 kHz, mono, 16 bit WAV).  They go to
 ``<sounds>/appliance/<lang>/<name>.wav`` and are played as
@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from appliance import announcements
 from appliance.callback import prompts as callback
 from appliance.forwarding import prompts as forwarding
 from appliance.sounds import VOICES
@@ -38,7 +39,7 @@ Texts = Mapping[tuple[str, str], str]
 def texts() -> dict[tuple[str, str], str]:
     """Every announcement of every feature."""
     out: dict[tuple[str, str], str] = {}
-    for feature in (callback.texts(), forwarding.texts()):
+    for feature in (callback.texts(), forwarding.texts(), announcements.texts()):
         clash = set(out) & set(feature)
         if clash:
             raise ValueError(f"announcements defined twice: {sorted(clash)}")

@@ -165,6 +165,7 @@ class Appliance(MultiService):
             extensions=self.call_extensions,
             cursors=GroupCursors(store),
             clock=reactor,
+            language=config.language,
         )
         self.call_extensions.on_finished(lambda outcome: self.metrics.call_routed(outcome.origin))
         self.feature_codes = FeatureCodes()

@@ -2,7 +2,8 @@
 
 Key: the forwarding user's extension (their primary internal number, which is
 also their PJSIP endpoint).  Value: a list of forwards, at most one per
-(kind, scope).  Records are validated before they are stored, so a bad one is
+(kind, scope).  A forward's target is a number or one of the announcements
+(`appliance.announcements`).  Records are validated before they are stored, so a bad one is
 refused whole with a message naming the field; records an older version left
 behind that no longer validate are skipped with a log line, never half-used.
 """
@@ -14,6 +15,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from appliance.announcements import NAMES as ANNOUNCEMENTS
+from appliance.announcements import is_announcement, name_of
+from appliance.announcements import target as announcement_target
 from appliance.numbers import EXTENSION, FORWARD_TARGET
 from appliance.store import IKeyValueStore, StoreChange, moved
 
@@ -30,8 +34,6 @@ ALL = "all"
 INTERNAL = "internal"
 EXTERNAL = "external"
 SCOPES = (ALL, INTERNAL, EXTERNAL)
-
-"""An internal number, a group number or an external number; never anything Dial() could misread."""
 
 DEFAULT_SECONDS = 20
 MIN_SECONDS = 2
@@ -63,7 +65,13 @@ class Forward:
             raise ForwardError(f"{where}: kind: {self.kind!r} is not one of " + ", ".join(KINDS))
         if self.scope not in SCOPES:
             raise ForwardError(f"{where}: scope: {self.scope!r} is not one of " + ", ".join(SCOPES))
-        if not isinstance(self.target, str) or not FORWARD_TARGET.match(self.target):
+        if not isinstance(self.target, str):
+            raise ForwardError(f"{where}: target: {self.target!r} is not a phone number")
+        if is_announcement(self.target):
+            if name_of(self.target) is None:
+                names = ", ".join(announcement_target(name) for name in ANNOUNCEMENTS)
+                raise ForwardError(f"{where}: target: {self.target!r} is not an announcement ({names})")
+        elif not FORWARD_TARGET.match(self.target):
             raise ForwardError(f"{where}: target: {self.target!r} is not a phone number")
         if self.target == owner:
             raise ForwardError(f"{where}: target: a line cannot forward to itself")

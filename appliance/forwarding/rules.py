@@ -29,6 +29,8 @@ The rules (SPEC section 3, seed 002 and its FAQ):
 - Loops and long chains: a forward to a number the call already passed, or
   beyond FWD_MAX_HOPS forwards, is not followed; the call ends at the last
   valid target, and the reason is logged.
+- A forward may end the call at an announcement instead of a number ("office
+  closed", `appliance.announcements`): the leg plays it and nothing follows.
 - Groups have forwards like users, stored under the group's number: busy when
   every member is busy (`Context.unavailable` of the group's number), no
   answer when the group's ringing ended unanswered (or after the forward's
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from twisted.logger import Logger
 
+from appliance.announcements import is_announcement, name_of
 from appliance.forwarding.records import BUSY, NOANSWER, UNCONDITIONAL, Forward
 
 if TYPE_CHECKING:
@@ -53,7 +56,7 @@ log = Logger()
 
 RING_SECONDS = 60
 
-DestinationKind = Literal["line", "group", "external"]
+DestinationKind = Literal["line", "group", "external", "announcement"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ def breaks_through(caller: Caller, forwards: Sequence[Forward], policy: Policy) 
 
 
 def _target(number: str, ctx: Context) -> Destination | None:
+    if is_announcement(number):
+        return Destination("announcement", number) if name_of(number) is not None else None
     internal = ctx.numbering.internal(number)
     if internal is not None:
         return internal
@@ -231,7 +236,7 @@ def plan(
             destination = Destination("line", number)
         number = destination.number
         leg = Leg(destination, chain=chain, display_for=display_for, reason=reason)
-        if destination.kind == "external":
+        if destination.kind in ("external", "announcement"):
             return leg
         forwards = _applicable(number, ctx)
         if not forwards:

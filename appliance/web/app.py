@@ -29,6 +29,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from appliance.announcements import NAMES as ANNOUNCEMENTS
+from appliance.announcements import name_of
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
 from appliance.metering import NO_METRICS, IMetrics
@@ -119,6 +121,9 @@ class WebApp:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["when"] = when
+        # A forward's target may name an announcement instead of a number.
+        self.templates.filters["announcement"] = lambda target: name_of(target) or ""
+        self.templates.globals["announcements"] = ANNOUNCEMENTS
         self.app = Klein()
         self.router = Router(self)
         self.static = _read_static(web_root / "static")

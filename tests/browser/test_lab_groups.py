@@ -7,6 +7,7 @@ the test waits on their Deferreds, which sipp's own timeout bounds.
 
 from __future__ import annotations
 
+import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from twisted.internet.defer import Deferred, DeferredList
 
+from appliance.announcements import sound_of
 from appliance.directory import Group, User
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, screenshot
 from tests.browser.test_lab_forward import hang_up_all, invite_from, registered
@@ -110,4 +112,48 @@ def test_group_created_in_the_browser_rings_its_members(
                 phone.close()
 
         on_lab.call(close_all)
+        on_lab.call(hang_up_all, on_lab)
+
+
+def test_office_closed_announcement_chosen_in_the_browser(
+    page_without_javascript: Page, on_lab: Running
+) -> None:
+    """On the group's page the admin forwards group 600 always to the announcement
+    "Outside business hours" (JavaScript off): the list names it, and 100 calling 600
+    is answered, hears the whole announcement and is hung up by the appliance."""
+    page = page_without_javascript
+    appliance = on_lab.appliance
+    on_lab.call(appliance.directory.put_user, User("100", "Lab Caller", language="en"))
+    on_lab.call(appliance.directory.put_user, User("200", "Anna Vertrieb", language="en"))
+    for group in on_lab.call(appliance.directory.groups):
+        on_lab.call(appliance.directory.delete_group, group.name)
+    on_lab.call(appliance.directory.put_group, Group("empfang", GROUP_NUMBER, ("200",)))
+    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
+    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
+    assert on_lab.lab is not None
+    sound = sound_of("closed", appliance.router.language)
+    with wave.open(str(on_lab.lab.root / "usr/share/asterisk/sounds" / f"{sound}.wav")) as played:
+        length = played.getnframes() / played.getframerate()
+    caller = Phone(reactor, on_lab.lab.ports, "100")
+    try:
+        log_in(page, on_lab, "admin", ADMIN_PASSWORD)
+        page.goto(f"{on_lab.url}/admin/groups/empfang")
+        page.select_option("#kind", "unconditional")
+        page.select_option("#announcement", "closed")
+        page.click("form.forward-form button[type=submit]")
+        expect(page.get_by_role("status")).to_have_text("Forward saved.")
+        expect(page.locator("#forward-unconditional-all")).to_contain_text(
+            "Announcement: Outside business hours"
+        )
+        screenshot(page, "43-lab-group-announcement")
+
+        def call() -> Deferred[Any]:
+            run = caller.listen(GROUP_NUMBER, listen_ms=int(length * 1000) + 15000)
+            return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
+
+        heard = on_lab.call(call)
+        assert length <= heard < length + 5, (heard, length)
+    finally:
+        on_lab.call(caller.close)
+        on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
         on_lab.call(hang_up_all, on_lab)

@@ -216,6 +216,19 @@ class Phone:
         name = caller_name or f"Phone {self.extension}"
         return self._run("call", {"target": target, "hold_ms": hold_ms, "name": name})
 
+    def listen(self, target: str, listen_ms: int = 30000) -> SippRun:
+        """Call ``target`` and wait for the other side to answer, play and hang up
+        within ``listen_ms`` (`listened_seconds` tells how long it took)."""
+        name = f"Phone {self.extension}"
+        values = {"target": target, "listen_ms": listen_ms, "name": name, "hold_ms": 0}
+        return self._run("listen", values, "-trace_logs", timeout=listen_ms // 1000 + 30)
+
+    def listened_seconds(self, run: SippRun) -> float:
+        """From the answer to the other side's BYE in a `listen` run, by the phone's clock."""
+        [answered] = self.invites(run, "ANSWERED-AT")
+        [bye] = self.invites(run, "BYE-AT")
+        return float(bye.split()[-1]) - float(answered.split()[-1])
+
     def watch(self, target: str, notifies: int, report_port: int) -> SippRun:
         """A BLF key on ``target``: SUBSCRIBE (Event: dialog), send the dialog
         ``<state>`` of each of ``notifies`` NOTIFYs as a UDP datagram to

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import wave
 from datetime import datetime, timedelta
 
 import pytest_twisted
+from twisted.internet.defer import DeferredList
 
+from appliance.announcements import sound_of
 from appliance.directory import Group, User
 from appliance.forwarding.records import Forward
-from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here
+from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here, route_finished
 from tests.e2e.test_api import call_api
 
 
@@ -87,3 +90,46 @@ def test_office_closed_forwards_a_group_only_outside_office_hours(appliance, pho
     yield answered_call(reactor, appliance, p104, "640", p204)
     assert "204" in rang and "304" not in rang, rang
     answering_304.kill()
+
+
+@pytest_twisted.inlineCallbacks
+def test_office_closed_plays_the_announcement_and_hangs_up(appliance, lab, phones, reactor, routed):
+    """Group 641 (member 205) forwards to the "outside business hours" announcement on
+    an "office closed" schedule: 105's call is answered, hears the whole announcement
+    and is hung up by the appliance, and the member never rings.  With the schedule
+    moved away from now, the same call rings the member."""
+    for ext in ("105", "205"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    appliance.directory.put_group(Group("Empfang", "641", ("205",)))
+    appliance.forwarding.forwards.set("641", Forward("unconditional", "announcement:closed"))
+    now = appliance.forwarding.now()
+    appliance.schedules.set(
+        "641", "unconditional", "all", window(now, timedelta(minutes=-5), timedelta(minutes=30))
+    )
+    sound = sound_of("closed", appliance.router.language)
+    with wave.open(str(lab.root / "usr/share/asterisk/sounds" / f"{sound}.wav")) as played:
+        length = played.getnframes() / played.getframerate()
+    log_start = lab.logfile.stat().st_size
+
+    rang = lines_rung(appliance)
+    p105, p205 = phones("105"), phones("205")
+    yield registered_here(reactor, appliance, p205)
+    answering_205 = p205.answer(ring_ms=200)  # would take a call that rang the member
+    listening = p105.listen("641", listen_ms=int(length * 1000) + 15000)
+    yield listening.done
+    heard = p105.listened_seconds(listening)
+    assert length <= heard < length + 5, (heard, length)
+    yield route_finished(reactor, appliance, routed)
+    assert [(o.number, o.status, o.dials) for o in routed] == [("641", "ANNOUNCED", ())]
+    assert "205" not in rang, rang
+    with lab.logfile.open("rb") as log:
+        log.seek(log_start)
+        assert f"Playing '{sound}." in log.read().decode("utf-8", "replace")
+
+    del rang[:]
+    appliance.schedules.set(
+        "641", "unconditional", "all", window(now, timedelta(hours=2), timedelta(hours=3))
+    )
+    calling = p105.call("641", hold_ms=300)
+    yield DeferredList([answering_205.done, calling.done], fireOnOneErrback=True, consumeErrors=True)
+    assert "205" in rang, rang

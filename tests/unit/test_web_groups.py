@@ -394,3 +394,32 @@ def test_office_closed_schedule_on_a_group_forward(groups: Groups) -> None:
     anna = groups.lab.browser()
     assert anna.login("100", "anna-secret").code == 303
     assert anna.get("/admin/groups/sales/schedules").code in (403, 404)
+
+
+def test_office_closed_forward_to_an_announcement_on_the_group_page(groups: Groups) -> None:
+    """The admin chooses an announcement instead of a number: it is stored as the
+    group's forward, listed by its name (German and English), and offered selected
+    again; a number and an announcement at once are refused, nothing stored."""
+    from appliance.web.pages.schedules import SchedulePages
+
+    groups.lab.web.add(SchedulePages(groups.forwards, groups.schedules, groups.directory))
+    groups.directory.put_group(Group("sales", "600", ("100",)))
+    browser = admin(groups)
+    both = {"kind": "unconditional", "scope": "all", "target": "300", "announcement": "closed"}
+    code, _, html = post(browser, "/admin/groups/sales/forwards", both)
+    assert code == 400
+    assert "please enter a number or choose an announcement, not both" in html
+    assert groups.forwards.of("600") == []
+    code, _, html = post(
+        browser, "/admin/groups/sales/forwards", {**both, "target": "", "announcement": "nope"}
+    )
+    assert code == 400 and "&#39;announcement:nope&#39; is not an announcement" in html
+    code, location, _ = post(browser, "/admin/groups/sales/forwards", {**both, "target": ""})
+    assert (code, location) == (303, "/admin/groups/sales?done=forward_saved")
+    assert groups.forwards.of("600") == [Forward("unconditional", "announcement:closed")]
+    page = browser.get(location).text
+    assert "Announcement: Outside business hours" in page
+    assert '<option value="closed" selected>' not in page  # the form is for a new forward
+    assert "Ansage: Außerhalb der Geschäftszeiten" in admin(groups, "de").get("/admin/groups/sales").text
+    schedules = browser.get("/admin/groups/sales/schedules").text
+    assert "Announcement: Outside business hours" in schedules

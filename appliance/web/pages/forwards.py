@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.announcements import PREFIX
 from appliance.directory import Directory
 from appliance.forwarding.records import (
     DEFAULT_SECONDS,
@@ -49,6 +50,17 @@ i18n.add(
         "scope_all": Text("All calls", "Alle Anrufe"),
         "scope_internal": Text("Internal calls", "Interne Anrufe"),
         "scope_external": Text("External calls", "Externe Anrufe"),
+        "forward_announcement": Text("or play an announcement", "oder eine Ansage spielen"),
+        "forward_announcement_hint": Text("then the call ends", "danach endet der Anruf"),
+        "announcement_none": Text("none: forward to the number", "keine: zur Nummer umleiten"),
+        "announcement": Text("Announcement", "Ansage"),
+        "announcement_closed": Text("Outside business hours", "Außerhalb der Geschäftszeiten"),
+        "announcement_holiday": Text("Closed today", "Heute geschlossen"),
+        "announcement_unavailable": Text("Nobody available", "Niemand erreichbar"),
+        "number_or_announcement": Text(
+            "Forward to: please enter a number or choose an announcement, not both.",
+            "Umleiten zu: bitte eine Nummer eingeben oder eine Ansage wählen, nicht beides.",
+        ),
         "remove": Text("Remove", "Entfernen"),
         "forward_saved": Text("Forward saved.", "Umleitung gespeichert."),
         "forward_removed": Text("Forward removed.", "Umleitung entfernt."),
@@ -179,7 +191,13 @@ class SubmittedForward:
 def save_forward(page: Page, forwards: Forwards, owner: str) -> SubmittedForward:
     """Store the forward of the form for ``owner`` (a user's or a group's number)."""
     kind, scope, target = page.arg("kind"), page.arg("scope"), page.arg("target").strip()
+    announcement = page.arg("announcement")
     raw_seconds = page.arg("seconds").strip() or str(DEFAULT_SECONDS)
+    if announcement:
+        if target:
+            both = page.t("number_or_announcement")
+            return SubmittedForward(Forward(kind, target, scope), raw_seconds, both)
+        target = PREFIX + announcement  # checked against the catalogue with the rest of the forward
     submitted = Forward(kind, target, scope)
     if kind == NOANSWER:
         try:
