@@ -3,18 +3,24 @@
 "Office closed" is the usual one: outside office hours a group's scheduled
 forward plays "we are closed, please call again during our business hours"
 and hangs up, where a number would ring somebody who is not there.  A forward
-names an announcement as its target, ``announcement:<name>``; the names are a
-fixed catalogue, so a record is checked against it when it is stored (and a
-target that names no announcement is never played).  The texts are generated
-with the other prompts (`appliance.prompts`) in German and English and played
-in the appliance's language.
+names an announcement as its target, ``announcement:<name>``, checked against
+the catalogue (`Announcements`) when it is stored.  The catalogue is the
+built-in announcements, generated with the other prompts (`appliance.prompts`)
+in German and English and played in the appliance's language, and the admin's
+own recordings (`appliance.recordings`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Protocol
+
+from twisted.logger import Logger
 
 from appliance.sounds import VOICES, sound
+
+log = Logger()
 
 PREFIX = "announcement:"
 
@@ -56,26 +62,28 @@ TEXTS: dict[str, dict[str, str]] = {
 """Every announcement, by name, in every language of `appliance.sounds.VOICES`."""
 
 NAMES = tuple(TEXTS)
+"""The built-in announcements."""
+FALLBACK_NAME = "unavailable"
+"""What a caller hears when a forward's announcement is gone (a recording deleted)."""
 
 
 def target(name: str) -> str:
     """The forward target that plays announcement ``name``."""
-    if name not in TEXTS:
-        raise ValueError(f"{name!r} is not an announcement (one of {', '.join(NAMES)})")
-    return PREFIX + name
+    made = PREFIX + name
+    if TARGET.match(made) is None:
+        raise ValueError(f"{name!r} cannot name an announcement")
+    return made
 
 
 def name_of(forward_target: str) -> str | None:
-    """The announcement a forward target names, or None when it is something else
-    (a number) or names no announcement of the catalogue."""
+    """The announcement a forward target names (known or not), or None when it is
+    something else: a number."""
     match = TARGET.match(forward_target)
-    if match is None or match.group(1) not in TEXTS:
-        return None
-    return match.group(1)
+    return match.group(1) if match is not None else None
 
 
 def is_announcement(forward_target: str) -> bool:
-    """Does the target at least look like an announcement (known or not)?"""
+    """Does the target mean an announcement (well-formed or not)?"""
     return forward_target.startswith(PREFIX)
 
 
@@ -91,3 +99,51 @@ def sound_of(name: str, language: str) -> str:
 def texts() -> dict[tuple[str, str], str]:
     """(language, file name) → text, for `appliance.prompts`."""
     return {(language, file_name(name)): by[language] for name, by in TEXTS.items() for language in VOICES}
+
+
+class Recorded(Protocol):
+    """The admin's own recordings, as the catalogue needs them (`appliance.recordings`)."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def names(self) -> list[str]: ...
+
+    def sound(self, name: str) -> str: ...
+
+    def label(self, name: str) -> str: ...
+
+
+class Announcements:
+    """Every announcement a forward may name: the built-in ones, then the recordings."""
+
+    def __init__(self, language: str = "de", recordings: Recorded | None = None) -> None:
+        self.language = language
+        self.recordings = recordings
+
+    def known(self, name: str) -> bool:
+        return name in TEXTS or (self.recordings is not None and self.recordings.exists(name))
+
+    def names(self) -> list[str]:
+        return [*NAMES, *(self.recordings.names() if self.recordings is not None else [])]
+
+    def built_in(self, name: str) -> bool:
+        return name in TEXTS
+
+    def label(self, name: str) -> str:
+        """A recording's label ("" for a built-in one: the page says those in its language)."""
+        if name in TEXTS or self.recordings is None or not self.recordings.exists(name):
+            return ""
+        return self.recordings.label(name)
+
+    def sound(self, name: str) -> str:
+        """What Playback plays for ``name``; a name that is gone plays the fallback."""
+        if name in TEXTS:
+            return sound_of(name, self.language)
+        if self.recordings is not None and self.recordings.exists(name):
+            return self.recordings.sound(name)
+        log.error("announcement {name!r} is gone; playing {fallback!r}", name=name, fallback=FALLBACK_NAME)
+        return sound_of(FALLBACK_NAME, self.language)
+
+
+KnownAnnouncement = Callable[[str], bool]
+"""known(name): may a forward name this announcement?"""

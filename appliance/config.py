@@ -82,6 +82,10 @@ class SMTPConfig:
     """PEM certificates to trust for the relay's STARTTLS; None: the system's."""
 
 
+DEFAULT_RECORDINGS = "/var/lib/appliance-announcements"
+"""Not below /var/lib/appliance: Asterisk must read it, the store must stay private."""
+
+
 @dataclass(frozen=True)
 class ApplianceConfig:
     path: Path
@@ -99,6 +103,10 @@ class ApplianceConfig:
     """IANA zone of office hours (forward schedules); empty: the system's."""
     templates: Path = Path("/etc/appliance/xsl")
     """The admin's customised missed-call templates (override the shipped ones)."""
+    recordings: Path = Path(DEFAULT_RECORDINGS)
+    """Where the admin's own announcements are written (`appliance.recordings`)."""
+    recordings_played_from: str = ""
+    """The same directory as Asterisk sees it (another path in a chroot); "": the same."""
 
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -130,6 +138,12 @@ def load(path: str | Path) -> ApplianceConfig:
     templates = Path(read.text("missed", "templates", default="/etc/appliance/xsl") or "/etc/appliance/xsl")
     if not templates.is_absolute():
         templates = path.parent / templates
+    recordings = Path(read.text("announcements", "directory", default="") or DEFAULT_RECORDINGS)
+    if not recordings.is_absolute():
+        recordings = path.parent / recordings
+    played_from = read.text("announcements", "played_from", default="")
+    if played_from and not played_from.startswith("/"):
+        raise ConfigError(f"{path}: [announcements] played_from: {played_from!r} is not an absolute path")
     cafile_text = read.text("smtp", "cafile", default="")
     cafile = None
     if cafile_text:
@@ -164,6 +178,8 @@ def load(path: str | Path) -> ApplianceConfig:
         ),
         timezone=read.zone("appliance", "timezone"),
         templates=templates,
+        recordings=recordings,
+        recordings_played_from=played_from,
     )
     config = replace(
         config,

@@ -49,7 +49,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 
-from appliance.announcements import sound_of
+from appliance.announcements import Announcements
 from appliance.asterisk.fastagi import AGIArgs
 from appliance.busy import Reach
 from appliance.callflow import (
@@ -247,11 +247,11 @@ class CallRouter:
         extensions: CallExtensions | None = None,
         cursors: Cursors | None = None,
         clock: IReactorTime | None = None,
-        language: str = "de",
+        announcements: Announcements | None = None,
     ) -> None:
         self.pbx = pbx
-        self.language = language
-        """What announcements (`appliance.announcements`) are played in."""
+        self.announcements = announcements or Announcements()
+        """What a forward to an announcement plays (built in, in the appliance's language, or recorded)."""
         self.waiting = waiting
         self.ring_seconds = ring_seconds
         self.forwarding = forwarding
@@ -397,7 +397,7 @@ class _Driver:
             log.info("call to {number}: announcement {name}", number=self.call.number, name=output.name)
             # Answered half a second before it plays, so no phone misses the first word.
             yield self.session.exec_("Answer", str(ANSWER_SETTLE_MS))
-            yield self.session.exec_("Playback", sound_of(output.name, self.router.language))
+            yield self.session.exec_("Playback", self.router.announcements.sound(output.name))
         elif isinstance(output, Reject):
             log.info("call to {number}: the group's overflow is busy", number=self.call.number)
             yield self.session.exec_("Busy", "5")

@@ -16,6 +16,7 @@ from twisted.python import usage
 
 from appliance import config as configuration
 from appliance import pickup
+from appliance.announcements import Announcements
 from appliance.asterisk.amiservice import AMIService
 from appliance.asterisk.eventfilter import excludeEvents
 from appliance.asterisk.fastagi import AGIHandler, FastAGIFactory
@@ -43,12 +44,14 @@ from appliance.missed.service import MissedCallService
 from appliance.numbers import migrate_old_plan, plan_from
 from appliance.pbx import PBXModel, PBXService
 from appliance.pbxusers import EndpointSync
+from appliance.recordings import Recordings
 from appliance.settings import PHONE_AREA, PHONE_COUNTRY, SCHEMA, Settings
 from appliance.slices import reactor_cooperator
 from appliance.store import SQLiteStore, StoreError
 from appliance.systemd import ReadyNotifier
 from appliance.web import WebApp
 from appliance.web.api import ApiPages
+from appliance.web.pages.announcements import AnnouncementPages
 from appliance.web.pages.callbacks import CallbackPages
 from appliance.web.pages.contacts import ContactPages
 from appliance.web.pages.forwards import ForwardPages
@@ -136,13 +139,21 @@ class Appliance(MultiService):
             devices=self.devices,
         )
         self.schedules = Schedules(store)
+        self.recordings = Recordings(
+            store,
+            config.recordings,
+            config.recordings_played_from,
+            lambda function, *args: deferToThreadPool(reactor, reactor.getThreadPool(), function, *args),
+        )
+        self.announcements = Announcements(config.language, self.recordings)
+        """What a forward may play instead of ringing a number (`appliance.announcements`)."""
         holiday_http = http_client(reactor)
         self.holiday_feed = HolidayFeed(
             store, self.settings, lambda url: fetch_calendar(holiday_http, reactor, url), reactor
         )
         self.holiday_feed.setServiceParent(self)
         self.forwarding = ScheduledForwarding(
-            Forwards(store),
+            Forwards(store, self.announcements.known),
             self.settings,
             self.directory,
             self.pbx,
@@ -165,7 +176,7 @@ class Appliance(MultiService):
             extensions=self.call_extensions,
             cursors=GroupCursors(store),
             clock=reactor,
-            language=config.language,
+            announcements=self.announcements,
         )
         self.call_extensions.on_finished(lambda outcome: self.metrics.call_routed(outcome.origin))
         self.feature_codes = FeatureCodes()
@@ -245,6 +256,7 @@ class Appliance(MultiService):
             language=config.language,
             limits=config.web_limits,
             metrics=self.metrics,
+            announcements=self.announcements,
         )
         self.web.add(ForwardPages(self.forwarding.forwards, self.directory))
         self.web.add(
@@ -265,6 +277,7 @@ class Appliance(MultiService):
         self.web.add(TokenPages(self.api_tokens))
         self.web.add(SchedulePages(self.forwarding.forwards, self.schedules, self.directory))
         self.web.add(HolidayPages(self.holiday_feed, self.settings))
+        self.web.add(AnnouncementPages(self.recordings, self.announcements, self.forwarding.forwards))
         api_limits = RateLimit(reactor)
         self.web.add(
             ApiPages(

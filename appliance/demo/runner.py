@@ -73,6 +73,8 @@ def write_config(state: Path, lab: Lab, ports: DemoPorts) -> Path:
     parser["web"].update(bind="127.0.0.1", port=str(ports.web))
     parser["smtp"].update(host="127.0.0.1", port=str(ports.smtp), starttls="off", username="", password="")
     parser["store"]["path"] = str(state / "appliance.sqlite3")
+    recordings, played_from = lab.recordings
+    parser["announcements"].update(directory=str(recordings), played_from=played_from)
     path = state / "config.ini"
     with open(path, "w", encoding="utf-8") as handle:
         parser.write(handle)

@@ -15,9 +15,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from appliance.announcements import NAMES as ANNOUNCEMENTS
-from appliance.announcements import is_announcement, name_of
-from appliance.announcements import target as announcement_target
+from appliance.announcements import NAMES as BUILT_IN_ANNOUNCEMENTS
+from appliance.announcements import KnownAnnouncement, is_announcement, name_of
 from appliance.numbers import EXTENSION, FORWARD_TARGET
 from appliance.store import IKeyValueStore, StoreChange, moved
 
@@ -40,6 +39,10 @@ MIN_SECONDS = 2
 MAX_SECONDS = 300
 
 
+def _built_in(name: str) -> bool:
+    return name in BUILT_IN_ANNOUNCEMENTS
+
+
 class ForwardError(ValueError):
     """A forward that cannot be stored, and why."""
 
@@ -59,7 +62,8 @@ class Forward:
         """Does this forward apply to a call of ``origin`` (internal/external)?"""
         return self.enabled and self.scope in (ALL, origin)
 
-    def validated(self, owner: str) -> Forward:
+    def validated(self, owner: str, known: KnownAnnouncement = _built_in) -> Forward:
+        """The forward as stored, or `ForwardError`; ``known`` says which announcements exist."""
         where = f"forward of {owner}"
         if self.kind not in KINDS:
             raise ForwardError(f"{where}: kind: {self.kind!r} is not one of " + ", ".join(KINDS))
@@ -68,9 +72,11 @@ class Forward:
         if not isinstance(self.target, str):
             raise ForwardError(f"{where}: target: {self.target!r} is not a phone number")
         if is_announcement(self.target):
-            if name_of(self.target) is None:
-                names = ", ".join(announcement_target(name) for name in ANNOUNCEMENTS)
-                raise ForwardError(f"{where}: target: {self.target!r} is not an announcement ({names})")
+            name = name_of(self.target)
+            if name is None or not known(name):
+                examples = ", ".join(f"announcement:{name}" for name in BUILT_IN_ANNOUNCEMENTS)
+                problem = f"{self.target!r} is not an announcement (e.g. {examples})"
+                raise ForwardError(f"{where}: target: {problem}")
         elif not FORWARD_TARGET.match(self.target):
             raise ForwardError(f"{where}: target: {self.target!r} is not a phone number")
         if self.target == owner:
@@ -101,8 +107,10 @@ def _forward(record: Any) -> Forward | None:
 class Forwards:
     """The API the feature codes and the web page use: list, set, clear per user."""
 
-    def __init__(self, store: IKeyValueStore) -> None:
+    def __init__(self, store: IKeyValueStore, announcements: KnownAnnouncement | None = None) -> None:
         self.store = store
+        self.known: KnownAnnouncement = announcements or _built_in
+        """Which announcements a forward may name (`appliance.announcements.Announcements.known`)."""
 
     def of(self, extension: str) -> list[Forward]:
         """The valid forwards of ``extension`` (empty if none or not an extension)."""
@@ -118,7 +126,7 @@ class Forwards:
                 log.warn("ignoring malformed forward of {ext}: {record!r}", ext=extension, record=record)
                 continue
             try:
-                result.append(forward.validated(extension))
+                result.append(forward.validated(extension, self.known))
             except ForwardError as error:
                 log.warn("ignoring stored forward: {error}", error=error)
         return result
@@ -130,7 +138,7 @@ class Forwards:
         """Store exactly ``forwards`` for ``extension`` (all valid, one per kind and scope)."""
         if not EXTENSION.match(extension):
             raise ForwardError(f"extension: {extension!r} is not 2 to 8 digits")
-        checked = [forward.validated(extension) for forward in forwards]
+        checked = [forward.validated(extension, self.known) for forward in forwards]
         seen: set[tuple[str, str]] = set()
         for forward in checked:
             if (forward.kind, forward.scope) in seen:

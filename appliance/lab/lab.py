@@ -100,6 +100,13 @@ class Lab:
     def logfile(self) -> Path:
         return self.root / f"var/log/appliance-lab/{self.instance}/messages"
 
+    @property
+    def recordings(self) -> tuple[Path, str]:
+        """Where an appliance on this lab writes its recorded announcements, and the same
+        directory as Asterisk in the chroot sees it (config.ini ``[announcements]``)."""
+        inside = f"/var/lib/appliance-lab/{self.instance}/recordings"
+        return self.root / inside.lstrip("/"), inside
+
     # -- building -----------------------------------------------------------
 
     def build(self, mirror: str | None = None) -> bool:

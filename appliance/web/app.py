@@ -29,8 +29,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from appliance.announcements import NAMES as ANNOUNCEMENTS
-from appliance.announcements import name_of
+from appliance.announcements import Announcements, name_of
 from appliance.config import DEFAULT_WEB_LIMITS, WebLimits
 from appliance.directory import Directory
 from appliance.metering import NO_METRICS, IMetrics
@@ -94,6 +93,7 @@ class WebApp:
         web_root: Path = WEB_ROOT,
         limits: WebLimits = DEFAULT_WEB_LIMITS,
         metrics: IMetrics = NO_METRICS,
+        announcements: Announcements | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -122,8 +122,10 @@ class WebApp:
         )
         self.templates.filters["when"] = when
         # A forward's target may name an announcement instead of a number.
+        self.announcements = announcements or Announcements(language)
         self.templates.filters["announcement"] = lambda target: name_of(target) or ""
-        self.templates.globals["announcements"] = ANNOUNCEMENTS
+        self.templates.globals["announcement_names"] = lambda: self.announcements.names()
+        self.templates.globals["announcement_label"] = lambda name: self.announcements.label(name)
         self.app = Klein()
         self.router = Router(self)
         self.static = _read_static(web_root / "static")

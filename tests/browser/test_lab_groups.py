@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from twisted.internet.defer import Deferred, DeferredList
 
-from appliance.announcements import sound_of
 from appliance.directory import Group, User
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, screenshot
 from tests.browser.test_lab_forward import hang_up_all, invite_from, registered
@@ -131,7 +130,7 @@ def test_office_closed_announcement_chosen_in_the_browser(
     on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
     on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
     assert on_lab.lab is not None
-    sound = sound_of("closed", appliance.router.language)
+    sound = appliance.announcements.sound("closed")
     with wave.open(str(on_lab.lab.root / "usr/share/asterisk/sounds" / f"{sound}.wav")) as played:
         length = played.getnframes() / played.getframerate()
     caller = Phone(reactor, on_lab.lab.ports, "100")

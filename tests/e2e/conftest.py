@@ -108,6 +108,7 @@ def reactor():
 
 def appliance_config(tmp_path: Path, lab: Lab) -> Path:
     p = lab.ports
+    recordings, played_from = lab.recordings
     path = tmp_path / "config.ini"
     path.write_text(
         f"""\
@@ -131,6 +132,9 @@ sender = appliance@localhost
 path = store.sqlite3
 [missed]
 templates = xsl
+[announcements]
+directory = {recordings}
+played_from = {played_from}
 [appliance]
 language = de
 """

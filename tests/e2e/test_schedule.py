@@ -1,4 +1,4 @@
-"""Forward schedules end to end: a schedule edited over the API to include
+"""Forward schedules and announcements end to end: a schedule edited over the API to include
 "now" lets a lab call follow the forward; edited to exclude "now" it does not."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
-from appliance.announcements import sound_of
 from appliance.directory import Group, User
 from appliance.forwarding.records import Forward
 from tests.e2e.calls import answered_call, call_finished, lines_rung, registered_here, route_finished
 from tests.e2e.test_api import call_api
+from tests.unit.test_recordings import tone
 
 
 def window(now: datetime, start: timedelta, end: timedelta) -> dict[str, object]:
@@ -106,7 +106,7 @@ def test_office_closed_plays_the_announcement_and_hangs_up(appliance, lab, phone
     appliance.schedules.set(
         "641", "unconditional", "all", window(now, timedelta(minutes=-5), timedelta(minutes=30))
     )
-    sound = sound_of("closed", appliance.router.language)
+    sound = appliance.announcements.sound("closed")
     with wave.open(str(lab.root / "usr/share/asterisk/sounds" / f"{sound}.wav")) as played:
         length = played.getnframes() / played.getframerate()
     log_start = lab.logfile.stat().st_size
@@ -133,3 +133,31 @@ def test_office_closed_plays_the_announcement_and_hangs_up(appliance, lab, phone
     calling = p105.call("641", hold_ms=300)
     yield DeferredList([answering_205.done, calling.done], fireOnOneErrback=True, consumeErrors=True)
     assert "205" in rang, rang
+
+
+@pytest_twisted.inlineCallbacks
+def test_nobody_answers_the_group_then_its_own_recording_plays(appliance, lab, phones, reactor, routed):
+    """The admin's own recording (a 3 s, 16 kHz WAV, written where the lab's Asterisk
+    reads it) ends calls group 642 did not take: member 206 rings its 5 s, then 106
+    hears the whole recording and is hung up."""
+    for ext in ("106", "206"):
+        appliance.directory.put_user(User(ext, f"User {ext}"))
+    appliance.directory.put_group(Group("Service", "642", ("206",), ring_seconds=5))
+    recording = yield appliance.recordings.add("Betriebsferien", tone(3, rate=16000))
+    appliance.forwarding.forwards.set("642", Forward("noanswer", f"announcement:{recording.name}", seconds=5))
+    log_start = lab.logfile.stat().st_size
+
+    p106, p206 = phones("106"), phones("206")
+    yield registered_here(reactor, appliance, p206)
+    ringing = p206.ring_unanswered()
+    listening = p106.listen("642", listen_ms=30000)
+    yield DeferredList([ringing.done, listening.done], fireOnOneErrback=True, consumeErrors=True)
+    assert 4.5 < p206.rang_seconds(ringing) < 7, p206.rang_seconds(ringing)
+    heard = p106.listened_seconds(listening)
+    assert 3.0 <= heard < 3.0 + 5, heard
+    yield route_finished(reactor, appliance, routed)
+    assert [(o.number, o.status) for o in routed] == [("642", "ANNOUNCED")]
+    _, played_from = lab.recordings
+    with lab.logfile.open("rb") as log:
+        log.seek(log_start)
+        assert f"Playing '{played_from}/{recording.name}." in log.read().decode("utf-8", "replace")

@@ -35,6 +35,8 @@ from tests.package.inside import SMTP_PORT, Sipp, SmtpSink, container_lab
 
 VENV = f"/usr/lib/{PACKAGE}/venv"
 STATE = f"/var/lib/{PACKAGE}"
+RECORDINGS = f"/var/lib/{PACKAGE}-announcements"
+"""The admin's own announcements: the service writes them, Asterisk reads them."""
 CONFIG = f"/etc/{PACKAGE}/config.ini"
 TEMPLATES = f"/etc/{PACKAGE}/xsl"
 """The admin's customised missed-call templates (written by the web page)."""
@@ -120,8 +122,9 @@ print("\\n".join(found))
 """Directories the service may write to, as the service user in the service's mount
 namespace (read-only mounts answer EROFS); below a writable one nothing more is listed."""
 
-ALLOWED_WRITABLE = {STATE, TEMPLATES, "/tmp", "/var/tmp"}
-"""The state, the customised templates; the private /tmp and /var/tmp (PrivateTmp)."""
+ALLOWED_WRITABLE = {STATE, TEMPLATES, RECORDINGS, "/tmp", "/var/tmp"}
+"""The state, the customised templates, the recorded announcements; the private /tmp
+and /var/tmp (PrivateTmp)."""
 
 
 # Follows a unit's journal from a moment on until systemd logs that it restarted
@@ -277,10 +280,11 @@ def test_install_enabled_and_active(scenario: Scenario) -> None:
     # Layout: config conffile with the store under /var/lib, state dir, user.
     config = container.path(CONFIG).read_text()
     assert f"path = {STATE}/store.sqlite3" in config
+    assert f"directory = {RECORDINGS}" in config
     assert CONFIG in container.path("/var/lib/dpkg/info/appliance.conffiles").read_text()
     assert container.path(f"/usr/share/{PACKAGE}/asterisk/appliance.conf").is_file()
-    assert container.run("stat", "-c", "%U:%G %a", STATE, CONFIG).split() == [
-        f"{PACKAGE}:{PACKAGE}", "750", f"root:{PACKAGE}", "640"
+    assert container.run("stat", "-c", "%U:%G %a", STATE, CONFIG, RECORDINGS).split() == [
+        f"{PACKAGE}:{PACKAGE}", "750", f"root:{PACKAGE}", "640", f"{PACKAGE}:{PACKAGE}", "755"
     ]  # fmt: skip
     assert container.path(f"{PLUGINS}/dropin.cache").is_file(), "postinst wrote no Twisted plugin cache"
     # The code with its package data, without the development tools; the licence.
@@ -382,7 +386,7 @@ def test_sandbox_and_exposure(scenario: Scenario) -> None:
     print(f"package test: systemd-analyze security exposure {exposure} (at most {MAX_EXPOSURE})")
     print(f"package test: writable for the service: {' '.join(writable)}")
     assert exposure <= MAX_EXPOSURE, report
-    assert STATE in writable
+    assert STATE in writable and RECORDINGS in writable
     assert not [path for path in writable if path == "/run" or path.startswith("/run/")], writable
     assert set(writable) <= ALLOWED_WRITABLE, writable
 
@@ -461,6 +465,7 @@ def test_remove_keeps_state_and_purge_removes_it(scenario: Scenario) -> None:
     assert not container.path(f"/usr/lib/{PACKAGE}").exists(), "remove left files in the venv"
     container.apt("purge", PACKAGE)
     assert not container.path(STATE).exists(), "purge left the state"
+    assert not container.path(RECORDINGS).exists(), "purge left the recorded announcements"
     assert not container.path(f"/etc/{PACKAGE}").exists(), "purge left the config"
     assert not container.path(UNIT).exists()
 

@@ -7,6 +7,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from appliance import announcements, prompts
+from appliance.announcements import Announcements
 from appliance.callflow import ANNOUNCED, Announce, Finished, Unanswered
 from appliance.dialplan import CallExtensions, CallRouter
 from appliance.directory import Group
@@ -17,12 +18,17 @@ from tests.unit.test_forwarding import FakeSession, World
 
 
 class CatalogueTests(SynchronousTestCase):
-    def test_targets_name_known_announcements_only(self) -> None:
+    def test_targets_are_well_formed_names(self) -> None:
+        """A target names an announcement by a plain lower-case name (whether it exists is
+        the catalogue's question); nothing else reads as one."""
         self.assertEqual(announcements.target("closed"), "announcement:closed")
         self.assertEqual(announcements.name_of("announcement:closed"), "closed")
-        for other in ("announcement:nope", "announcement:Closed", "announcement:closed\n", "300", ""):
+        self.assertEqual(announcements.name_of("announcement:rec-urlaub-2"), "rec-urlaub-2")
+        for other in ("announcement:Closed", "announcement:closed\n", "announcement:", "300", "", "x:closed"):
             self.assertIsNone(announcements.name_of(other), other)
-        self.assertRaises(ValueError, announcements.target, "nope")
+        self.assertRaises(ValueError, announcements.target, "Bad!")
+        catalogue = Announcements("en")
+        self.assertEqual((catalogue.known("closed"), catalogue.known("nope")), (True, False))
 
     def test_every_announcement_is_built_in_german_and_english(self) -> None:
         """The prompts build speaks each announcement in both languages, and a user of
@@ -79,7 +85,7 @@ class RuleTests(SynchronousTestCase):
         flow = rig.flow("600")
         assert flow.context is not None
         context = flow.context
-        stale = Forward("unconditional", "announcement:gone")
+        stale = Forward("unconditional", "announcement:Gone!")
         rigged = type(context)(
             context.caller,
             lambda n: [stale] if n == "600" else [],
@@ -137,7 +143,11 @@ class DriverTests(SynchronousTestCase):
         offered: list[object] = []
         extensions.handle_unreachable(lambda *args: offered.append(args))
         router = CallRouter(
-            world.model, forwarding=world.forwarding, extensions=extensions, clock=Clock(), language="en"
+            world.model,
+            forwarding=world.forwarding,
+            extensions=extensions,
+            clock=Clock(),
+            announcements=Announcements("en"),
         )
         session = FakeSession("600", "external")
         self.assertEqual(self.successResultOf(router(session)), ANNOUNCED)
