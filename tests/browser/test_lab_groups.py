@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from appliance.directory import Group, User
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, reactor, screenshot
 from tests.browser.test_lab_forward import hang_up_all, invite_from, registered
 from tests.e2e.phones import Phone, SippRun
+from tests.unit.test_recordings import tone
 
 pytestmark = pytest.mark.e2e
 
@@ -152,6 +154,56 @@ def test_office_closed_announcement_chosen_in_the_browser(
 
         heard = on_lab.call(call)
         assert length <= heard < length + 5, (heard, length)
+    finally:
+        on_lab.call(caller.close)
+        on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
+        on_lab.call(hang_up_all, on_lab)
+
+
+def test_own_recording_uploaded_in_the_browser_is_played(
+    page_without_javascript: Page, on_lab: Running, tmp_path: Path
+) -> None:
+    """The admin uploads a 2 s WAV on Announcements (a stereo file first: refused with the
+    sox command), forwards group 600 to it on the group's page, and 100 calling 600 hears
+    the whole recording."""
+    page = page_without_javascript
+    appliance = on_lab.appliance
+    on_lab.call(appliance.directory.put_user, User("100", "Lab Caller", language="en"))
+    for group in on_lab.call(appliance.directory.groups):
+        on_lab.call(appliance.directory.delete_group, group.name)
+    on_lab.call(appliance.directory.put_group, Group("empfang", GROUP_NUMBER, ("200",)))
+    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
+    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
+    assert on_lab.lab is not None
+    stereo, mono = tmp_path / "stereo.wav", tmp_path / "urlaub.wav"
+    stereo.write_bytes(tone(1, channels=2))
+    mono.write_bytes(tone(2))
+    caller = Phone(reactor, on_lab.lab.ports, "100")
+    try:
+        log_in(page, on_lab, "admin", ADMIN_PASSWORD)
+        page.click("nav >> text=Announcements")
+        page.fill("#label", "Betriebsurlaub")
+        page.set_input_files("#file", str(stereo))
+        page.click("form.recording-form button[type=submit]")
+        expect(page.get_by_role("alert")).to_contain_text("WAV file: 8000 Hz, 2 channel(s), 16 bit")
+        expect(page.get_by_role("alert")).to_contain_text("sox")
+        page.set_input_files("#file", str(mono))
+        page.click("form.recording-form button[type=submit]")
+        expect(page.get_by_role("status")).to_have_text("Announcement uploaded.")
+        expect(page.locator("#announcement-rec-betriebsurlaub")).to_contain_text("2.0 s")
+        screenshot(page, "44-lab-recording-uploaded")
+
+        page.goto(f"{on_lab.url}/admin/groups/empfang")
+        page.select_option("#announcement", label="Betriebsurlaub")
+        page.click("form.forward-form button[type=submit]")
+        expect(page.locator("#forward-unconditional-all")).to_contain_text("Announcement: Betriebsurlaub")
+
+        def call() -> Deferred[Any]:
+            run = caller.listen(GROUP_NUMBER, listen_ms=20000)
+            return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
+
+        heard = on_lab.call(call)
+        assert 2.0 <= heard < 2.0 + 5, heard
     finally:
         on_lab.call(caller.close)
         on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
