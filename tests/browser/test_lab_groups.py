@@ -148,7 +148,7 @@ def test_office_closed_announcement_chosen_in_the_browser(
         )
         screenshot(page, "43-lab-group-announcement")
 
-        def call() -> Deferred[Any]:
+        def call() -> Any:  # a Deferred of the seconds heard; on_lab.call waits for it
             run = caller.listen(GROUP_NUMBER, listen_ms=int(length * 1000) + 15000)
             return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
 
@@ -198,7 +198,7 @@ def test_own_recording_uploaded_in_the_browser_is_played(
         page.click("form.forward-form button[type=submit]")
         expect(page.locator("#forward-unconditional-all")).to_contain_text("Announcement: Betriebsurlaub")
 
-        def call() -> Deferred[Any]:
+        def call() -> Any:  # a Deferred of the seconds heard; on_lab.call waits for it
             run = caller.listen(GROUP_NUMBER, listen_ms=20000)
             return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
 
