@@ -116,95 +116,86 @@ def test_group_created_in_the_browser_rings_its_members(
         on_lab.call(hang_up_all, on_lab)
 
 
+@pytest.fixture
+def closed_group(on_lab: Running) -> Iterator[Phone]:
+    """Group 600 "empfang" (member 200) without forwards, the admin's password set; yields
+    caller 100's phone and hangs everything up afterwards."""
+    appliance = on_lab.appliance
+    for extension, name in (("100", "Lab Caller"), ("200", "Anna Vertrieb")):
+        on_lab.call(appliance.directory.put_user, User(extension, name, language="en"))
+    for group in on_lab.call(appliance.directory.groups):
+        on_lab.call(appliance.directory.delete_group, group.name)
+    on_lab.call(appliance.directory.put_group, Group("empfang", GROUP_NUMBER, ("200",)))
+    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
+    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
+    assert on_lab.lab is not None
+    caller = Phone(reactor, on_lab.lab.ports, "100")
+    yield caller
+    on_lab.call(caller.close)
+    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
+    on_lab.call(hang_up_all, on_lab)
+
+
+def seconds_heard(on_lab: Running, caller: Phone, listen_ms: int) -> float:
+    """``caller`` calls the group and listens until the appliance hangs up."""
+
+    def call() -> Any:  # a Deferred of the seconds heard; on_lab.call waits for it
+        run = caller.listen(GROUP_NUMBER, listen_ms=listen_ms)
+        return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
+
+    heard: float = on_lab.call(call)
+    return heard
+
+
 def test_office_closed_announcement_chosen_in_the_browser(
-    page_without_javascript: Page, on_lab: Running
+    page_without_javascript: Page, on_lab: Running, closed_group: Phone
 ) -> None:
     """On the group's page the admin forwards group 600 always to the announcement
     "Outside business hours" (JavaScript off): the list names it, and 100 calling 600
     is answered, hears the whole announcement and is hung up by the appliance."""
     page = page_without_javascript
-    appliance = on_lab.appliance
-    on_lab.call(appliance.directory.put_user, User("100", "Lab Caller", language="en"))
-    on_lab.call(appliance.directory.put_user, User("200", "Anna Vertrieb", language="en"))
-    for group in on_lab.call(appliance.directory.groups):
-        on_lab.call(appliance.directory.delete_group, group.name)
-    on_lab.call(appliance.directory.put_group, Group("empfang", GROUP_NUMBER, ("200",)))
-    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
-    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
     assert on_lab.lab is not None
-    sound = appliance.announcements.sound("closed")
+    sound = on_lab.appliance.announcements.sound("closed")
     with wave.open(str(on_lab.lab.root / "usr/share/asterisk/sounds" / f"{sound}.wav")) as played:
         length = played.getnframes() / played.getframerate()
-    caller = Phone(reactor, on_lab.lab.ports, "100")
-    try:
-        log_in(page, on_lab, "admin", ADMIN_PASSWORD)
-        page.goto(f"{on_lab.url}/admin/groups/empfang")
-        page.select_option("#kind", "unconditional")
-        page.select_option("#announcement", "closed")
-        page.click("form.forward-form button[type=submit]")
-        expect(page.get_by_role("status")).to_have_text("Forward saved.")
-        expect(page.locator("#forward-unconditional-all")).to_contain_text(
-            "Announcement: Outside business hours"
-        )
-        screenshot(page, "43-lab-group-announcement")
-
-        def call() -> Any:  # a Deferred of the seconds heard; on_lab.call waits for it
-            run = caller.listen(GROUP_NUMBER, listen_ms=int(length * 1000) + 15000)
-            return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
-
-        heard = on_lab.call(call)
-        assert length <= heard < length + 5, (heard, length)
-    finally:
-        on_lab.call(caller.close)
-        on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
-        on_lab.call(hang_up_all, on_lab)
+    log_in(page, on_lab, "admin", ADMIN_PASSWORD)
+    page.goto(f"{on_lab.url}/admin/groups/empfang")
+    page.select_option("#kind", "unconditional")
+    page.select_option("#announcement", "closed")
+    page.click("form.forward-form button[type=submit]")
+    expect(page.get_by_role("status")).to_have_text("Forward saved.")
+    expect(page.locator("#forward-unconditional-all")).to_contain_text("Announcement: Outside business hours")
+    screenshot(page, "43-lab-group-announcement")
+    heard = seconds_heard(on_lab, closed_group, int(length * 1000) + 15000)
+    assert length <= heard < length + 5, (heard, length)
 
 
 def test_own_recording_uploaded_in_the_browser_is_played(
-    page_without_javascript: Page, on_lab: Running, tmp_path: Path
+    page_without_javascript: Page, on_lab: Running, closed_group: Phone, tmp_path: Path
 ) -> None:
     """The admin uploads a 2 s WAV on Announcements (a stereo file first: refused with the
     sox command), forwards group 600 to it on the group's page, and 100 calling 600 hears
     the whole recording."""
     page = page_without_javascript
-    appliance = on_lab.appliance
-    on_lab.call(appliance.directory.put_user, User("100", "Lab Caller", language="en"))
-    for group in on_lab.call(appliance.directory.groups):
-        on_lab.call(appliance.directory.delete_group, group.name)
-    on_lab.call(appliance.directory.put_group, Group("empfang", GROUP_NUMBER, ("200",)))
-    on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
-    on_lab.call(appliance.web.credentials.set_password, "admin", ADMIN_PASSWORD)
-    assert on_lab.lab is not None
     stereo, mono = tmp_path / "stereo.wav", tmp_path / "urlaub.wav"
     stereo.write_bytes(tone(1, channels=2))
     mono.write_bytes(tone(2))
-    caller = Phone(reactor, on_lab.lab.ports, "100")
-    try:
-        log_in(page, on_lab, "admin", ADMIN_PASSWORD)
-        page.click("nav >> text=Announcements")
-        page.fill("#label", "Betriebsurlaub")
-        page.set_input_files("#file", str(stereo))
-        page.click("form.recording-form button[type=submit]")
-        expect(page.get_by_role("alert")).to_contain_text("WAV file: 8000 Hz, 2 channel(s), 16 bit")
-        expect(page.get_by_role("alert")).to_contain_text("sox")
-        page.set_input_files("#file", str(mono))
-        page.click("form.recording-form button[type=submit]")
-        expect(page.get_by_role("status")).to_have_text("Announcement uploaded.")
-        expect(page.locator("#announcement-rec-betriebsurlaub")).to_contain_text("2.0 s")
-        screenshot(page, "44-lab-recording-uploaded")
+    log_in(page, on_lab, "admin", ADMIN_PASSWORD)
+    page.click("nav >> text=Announcements")
+    page.fill("#label", "Betriebsurlaub")
+    page.set_input_files("#file", str(stereo))
+    page.click("form.recording-form button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("WAV file: 8000 Hz, 2 channel(s), 16 bit")
+    expect(page.get_by_role("alert")).to_contain_text("sox")
+    page.set_input_files("#file", str(mono))
+    page.click("form.recording-form button[type=submit]")
+    expect(page.get_by_role("status")).to_have_text("Announcement uploaded.")
+    expect(page.locator("#announcement-rec-betriebsurlaub")).to_contain_text("2.0 s")
+    screenshot(page, "44-lab-recording-uploaded")
 
-        page.goto(f"{on_lab.url}/admin/groups/empfang")
-        page.select_option("#announcement", label="Betriebsurlaub")
-        page.click("form.forward-form button[type=submit]")
-        expect(page.locator("#forward-unconditional-all")).to_contain_text("Announcement: Betriebsurlaub")
-
-        def call() -> Any:  # a Deferred of the seconds heard; on_lab.call waits for it
-            run = caller.listen(GROUP_NUMBER, listen_ms=20000)
-            return run.done.addCallback(lambda _: caller.listened_seconds(run)).addTimeout(120, reactor)
-
-        heard = on_lab.call(call)
-        assert 2.0 <= heard < 2.0 + 5, heard
-    finally:
-        on_lab.call(caller.close)
-        on_lab.call(appliance.forwarding.forwards.clear, GROUP_NUMBER)
-        on_lab.call(hang_up_all, on_lab)
+    page.goto(f"{on_lab.url}/admin/groups/empfang")
+    page.select_option("#announcement", label="Betriebsurlaub")
+    page.click("form.forward-form button[type=submit]")
+    expect(page.locator("#forward-unconditional-all")).to_contain_text("Announcement: Betriebsurlaub")
+    heard = seconds_heard(on_lab, closed_group, 20000)
+    assert 2.0 <= heard < 2.0 + 5, heard
