@@ -119,7 +119,8 @@ class CursorMoved:
 
 @dataclass(frozen=True)
 class Unanswered:
-    """The first internal line of the call rang and was not answered."""
+    """The first internal line of the call rang and was not answered, or (no line
+    rang before it) the group nobody of which took the call (``call.group``)."""
 
     call: Call
 
@@ -230,6 +231,7 @@ class CallFlow:
         self.legs: list[tuple[Leg, str | None]] = []
         self.dials: list[str] = []
         self.unanswered = ""
+        self.unanswered_group = False
         self.group: _GroupRun | None = None
 
     # -- inputs --------------------------------------------------------------
@@ -248,6 +250,8 @@ class CallFlow:
         if destination.kind == "line" and status in UNANSWERED_STATUSES and not self.unanswered:
             self.unanswered = destination.number
         if hung_up or status == "ANSWER":
+            if destination.kind == "group" and status in UNANSWERED_STATUSES:
+                self._group_unanswered()  # the caller gave up while the group rang
             self.state = State.AFTER
             self.legs.append((leg, status))
             return self._done(status, None)
@@ -259,9 +263,17 @@ class CallFlow:
                 if ringing:
                     return ringing
             if self.group.rang:
+                self._group_unanswered()
                 return self._after("NOANSWER", Unreachable.NO_ANSWER)
             return self._after("BUSY", Unreachable.BUSY)
         return self._after(status, DIAL_STATUS_UNREACHABLE.get(status or ""))
+
+    def _group_unanswered(self) -> None:
+        """Nobody of the group took the call: the group (not a member) is the
+        caller's "last unanswered number", unless a line rang before it."""
+        if not self.unanswered:
+            self.unanswered = self.leg.destination.number
+            self.unanswered_group = True
 
     # -- transitions ---------------------------------------------------------
 
@@ -390,7 +402,7 @@ class CallFlow:
         self.state = State.DONE
         outputs: list[Output] = []
         if self.unanswered:
-            outputs.append(Unanswered(replace(self.call, number=self.unanswered)))
+            outputs.append(Unanswered(replace(self.call, number=self.unanswered, group=self.unanswered_group)))
         if reject:
             return [*outputs, Reject(), *self._finish(status, None)]
         destination = self.leg.destination

@@ -23,7 +23,7 @@ from tests.e2e.test_callback import (
     take_recall,
     wait_pending,
 )
-from tests.e2e.waiting import wait_synced
+from tests.e2e.waiting import wait_synced, wait_until
 
 GROUP = Group("Vertrieb", "650", ("300", "301"))
 
@@ -181,3 +181,34 @@ def test_member_not_lost_when_the_first_requester_does_not_answer(appliance, pho
     waiting = appliance.callbacks.engine.get("104:652")
     assert (waiting.state.value, waiting.attempts, waiting.member) == ("waiting", 1, "")
     yield end_call_of(reactor, appliance, "304", held["304"])
+
+
+@pytest_twisted.inlineCallbacks
+def test_ccnr_to_a_hunt_group_the_caller_gave_up_on(appliance, phones, reactor, routed):
+    """With CCNR on, 101 lets hunt group 651 (member 302) ring 3 s and hangs up, as people
+    do; a plain *39 then requests the callback to the group, not to the member that
+    rang.  302 is free: the appliance rings 101 showing the group, 101 answers, then
+    302 rings with caller ID 101 and answers; the request is done."""
+    appliance.settings.set(keys.CC_CCNR_ENABLED, "on")
+    for extension in ("101", "302"):
+        appliance.directory.put_user(User(extension, f"Nutzer {extension}", language="de"))
+    appliance.directory.put_group(Group("Service", "651", ("302",), strategy="hunt", ring_seconds=20))
+    p101, p302 = phones("101"), phones("302")
+    yield registered(reactor, appliance, p101, p302)
+    ringing = p302._run("mc_ring", {}, local_port=p302.port)
+    yield p101.give_up("651", ring_ms=3000).done
+    yield ringing.done
+    yield wait_until(
+        reactor,
+        appliance.call_extensions.on_finished,
+        lambda: ("651", "CANCEL") in [(c.number, c.status) for c in routed],
+        "the route of the call 101 gave up on finished",
+    )
+    assert appliance.store.get("callbacks_ccnr", "101") == "651"
+
+    requester = take_recall(p101, "651")
+    target = answer_expecting(p302, "101")
+    yield p101.call("*39", hold_ms=20000).done
+    results = yield DeferredList([requester.done, target.done], consumeErrors=True)
+    assert all_ok(results), results
+    yield wait_pending(reactor, appliance, lambda ids: not ids, "request done after the recall")

@@ -131,8 +131,23 @@ class StrategyTests(SynchronousTestCase):
         self.assertEqual(rings(flow.dialled("NOANSWER", False)), [("PJSIP/303", 5, "sales: Anna")])
         outputs = flow.dialled("NOANSWER", False)
         group_call = replace(CALL, number="600", group=True)
-        self.assertEqual(outputs[0], Offer(group_call, Unreachable.NO_ANSWER))
+        # The group, not a member, is the caller's last unanswered number (*39).
+        self.assertEqual(outputs[:2], [Unanswered(group_call), Offer(group_call, Unreachable.NO_ANSWER)])
         self.assertEqual(finished(outputs).outcome.dials, ("PJSIP/301", "PJSIP/303"))
+
+    def test_caller_who_gives_up_on_a_group_has_it_as_last_unanswered(self) -> None:
+        """The caller hangs up while the hunt group rings: the group is told as
+        unanswered; a member answering is not."""
+        rig = Rig()
+        rig.group("sales", "600", ("301", "302"), strategy="hunt", ring_seconds=5)
+        flow = rig.flow("600")
+        flow.start()
+        outputs = flow.dialled("CANCEL", True)
+        self.assertEqual(outputs[0], Unanswered(replace(CALL, number="600", group=True)))
+        answered = rig.flow("600")
+        answered.start()
+        self.assertEqual(rings(answered.dialled("NOANSWER", False)), [("PJSIP/302", 5, "sales: Anna")])
+        self.assertEqual([type(o) for o in answered.dialled("ANSWER", True)], [Finished])
 
     def test_member_who_became_busy_is_skipped_at_its_turn(self) -> None:
         """Who is free is asked when the member's turn comes, not at the start."""
@@ -190,7 +205,7 @@ class OverflowTests(SynchronousTestCase):
         flow = rig.flow("600")
         flow.start()
         outputs = flow.dialled("NOANSWER", False)
-        self.assertEqual([type(o) for o in outputs], [Reject, Finished])
+        self.assertEqual([type(o) for o in outputs], [Unanswered, Reject, Finished])
 
     def test_line_that_rang_is_told_before_the_busy_overflow(self) -> None:
         """200 rang unanswered and forwards on no answer to group 600, whose overflow
