@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import math
+import shutil
 import stat
 import struct
+import tempfile
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +86,9 @@ class AudioTests(SynchronousTestCase):
 class RecordingsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.store = MemoryStore()
-        self.directory = Path(self.mktemp()) / "recordings"
+        scratch = Path(tempfile.mkdtemp(prefix="appliance-recordings-"))
+        self.addCleanup(shutil.rmtree, scratch, True)
+        self.directory = scratch / "recordings"
         when = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
         self.recordings = Recordings(self.store, self.directory, "/chroot/sees/it", now=lambda: when)
 
@@ -116,7 +120,6 @@ class RecordingsTests(SynchronousTestCase):
         self.assertFalse(self.directory.exists())
 
     def test_unwritable_directory_is_refused_and_nothing_listed(self) -> None:
-        self.directory.parent.mkdir(parents=True)
         self.directory.write_text("a file where the directory should be")
         error = failure_of(self, self.recordings.add("Urlaub", tone(1)))
         self.assertEqual(

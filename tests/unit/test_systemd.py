@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,13 @@ class RunningReactor:
 
 
 class NotifyTests(SynchronousTestCase):
+    def scratch(self) -> Path:
+        """A directory of its own, removed afterwards (trial's mktemp would leave
+        directories in the checkout under pytest)."""
+        made = Path(tempfile.mkdtemp(prefix="appliance-systemd-"))
+        self.addCleanup(shutil.rmtree, made, True)
+        return made
+
     def listen(self, address: str) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(address)
@@ -30,8 +39,7 @@ class NotifyTests(SynchronousTestCase):
 
     def test_ready_and_stopping_reach_the_socket(self) -> None:
         """READY=1 once the reactor runs; STOPPING=1 when the service stops."""
-        path = str(Path(self.mktemp()).resolve())
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = str(self.scratch() / "notify")
         systemd = self.listen(path)
         sent: list[str] = []
 
@@ -59,7 +67,7 @@ class NotifyTests(SynchronousTestCase):
 
     def test_gone_socket_is_logged_not_raised(self) -> None:
         """A socket that went away (systemd restarted) loses the notification, not the service."""
-        missing = str(Path(self.mktemp()).resolve())
+        missing = str(self.scratch() / "gone")
         with capturedLogs() as events:
             self.assertFalse(notify("READY=1", {"NOTIFY_SOCKET": missing}))
         [event] = events
