@@ -402,7 +402,8 @@ class CallFlow:
         self.state = State.DONE
         outputs: list[Output] = []
         if self.unanswered:
-            outputs.append(Unanswered(replace(self.call, number=self.unanswered, group=self.unanswered_group)))
+            told = replace(self.call, number=self.unanswered, group=self.unanswered_group)
+            outputs.append(Unanswered(told))
         if reject:
             return [*outputs, Reject(), *self._finish(status, None)]
         destination = self.leg.destination
