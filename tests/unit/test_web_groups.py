@@ -39,6 +39,10 @@ class Groups:
 
 @pytest.fixture
 def groups() -> Groups:
+    return make_groups()
+
+
+def make_groups() -> Groups:
     """Anna (100) and Ben (200) as in ``test_web``, the group pages over a PBX model."""
     lab = make_lab()
     forwards, schedules = Forwards(lab.store), Schedules(lab.store)
