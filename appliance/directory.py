@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -470,6 +471,10 @@ class Directory:
     def delete_group(self, name: str, also: Iterable[StoreChange] = ()) -> None:
         """Remove the group, and ``also`` (its forwards) in the same transaction."""
         self.store.apply([(GROUPS, name, DELETE), *also])
+
+    def group_numbers(self) -> AbstractSet[str]:
+        """Every group's number, as a live view (membership without a walk)."""
+        return self._group_numbers.keys()
 
     def group_by_number(self, number: str) -> Group | None:
         names = self._group_numbers.get(number)
