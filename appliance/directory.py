@@ -458,6 +458,10 @@ class Directory:
     def groups(self) -> list[Group]:
         return [self._groups[key] for key in sorted(self._groups)]
 
+    def groups_page(self, after: str = "", limit: int = 100) -> list[Group]:
+        """Up to ``limit`` groups whose name sorts after ``after`` (for the groups page)."""
+        return [self._groups[key] for key in sorted(key for key in self._groups if key > after)[:limit]]
+
     def put_group(self, group: Group, also: Iterable[StoreChange] = ()) -> Group:
         """Store ``group``, and ``also`` (e.g. its forwards following a new number) in
         the same transaction: all of it, or nothing."""
