@@ -372,26 +372,31 @@ class Directory:
 
     def user_number_clash(self, users: Iterable[User]) -> NumberClash | None:
         """The first number that storing ``users`` would give a user although it is a
-        group's number.  Only what the write adds is checked, as for devices: a clash
-        stored before the rule existed must not block saving something else."""
+        group's number (`user_number_clashes`)."""
+        return next(self.user_number_clashes(users), None)
+
+    def user_number_clashes(self, users: Iterable[User]) -> Iterator[NumberClash]:
+        """Each field of ``users`` that would give a user a group's number, first
+        number of the field only.  Only what the write adds is checked, as for devices:
+        a clash stored before the rule existed must not block saving something else."""
         for user in users:
             stored = self._users.get(user.extension)
             had = set() if stored is None else {stored.extension, *stored.numbers, *stored.devices}
             fields = {"extension": (user.extension,), "numbers": user.numbers, "devices": user.devices}
             for name, values in fields.items():
                 label = USER_NUMBER_LABELS[name]
-                for number in values:
-                    group = None if number in had else self.group_by_number(number)
-                    if group is not None:
-                        return NumberClash(
-                            user.extension,
-                            name,
-                            Text(
-                                f"{label.en}: {number} is the number of group {group.name}.",
-                                f"{label.de}: {number} ist die Rufnummer der Gruppe {group.name}.",
-                            ),
-                        )
-        return None
+                clashing = ((n, g) for n in values if n not in had and (g := self.group_by_number(n)))
+                first = next(clashing, None)
+                if first is not None:
+                    number, group = first
+                    yield NumberClash(
+                        user.extension,
+                        name,
+                        Text(
+                            f"{label.en}: {number} is the number of group {group.name}.",
+                            f"{label.de}: {number} ist die Rufnummer der Gruppe {group.name}.",
+                        ),
+                    )
 
     def group_number_clash(self, group: Group) -> NumberClash | None:
         """Why ``group`` may not have its number: a user's extension, further number or

@@ -157,35 +157,39 @@ def test_admin_adds_a_user_in_the_form(admin: Page, running: Running) -> None:
 def test_a_users_number_that_is_a_groups_is_refused_beside_its_field(
     admin: Page, browser: Browser, running: Running
 ) -> None:
-    """Group 650 exists: the add-user form refuses extension 650 beside its field, in
-    English, and a further number 650 in German for a German browser; nothing is stored."""
+    """Group 8650 exists: the add-user form refuses extension 8650 beside its field, in
+    English; for a German browser, extension and further number 8650 each beside its
+    field, in German; nothing is stored."""
     directory = running.appliance.directory
-    running.call(directory.put_group, Group("zentrale", "650"))
+    running.call(directory.put_group, Group("zentrale", "8650"))
     german = browser.new_context(locale="de-DE")
     try:
         admin.goto(running.url + "/admin/users/new")
-        admin.fill("#extension", "650")
+        admin.fill("#extension", "8650")
         admin.fill("#name", "Eve Clash")
         admin.click("form.card button[type=submit]")
         expect(admin.locator("#error-extension")).to_have_text(
-            "Extension: 650 is the number of group zentrale."
+            "Extension: 8650 is the number of group zentrale."
         )
         expect(admin.locator("#extension")).to_have_attribute("aria-invalid", "true")
         screenshot(admin, "08-user-number-clash")
         page = german.new_page()
         log_in(page, running, "admin", ADMIN_PASSWORD)
         page.goto(running.url + "/admin/users/new")
-        page.fill("#extension", "651")
+        page.fill("#extension", "8650")
         page.fill("#name", "Eve Clash")
-        page.fill("#numbers", "650")
+        page.fill("#numbers", "8650")
         page.click("form.card button[type=submit]")
+        expect(page.locator("#error-extension")).to_have_text(
+            "Rufnummer: 8650 ist die Rufnummer der Gruppe zentrale."
+        )
         expect(page.locator("#error-numbers")).to_have_text(
-            "Weitere Rufnummern: 650 ist die Rufnummer der Gruppe zentrale."
+            "Weitere Rufnummern: 8650 ist die Rufnummer der Gruppe zentrale."
         )
         expect(page.get_by_role("alert").first).to_have_text(
             "Nichts wurde gespeichert. Bitte die markierten Felder korrigieren."
         )
-        assert running.call(directory.user, "650") is None and running.call(directory.user, "651") is None
+        assert running.call(directory.user, "8650") is None
     finally:
         german.close()
         running.call(directory.delete_group, "zentrale")

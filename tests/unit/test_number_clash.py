@@ -74,6 +74,18 @@ def test_a_user_may_not_take_a_groups_number(
     assert [u.extension for u in directory.users()] == ["200"]
 
 
+def test_every_clashing_field_is_named_at_once(directory: Directory) -> None:
+    """Extension and devices both on group numbers: one clash per field, in form order."""
+    directory.put_group(Group("ops", "601"))
+    clashes = directory.user_number_clashes(
+        [User("600", "Eve", numbers=("+4930999",), devices=("601", "600"))]
+    )
+    assert [(c.field, c.text.en) for c in clashes] == [
+        ("extension", "Extension: 600 is the number of group sales."),
+        ("devices", "Further devices: 601 is the number of group ops."),
+    ]
+
+
 def test_a_clash_stored_before_the_rule_does_not_block_other_changes() -> None:
     """Only what a write adds is checked: a user stored with a group's number (before the
     rule) can still change their name; adding a new clashing number is refused."""

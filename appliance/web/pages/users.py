@@ -279,9 +279,8 @@ class UserPages:
                 raise DirectoryError(conflict[1])
         except DirectoryError as problem:
             return self._form(page, 400, user, is_new=is_new, error=str(problem))
-        clash = self.directory.user_number_clash([user])
-        if clash is not None:
-            problems = {clash.field: clash.text.in_(page.language)}
+        problems = {c.field: c.text.in_(page.language) for c in self.directory.user_number_clashes([user])}
+        if problems:
             return self._form(page, 400, user, is_new=is_new, error="", problems=problems)
         if password and len(password) < MIN_PASSWORD_LENGTH:
             return self._form(page, 400, user, is_new=is_new, error=page.t("password_too_short"))
