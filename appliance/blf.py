@@ -2,7 +2,10 @@
 callback requests as Asterisk custom device states, so a phone's busy lamp
 field key subscribed to ``*78<ext>``, ``*21<ext>`` or ``*39<ext>`` lights
 while the state is on (hints in ``asterisk/appliance.conf``); a scheduled
-forward lights the key only inside its schedule.
+forward lights the key only inside its schedule.  A group has the forward
+lamp only: ``*21<group number>`` lights while the group's unconditional
+forward applies (one number, one destination, so the device name is
+unambiguous).
 
 The lamps follow the appliance's own records (the forward and callback store
 namespaces, the DND presence in the PBX model), so a change by feature code,
@@ -13,6 +16,7 @@ web page or API lights the key alike.  After every PBX resync (each AMI
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -21,6 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from appliance.directory import GROUPS
 from appliance.forwarding.records import NAMESPACE as FORWARDS
 from appliance.forwarding.records import UNCONDITIONAL, Forward
 from appliance.forwarding.scheduled import NAMESPACE as SCHEDULES
@@ -96,13 +101,16 @@ class BLFService(Service):
         users: Callable[[], Iterable[str]],
         clock: IReactorTime,
         recheck_seconds: float = RECHECK_SECONDS,
+        groups: Callable[[], AbstractSet[str]] = frozenset,
     ) -> None:
-        """``forwards(ext)``: the forwards that apply now (schedules honoured)."""
+        """``forwards(ext)``: the forwards that apply now (schedules honoured);
+        ``groups()``: the group numbers now (`Directory.group_numbers`)."""
         self.ami = ami
         self.pbx = pbx
         self.store = store
         self.forwards = forwards
         self.users = users
+        self.groups = groups
         self.clock = clock
         self.recheck_seconds = recheck_seconds
         self.lamps = Lamps()
@@ -128,12 +136,14 @@ class BLFService(Service):
 
     def states(self, extension: str) -> dict[str, str]:
         forward = any(f.kind == UNCONDITIONAL and f.enabled for f in self.forwards(extension))
+        if extension in self.groups():
+            return {FORWARD: ON if forward else OFF}
         callback = any(key.split(":", 1)[0] == extension for key, _ in self.store.items(CALLBACKS))
         return lamp_states(self.pbx.endpoint(extension).dnd, forward, callback)
 
     def known(self) -> set[str]:
-        """Every extension that may have a lamp: users, PBX lines, records."""
-        names = set(self.users()) | set(self.pbx.endpoints)
+        """Every number that may have a lamp: users, groups, PBX lines, records."""
+        names = set(self.users()) | set(self.groups()) | set(self.pbx.endpoints)
         names |= {key for key, _ in self.store.items(FORWARDS)}
         names |= {key.split(":", 1)[0] for key, _ in self.store.items(CALLBACKS)}
         return {name for name in names if EXTENSION.match(name)}
@@ -151,6 +161,12 @@ class BLFService(Service):
             self.update(change.key)
         elif change.namespace == CALLBACKS:
             self.update(change.key.split(":", 1)[0])
+        elif change.namespace == GROUPS:
+            # A new or renumbered group's lamp shows its state from the start.
+            for record in (change.old, change.new):
+                number = record.get("number") if isinstance(record, dict) else None
+                if isinstance(number, str):
+                    self.update(number)
 
     # -- outputs ------------------------------------------------------------------
 

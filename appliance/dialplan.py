@@ -7,7 +7,9 @@ appliance cannot be reached.  What happens in a call (forwards, busy checks,
 group strategies, overflow) is the pure state machine `appliance.callflow`;
 `CallRouter` only drives it over AGI, setting the caller name the phones show
 through ``SET VARIABLE CALLERID(name)`` (quoted by the FastAGI layer; caller
-names are attacker-controlled and never enter a Dial string).
+names are attacker-controlled and never enter a Dial string), and for a call
+from a user's further phone the user's number (``CALLERID(num)``): one person,
+one number, so a callback from the callee's list reaches all their phones.
 
 ``feature``: feature codes dialled on a phone (``*21…``, ``#39`` …), handed
 to whichever feature registered the code.
@@ -210,6 +212,9 @@ class Forwarder(Protocol):
     def own_name(self, call: Call) -> str | None:
         """The directory name of an internal caller (by its channel), else None."""
 
+    def own_number(self, call: Call) -> str | None:
+        """The line (user's extension) of an internal caller (by its channel), else None."""
+
 
 class Watch(Protocol):
     def stop(self) -> bool:
@@ -289,6 +294,11 @@ class CallRouter:
         else:
             # An internal caller is shown by its directory name, wherever the call goes.
             call = replace(call, caller_name=self.forwarding.own_name(call) or call.caller_name)
+        number = self.forwarding.own_number(call)
+        if number is not None and number != call.caller_num:
+            # ... and by its user's number, from whichever of the user's phones it calls.
+            yield session.setVariable("CALLERID(num)", number)
+            call = replace(call, caller_num=number)
         context = self.forwarding.context(call, blind_transfer=bool(blind))
         return call, context, plan(call.number, context), blind or None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from twisted.internet.task import Cooperator
 
 from appliance.numbers import EXTENSION, EXTERNAL_NUMBER
 from appliance.observers import Observers
+from appliance.settingkinds import Text
 from appliance.store import DELETE, Change, IKeyValueStore, StoreChange
 
 USERS = "users"
@@ -42,6 +44,35 @@ OVERFLOW_BUSY = "busy"
 
 class DirectoryError(ValueError):
     """A user or group record that cannot be stored, and why."""
+
+
+@dataclass(frozen=True)
+class NumberClash:
+    """A number a write would give to a user and a group, or to two groups: a call to it
+    could reach only one of them, so it is refused."""
+
+    who: str
+    """The user's extension or the group's name being written."""
+    field: str
+    """The form field it is in: ``extension``, ``numbers``, ``devices`` (a user) or ``number``."""
+    text: Text
+    """Why, in both languages, for the page beside that field."""
+
+
+class NumberClashError(DirectoryError):
+    """`NumberClash` as the error a write raises."""
+
+    def __init__(self, clash: NumberClash) -> None:
+        super().__init__(f"{clash.who}: {clash.text.en}")
+        self.clash = clash
+
+
+USER_NUMBER_LABELS = {
+    "extension": Text("Extension", "Rufnummer"),
+    "numbers": Text("Further numbers", "Weitere Rufnummern"),
+    "devices": Text("Further devices", "Weitere Geräte"),
+}
+"""A user's fields that hold numbers a call may reach, with their labels on the page."""
 
 
 @dataclass(frozen=True)
@@ -277,14 +308,14 @@ class Directory:
 
     def put_user(self, user: User) -> User:
         user = user.validated()
-        self._check_devices([user])
+        self._check_users([user])
         self.store.put(USERS, user.extension, asdict(user))
         return user
 
     def put_users(self, users: list[User]) -> list[User]:
         """Store many users in one transaction: all of them, or (on a bad one) none."""
         checked = [user.validated() for user in users]
-        self._check_devices(checked)
+        self._check_users(checked)
         self._write(checked)
         return checked
 
@@ -329,17 +360,79 @@ class Directory:
                 return user.extension, f"{user.extension}: extension: it is a device of user {named_by[0]}"
         return None
 
-    def _check_devices(self, users: list[User]) -> None:
+    def _check_users(self, users: list[User]) -> None:
         problem = self.device_problem(users)
         if problem is not None:
             raise DirectoryError(problem[1])
+        clash = self.user_number_clash(users)
+        if clash is not None:
+            raise NumberClashError(clash)
+
+    # -- one number, one destination -------------------------------------------
+
+    def user_number_clash(self, users: Iterable[User]) -> NumberClash | None:
+        """The first number that storing ``users`` would give a user although it is a
+        group's number (`user_number_clashes`)."""
+        return next(self.user_number_clashes(users), None)
+
+    def user_number_clashes(self, users: Iterable[User]) -> Iterator[NumberClash]:
+        """Each field of ``users`` that would give a user a group's number, first
+        number of the field only.  Only what the write adds is checked, as for devices:
+        a clash stored before the rule existed must not block saving something else."""
+        for user in users:
+            stored = self._users.get(user.extension)
+            had = set() if stored is None else {stored.extension, *stored.numbers, *stored.devices}
+            fields = {"extension": (user.extension,), "numbers": user.numbers, "devices": user.devices}
+            for name, values in fields.items():
+                label = USER_NUMBER_LABELS[name]
+                clashing = ((n, g) for n in values if n not in had and (g := self.group_by_number(n)))
+                first = next(clashing, None)
+                if first is not None:
+                    number, group = first
+                    yield NumberClash(
+                        user.extension,
+                        name,
+                        Text(
+                            f"{label.en}: {number} is the number of group {group.name}.",
+                            f"{label.de}: {number} ist die Rufnummer der Gruppe {group.name}.",
+                        ),
+                    )
+
+    def group_number_clash(self, group: Group) -> NumberClash | None:
+        """Why ``group`` may not have its number: a user's extension, further number or
+        device, or another group's number.  A group keeping its stored number passes."""
+        stored = self._groups.get(group.name)
+        if stored is not None and stored.number == group.number:
+            return None
+        number = group.number
+        owner = self.owner_of(number)
+        if owner is not None:
+            return NumberClash(
+                group.name,
+                "number",
+                Text(
+                    f"Number: {number} is a number of user {owner.extension} ({owner.name}).",
+                    f"Rufnummer: {number} ist eine Rufnummer von Benutzer {owner.extension} ({owner.name}).",
+                ),
+            )
+        other = self.group_by_number(number)
+        if other is not None and other.name != group.name:
+            return NumberClash(
+                group.name,
+                "number",
+                Text(
+                    f"Number: {number} is the number of group {other.name} already.",
+                    f"Rufnummer: {number} ist schon die Rufnummer der Gruppe {other.name}.",
+                ),
+            )
+        return None
 
     def put_users_in_slices(self, users: list[User], cooperator: Cooperator) -> Deferred[list[User]]:
         """`put_users` for thousands: every user is checked first (a bad one stores
         none), then they are written `USER_BATCH` to a transaction, the reactor running
         in between."""
         checked = [user.validated() for user in users]
-        self._check_devices(checked)
+        self._check_users(checked)
 
         def steps() -> Iterator[None]:
             for start in range(0, len(checked), USER_BATCH):
@@ -370,16 +463,27 @@ class Directory:
     def groups(self) -> list[Group]:
         return [self._groups[key] for key in sorted(self._groups)]
 
+    def groups_page(self, after: str = "", limit: int = 100) -> list[Group]:
+        """Up to ``limit`` groups whose name sorts after ``after`` (for the groups page)."""
+        return [self._groups[key] for key in sorted(key for key in self._groups if key > after)[:limit]]
+
     def put_group(self, group: Group, also: Iterable[StoreChange] = ()) -> Group:
         """Store ``group``, and ``also`` (e.g. its forwards following a new number) in
         the same transaction: all of it, or nothing."""
         group = group.validated()
+        clash = self.group_number_clash(group)
+        if clash is not None:
+            raise NumberClashError(clash)
         self.store.apply([(GROUPS, group.name, asdict(group)), *also])
         return group
 
     def delete_group(self, name: str, also: Iterable[StoreChange] = ()) -> None:
         """Remove the group, and ``also`` (its forwards) in the same transaction."""
         self.store.apply([(GROUPS, name, DELETE), *also])
+
+    def group_numbers(self) -> AbstractSet[str]:
+        """Every group's number, as a live view (membership without a walk)."""
+        return self._group_numbers.keys()
 
     def group_by_number(self, number: str) -> Group | None:
         names = self._group_numbers.get(number)

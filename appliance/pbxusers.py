@@ -8,8 +8,9 @@ becomes a user named after its caller ID (``PJSIPShowEndpoint``).  A user
 whose endpoint is gone is flagged ``vanished`` on the users page, never
 deleted; one whose endpoint comes back loses the flag.  A new user has no
 language of its own (the appliance's applies).  E-mail, language and
-groups are the admin's: a sync never changes them.  ``DIR_PBX_USERS`` off
-stops the creation (the flags are still kept).
+groups are the admin's: a sync never changes them.  An endpoint named like a
+group's number makes no user (logged): one number, one destination.
+``DIR_PBX_USERS`` off stops the creation (the flags are still kept).
 
 `reconcile` is the pure decision; `EndpointSync` the thin service.
 """
@@ -190,6 +191,13 @@ class EndpointSync(Service):
         answered (their record wins; a flag goes onto the record as it is now)."""
         current = self.directory.user(user.extension)
         if user.extension in new:
+            if current is None and (clash := self.directory.user_number_clash([user])) is not None:
+                log.warn(
+                    "PJSIP endpoint {endpoint} made no user: {why}",
+                    endpoint=user.extension,
+                    why=clash.text.en,
+                )
+                return None
             return user if current is None else None
         if current is None or current.vanished == user.vanished:
             return None

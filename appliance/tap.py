@@ -236,6 +236,7 @@ class Appliance(MultiService):
             self.forwarding.active_forwards,
             lambda: [u.extension for u in self.directory.users()],
             reactor,
+            groups=self.directory.group_numbers,
         )
         self.blf.setServiceParent(self)
         self.routes: dict[str, AGIHandler] = {

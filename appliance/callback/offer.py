@@ -51,6 +51,8 @@ class OfferSession(Protocol):
 
     def waitForDigit(self, timeoutMs: int) -> Deferred[str | None]: ...
 
+    def getVariable(self, name: str) -> Deferred[str | None]: ...
+
     def setVariable(self, name: str, value: str) -> Deferred[None]: ...
 
 
@@ -158,8 +160,12 @@ class Offers:
 
     @inlineCallbacks
     def request_code(self, session: OfferSession, code: str, rest: str) -> Any:
-        """``*39``: callback to the last unanswered number; ``*39<target>``: to that one."""
+        """``*39``: callback to the last unanswered number; ``*39<target>``: to that one.
+        ``*39<own number>`` is one's own BLF key (from any of one's phones): it cancels
+        one's requests, as ``#39``."""
         requester = self._own(session)
+        if requester is not None and rest == requester:
+            return (yield self.cancel_code(session, "#39", ""))
         yield session.answer()
         lang = self.language_of(requester or "")
         target = rest or (self.store.get(LAST_UNANSWERED, requester) if requester else None) or ""
@@ -193,17 +199,28 @@ class Offers:
 
     @inlineCallbacks
     def dnd_code(self, session: OfferSession, code: str, rest: str) -> Any:
-        """``*78`` / ``#78``: do not disturb on / off for the calling line, as
-        Asterisk presence ``CustomPresence:<ext>`` (kept in Asterisk's astdb)."""
+        """``*78`` / ``#78``: do not disturb on / off for the calling person, as
+        Asterisk presence ``CustomPresence:<ext>`` (kept in Asterisk's astdb).
+        ``*78<own number>`` is one's own BLF key, pressed on any of one's phones: it
+        toggles, from the state Asterisk holds now.  Another's number is refused:
+        nobody switches a colleague's DND."""
         extension = self._own(session)
-        on = code.startswith("*")
         yield session.answer()
         lang = self.language_of(extension or "")
-        if extension is None:
+        if extension is None or rest not in ("", extension):
             yield session.streamFile(prompts.prompt(lang, "cc-refused"))
             return None
-        yield session.setVariable(
-            f"PRESENCE_STATE(CustomPresence:{extension})", "dnd,," if on else "available,,"
+        presence = f"CustomPresence:{extension}"
+        on = code.startswith("*")
+        if rest and on:
+            on = (yield session.getVariable(f"PRESENCE_STATE({presence},value)")) != "dnd"
+        yield session.setVariable(f"PRESENCE_STATE({presence})", "dnd,," if on else "available,,")
+        log.info(
+            "do-not-disturb of {extension}: {state} ({code}{rest})",
+            extension=extension,
+            state="on" if on else "off",
+            code=code,
+            rest=rest,
         )
         yield session.streamFile(prompts.prompt(lang, "cc-dnd-on" if on else "cc-dnd-off"))
         return on

@@ -78,6 +78,8 @@ SET_CODES: dict[str, tuple[str, str]] = {
 }
 CLEAR_CODES: dict[str, tuple[str, str]] = {"#" + code[1:]: what for code, what in SET_CODES.items()}
 CLEAR_ALL = "#20"
+OWN_KEY = "*21"
+"""``*21<own number>`` is the user's own forward BLF key (hint in the shipped dialplan)."""
 
 
 class DirectoryNumbering:
@@ -181,6 +183,16 @@ class Forwarding:
         user = self.directory.user(caller.line) if caller.origin == "internal" and caller.line else None
         return printable(user.name) or None if user is not None else None
 
+    def own_number(self, call: Call) -> str | None:
+        """One number per person: an internal caller calling an internal number is
+        shown by its line's number (the user's extension, whichever of their phones
+        calls), so the callee's missed-call list and callback reach the person, not
+        one phone.  Calls out keep what the endpoint and the trunk present."""
+        if self.numbering.internal(call.number) is None:
+            return None
+        caller = self.caller(call)
+        return caller.line if caller.origin == "internal" and caller.line else None
+
     def unavailable(self, number: str) -> bool:
         group = self.directory.group_by_number(number) if self.directory.user(number) is None else None
         if group is not None:
@@ -262,6 +274,13 @@ class Forwarding:
         line = self._line_of(session)
         language = self._language(line)
         kind, scope = SET_CODES[code]
+        if code == OWN_KEY and line is not None and rest == line:
+            # One's own BLF key (*21<own number>, from any of one's phones): its lamp is
+            # lit by any unconditional forward, so pressing it clears them all.
+            self.forwards.clear(line, UNCONDITIONAL)
+            log.info("{line} cleared its unconditional forwards with its key", line=line)
+            yield session.exec_("Playback", prompts(language, UNCONDITIONAL, "deactivated"))
+            return "cleared"
         target, _, seconds = rest.partition("*")
         try:
             if line is None:

@@ -2,7 +2,8 @@
 
 Pure (the directory is only read), so every rule is tested without HTTP.  Beyond
 `Group.validated` the form checks what only the directory knows: the number is
-no user's and no other group's, every member is a user.  Each problem is in
+no user's and no other group's (`Directory.group_number_clash`, the rule every
+write of a group obeys), every member is a user.  Each problem is in
 both languages and names the value, so the page shows it beside its field;
 a form with any problem stores nothing.
 """
@@ -157,19 +158,8 @@ def _number_problem(number: str, directory: Directory, name: str) -> Text | None
             f"Number: {_shown(number)} is not 2 to 8 digits.",
             f"Rufnummer: {_shown(number)} sind nicht 2 bis 8 Ziffern.",
         )
-    owner = directory.owner_of(number)
-    if owner is not None:
-        return Text(
-            f"Number: {number} is a number of user {owner.extension} ({owner.name}).",
-            f"Rufnummer: {number} ist eine Rufnummer von Benutzer {owner.extension} ({owner.name}).",
-        )
-    other = directory.group_by_number(number)
-    if other is not None and other.name != name:
-        return Text(
-            f"Number: {number} is the number of group {other.name} already.",
-            f"Rufnummer: {number} ist schon die Rufnummer der Gruppe {other.name}.",
-        )
-    return None
+    clash = directory.group_number_clash(Group(name, number))
+    return clash.text if clash is not None else None
 
 
 def _members_problem(members: list[str], directory: Directory) -> Text | None:

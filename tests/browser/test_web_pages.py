@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
-from appliance.directory import User
+from appliance.directory import Group, User
 from tests.browser.conftest import ADMIN_PASSWORD, Running, log_in, screenshot
 
 
@@ -152,3 +152,44 @@ def test_admin_adds_a_user_in_the_form(admin: Page, running: Running) -> None:
     expect(admin.get_by_role("status")).to_have_text("Saved.")
     stored = running.call(running.appliance.directory.user, "103")
     assert stored == User("103", "Emil Falk", "emil@example.com", "en", ("sales", "support"))
+
+
+def test_a_users_number_that_is_a_groups_is_refused_beside_its_field(
+    admin: Page, browser: Browser, running: Running
+) -> None:
+    """Group 8650 exists: the add-user form refuses extension 8650 beside its field, in
+    English; for a German browser, extension and further number 8650 each beside its
+    field, in German; nothing is stored."""
+    directory = running.appliance.directory
+    running.call(directory.put_group, Group("zentrale", "8650"))
+    german = browser.new_context(locale="de-DE")
+    try:
+        admin.goto(running.url + "/admin/users/new")
+        admin.fill("#extension", "8650")
+        admin.fill("#name", "Eve Clash")
+        admin.click("form.card button[type=submit]")
+        expect(admin.locator("#error-extension")).to_have_text(
+            "Extension: 8650 is the number of group zentrale."
+        )
+        expect(admin.locator("#extension")).to_have_attribute("aria-invalid", "true")
+        screenshot(admin, "08-user-number-clash")
+        page = german.new_page()
+        log_in(page, running, "admin", ADMIN_PASSWORD)
+        page.goto(running.url + "/admin/users/new")
+        page.fill("#extension", "8650")
+        page.fill("#name", "Eve Clash")
+        page.fill("#numbers", "8650")
+        page.click("form.card button[type=submit]")
+        expect(page.locator("#error-extension")).to_have_text(
+            "Rufnummer: 8650 ist die Rufnummer der Gruppe zentrale."
+        )
+        expect(page.locator("#error-numbers")).to_have_text(
+            "Weitere Rufnummern: 8650 ist die Rufnummer der Gruppe zentrale."
+        )
+        expect(page.get_by_role("alert").first).to_have_text(
+            "Nichts wurde gespeichert. Bitte die markierten Felder korrigieren."
+        )
+        assert running.call(directory.user, "8650") is None
+    finally:
+        german.close()
+        running.call(directory.delete_group, "zentrale")

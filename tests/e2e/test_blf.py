@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.threads import deferToThread
 
+from appliance.directory import Group
 from appliance.forwarding.records import UNCONDITIONAL, Forward
 from appliance.lab import Lab
 from appliance.pbx import Presence, Resynced
@@ -113,5 +114,40 @@ def test_forward_and_callback_lamps_follow_the_store(appliance, phones, reactor)
         yield watch.done
         assert [state for _, state in reports.states] == ["terminated", "confirmed", "terminated"]
         assert appliance.forwarding.forwards.of("105") == []
+    finally:
+        yield listening.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_group_forward_lamp_follows_the_store_and_an_asterisk_restart(appliance, phones, lab, reactor):
+    """106 has a key on group 650's forward hint *21650: dark when the group is made, lit
+    once the group's unconditional forward is set (as its web page sets it), dark when
+    cleared.  Set again, then Asterisk restarts having lost every custom device state:
+    once resynced the key shows it lit again."""
+    reports = Reports()
+    listening = reactor.listenUDP(0, reports, interface="127.0.0.1")
+    report_port = listening.getHost().port
+    forwards = appliance.forwarding.forwards
+    p106 = phones("106")
+    try:
+        appliance.directory.put_group(Group("blf", "650", ("206",)))
+        watch = p106.watch("*21650", notifies=3, report_port=report_port)
+        yield wait_states(reactor, reports, 1, "the first NOTIFY")
+        forwards.set("650", Forward(UNCONDITIONAL, "306"))
+        yield wait_states(reactor, reports, 2, "the NOTIFY after the group's forward was set")
+        forwards.clear("650", UNCONDITIONAL)
+        yield wait_states(reactor, reports, 3, "the NOTIFY after it was cleared")
+        yield watch.done
+        assert [state for _, state in reports.states] == ["terminated", "confirmed", "terminated"]
+
+        forwards.set("650", Forward(UNCONDITIONAL, "306"))
+        pbx = appliance.pbx
+        resyncs: list[object] = []
+        pbx.subscribe(lambda change: resyncs.append(change) if isinstance(change, Resynced) else None)
+        yield deferToThread(restart_without_custom_states, lab)
+        yield wait_model(reactor, pbx, lambda: resyncs, "resync after the restart", timeout=30)
+        del reports.states[:]
+        yield p106.watch("*21650", notifies=1, report_port=report_port).done
+        assert reports.states == [("106", "confirmed")]
     finally:
         yield listening.stopListening()

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest_twisted
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import DeferredList, inlineCallbacks
 
+from appliance import settings as keys
 from appliance.directory import Directory, User
 from appliance.forwarding.records import Forward
 from appliance.pbx import Presence
 from tests.e2e import test_missed
+from tests.e2e.test_blf import Reports, wait_states
 from tests.e2e.test_callback import (
     answer_expecting,
     busy_with,
@@ -160,12 +162,13 @@ def test_recall_rings_every_device_of_the_requester(appliance, phones, reactor, 
 @pytest_twisted.inlineCallbacks
 def test_call_from_the_softphone_is_the_user(appliance, phones, reactor):
     """300 forwards every call to 200.  200's softphone calls 300: as the user the
-    forward points to it breaks through (seed 002), and 300 sees the user's name."""
+    forward points to it breaks through (seed 002), and 300 sees the user's name and
+    number (200, not the softphone's 209)."""
     two_devices(appliance.store)
     soft, p300 = phones(SOFT), phones("300")
     yield registered(reactor, appliance, soft, p300)
     appliance.forwarding.forwards.set("300", Forward("unconditional", DESK))
-    answering = answer_expecting(p300, SOFT)
+    answering = answer_expecting(p300, DESK)
     calling = soft.call("300", hold_ms=5000)  # 300 hangs up first
     results = yield DeferredList([answering.done, calling.done], consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True], results
@@ -190,3 +193,121 @@ def test_dnd_from_the_softphone_is_the_users(appliance, phones, reactor):
     assert at_desk == [] and at_soft == []
     yield desk.call("#78", hold_ms=20000).done
     yield wait_model(reactor, pbx, lambda: not pbx.endpoint(DESK).dnd, "200 off DND")
+
+
+class Lamp:
+    """A colleague's BLF key on one of 200's hints: the dialog states its NOTIFYs
+    reported, in order."""
+
+    def __init__(self, reactor: Any, phone: Any, hint: str, notifies: int) -> None:
+        self.reactor = reactor
+        self.hint = hint
+        self.reports = Reports()
+        self.listening = reactor.listenUDP(0, self.reports, interface="127.0.0.1")
+        self.run = phone.watch(hint, notifies=notifies, report_port=self.listening.getHost().port)
+
+    def states(self) -> list[str]:
+        return [state for _, state in self.reports.states]
+
+    @inlineCallbacks
+    def shows(self, count: int, state: str) -> Any:
+        """Wait for the ``count``-th NOTIFY; it must report ``state``."""
+        yield wait_states(self.reactor, self.reports, count, f"NOTIFY {count} of {self.hint}")
+        assert self.states()[count - 1] == state, (self.hint, self.states())
+
+
+@pytest_twisted.inlineCallbacks
+def test_feature_codes_and_own_keys_on_the_softphone_act_for_the_user(appliance, phones, reactor):
+    """On 200's softphone 209: the DND key *78200 toggles 200's DND on and off, *78 and
+    #78 switch it; *21300 forwards 200 and the key *21200 clears it, as does #21; *39300
+    books a callback for 200 and the key *39200 cancels it, as does #39.  Colleagues'
+    BLF keys on 200's three hints follow every step."""
+    two_devices(appliance.store)
+    appliance.settings.set(keys.CC_CCNR_ENABLED, "on")  # *39<t> books a callback
+    desk, soft = phones(DESK), phones(SOFT)
+    yield registered(reactor, appliance, desk, soft)
+    pbx, forwards = appliance.pbx, appliance.forwarding.forwards
+    dnd = Lamp(reactor, phones("100"), "*78200", notifies=5)
+    cfu = Lamp(reactor, phones("101"), "*21200", notifies=5)
+    cb = Lamp(reactor, phones("102"), "*39200", notifies=5)
+    lamps = (dnd, cfu, cb)
+
+    def dialled(code: str) -> Any:
+        return soft.call(code, hold_ms=20000).done
+
+    try:
+        for lamp in lamps:
+            yield lamp.shows(1, "terminated")
+
+        yield dialled("*78200")  # the key: on
+        yield wait_model(reactor, pbx, lambda: pbx.endpoint(DESK).dnd, "200 on DND by its key")
+        yield dnd.shows(2, "confirmed")
+        assert appliance.devices.presence(DESK) is Presence.DND
+        yield dialled("*78200")  # the key again: off
+        yield wait_model(reactor, pbx, lambda: not pbx.endpoint(DESK).dnd, "200 off DND by its key")
+        yield dnd.shows(3, "terminated")
+        yield dialled("*78")
+        yield dnd.shows(4, "confirmed")
+        yield dialled("#78")
+        yield dnd.shows(5, "terminated")
+        assert not pbx.endpoint(DESK).dnd and not pbx.endpoint(SOFT).dnd
+
+        yield dialled("*21300")
+        assert forwards.of(DESK) == [Forward("unconditional", "300")] and forwards.of(SOFT) == []
+        yield cfu.shows(2, "confirmed")
+        yield dialled("*21200")  # the key: cleared
+        assert forwards.of(DESK) == []
+        yield cfu.shows(3, "terminated")
+        yield dialled("*21300")
+        yield cfu.shows(4, "confirmed")
+        yield dialled("#21")
+        assert forwards.of(DESK) == []
+        yield cfu.shows(5, "terminated")
+
+        yield dialled("*39300")
+        assert pending_ids(appliance) == ["200:300"]
+        yield cb.shows(2, "confirmed")
+        yield dialled("*39200")  # the key: cancelled
+        assert pending_ids(appliance) == []
+        yield cb.shows(3, "terminated")
+        yield dialled("*39300")
+        yield cb.shows(4, "confirmed")
+        yield dialled("#39")
+        assert pending_ids(appliance) == []
+        yield cb.shows(5, "terminated")
+        for lamp in lamps:
+            yield lamp.run.done
+    finally:
+        yield desk.call("#78", hold_ms=20000).done
+        for lamp in lamps:
+            yield lamp.listening.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_call_from_the_softphone_shows_the_users_number_and_the_callback_rings_both(
+    appliance, phones, reactor
+):
+    """209 calls 100, which rings until 209 gives up: 100's phone sees 200 (number and
+    name), and 100's missed-call entry has 200.  100 calls that number back: desk and
+    softphone ring, the softphone answers and sees 100, the desk gets CANCEL."""
+    two_devices(appliance.store)
+    p100, desk, soft = phones("100"), phones(DESK), phones(SOFT)
+    yield registered(reactor, appliance, p100, desk, soft)
+    decided = call_decided(appliance, reactor, "100")
+    ringing = p100.ring_unanswered()
+    calling = soft.give_up("100", ring_ms=2500)
+    results = yield DeferredList([ringing.done, calling.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, True], results
+    [shown] = p100.invites(ringing, "INVITE-FROM")
+    assert "sip:200@" in shown and '"Anna Berger"' in shown, shown
+    _call, decision = yield decided
+    assert decision.journal == ("100",)
+    [entry] = appliance.missed.journal.entries("100")
+    assert (entry.caller_num, entry.caller_name) == (DESK, "Anna Berger")
+
+    desk_rings = desk.ring_unanswered()
+    answering = answer_expecting(soft, "100")
+    calling = p100.call(entry.caller_num, hold_ms=5000)  # the softphone hangs up first
+    results = yield DeferredList([desk_rings.done, answering.done, calling.done], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 3, results
+    assert len(desk.invites(desk_rings, "CANCEL-AT")) == 1

@@ -10,9 +10,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.asterisk.ami import AMINotConnected
 from appliance.blf import BLFService, device, lamp_states
+from appliance.directory import Group
 from appliance.forwarding.records import BUSY, UNCONDITIONAL, Forward, Forwards
 from appliance.pbx import PBXModel
 from appliance.testing import MemoryStore
+from tests.unit.test_web_groups import FORM, admin, make_groups, post
 
 
 class RecordingAMI:
@@ -141,3 +143,70 @@ class BLFTests(SynchronousTestCase):
         self.store.put("callbacks", "x;y:200", {})
         self.store.put("forwards", "Custom:evil", [])
         self.assertEqual(self.ami.sent, [])
+
+
+class GroupLampTests(SynchronousTestCase):
+    """A group's number has the forward lamp only, from the same store and rules."""
+
+    def setUp(self) -> None:
+        self.groups = make_groups()  # users 100 and 200, the group pages
+        self.ami = RecordingAMI()
+        self.pbx = PBXModel(clock=Clock())
+        directory = self.groups.directory
+        self.service = BLFService(
+            self.ami,
+            self.pbx,
+            self.groups.lab.store,
+            self.groups.forwards.of,
+            lambda: [u.extension for u in directory.users()],
+            Clock(),
+            groups=directory.group_numbers,
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        directory.put_group(Group("sales", "600", ("100",)))
+
+    def test_forward_set_on_the_group_page_lights_the_groups_lamp(self) -> None:
+        """The admin saves the group's unconditional forward on its page: Custom:APPLIANCE_CFU_600
+        goes on; removing it there turns it off; no DND or callback lamp for a group."""
+        self.pbx.resync([], [], [])
+        del self.ami.sent[:]
+        browser = admin(self.groups)
+        fields = {"kind": "unconditional", "scope": "all", "target": "300"}
+        self.assertEqual(post(browser, "/admin/groups/sales/forwards", fields)[0], 303)
+        self.assertEqual(self.ami.sent, [("Custom:APPLIANCE_CFU_600", "INUSE")])
+        remove = {"kind": "unconditional", "scope": "all"}
+        self.assertEqual(post(browser, "/admin/groups/sales/forwards/remove", remove)[0], 303)
+        self.assertEqual(self.ami.sent[1:], [("Custom:APPLIANCE_CFU_600", "NOT_INUSE")])
+
+    def test_resync_publishes_every_groups_lamp_even_without_a_forward(self) -> None:
+        """After a resync (Asterisk restarted, or the AMI link was down while the forward
+        was cleared) the group's lamp is sent again, also when no forward record is left."""
+        self.pbx.resync([], [], [])
+        self.assertIn(("Custom:APPLIANCE_CFU_600", "NOT_INUSE"), self.ami.sent)
+        self.assertNotIn("Custom:APPLIANCE_DND_600", [name for name, _ in self.ami.sent])
+        self.assertNotIn("Custom:APPLIANCE_CB_600", [name for name, _ in self.ami.sent])
+        self.groups.forwards.set("600", Forward(UNCONDITIONAL, "300"))
+        del self.ami.sent[:]
+        self.pbx.resync([], [], [])
+        self.assertIn(("Custom:APPLIANCE_CFU_600", "INUSE"), self.ami.sent)
+
+    def test_a_new_groups_lamp_is_sent_at_once(self) -> None:
+        """A group made on the page shows its (dark) forward lamp at once, not a minute later."""
+        self.pbx.resync([], [], [])
+        del self.ami.sent[:]
+        fields = {**FORM, "name": "ops", "number": "610"}
+        self.assertEqual(post(admin(self.groups), "/admin/groups/new", fields)[0], 303)
+        self.assertEqual(self.ami.sent, [("Custom:APPLIANCE_CFU_610", "NOT_INUSE")])
+
+    def test_a_renumbered_groups_lamp_moves_with_its_forward(self) -> None:
+        """Renumbering 600 to 601 on the page moves the forward: 600's lamp goes out, 601's on."""
+        self.pbx.resync([], [], [])
+        self.groups.forwards.set("600", Forward(UNCONDITIONAL, "300"))
+        del self.ami.sent[:]
+        fields = {**FORM, "members": "100", "number": "601"}
+        self.assertEqual(post(admin(self.groups), "/admin/groups/sales", fields)[0], 303)
+        forward_lamps = sorted(sent for sent in self.ami.sent if sent[0].startswith("Custom:APPLIANCE_CFU"))
+        self.assertEqual(
+            forward_lamps, [("Custom:APPLIANCE_CFU_600", "NOT_INUSE"), ("Custom:APPLIANCE_CFU_601", "INUSE")]
+        )

@@ -33,6 +33,8 @@ class FakeSession:
         """Pressed during an announcement."""
         self.late = list(late)
         """Pressed after it, while the offer waits."""
+        self.variables: dict[str, str] = {}
+        """What Asterisk answers to GET VARIABLE."""
 
     def answer(self) -> Deferred[None]:
         self.commands.append(("answer",))
@@ -52,6 +54,10 @@ class FakeSession:
     def waitForDigit(self, timeoutMs: int) -> Deferred[str | None]:
         self.commands.append(("wait", str(timeoutMs)))
         return succeed(self.late.pop(0) if self.late else None)
+
+    def getVariable(self, name: str) -> Deferred[str | None]:
+        self.commands.append(("get", name))
+        return succeed(self.variables.get(name))
 
     def setVariable(self, name: str, value: str) -> Deferred[None]:
         self.commands.append(("set", name, value))

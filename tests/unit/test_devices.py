@@ -16,7 +16,7 @@ from appliance.busy import Reach
 from appliance.callback.service import CallbackService
 from appliance.callwaiting import USER_BUSY, CallWaiting
 from appliance.devices import Devices, person_of, person_presence
-from appliance.dialplan import Call, CallExtensions, CallRouter
+from appliance.dialplan import Call, CallExtensions, CallRouter, FeatureCodes
 from appliance.directory import Directory, DirectoryError, Group, User
 from appliance.forwarding.records import Forward, Forwards
 from appliance.forwarding.scheduled import Schedules
@@ -388,14 +388,35 @@ class CallerIsThePersonTests(SynchronousTestCase):
         return world
 
     def test_softphone_breaks_through_the_forward_it_is_the_target_of(self) -> None:
-        """200 forwards to 300; 300's softphone calling 200 is 300 and rings 200 (seed 002)."""
+        """200 forwards to 300; 300's softphone calling 200 is 300 and rings 200 (seed 002),
+        showing the user's number and name."""
         world = self.world()
         world.forwards.set("200", Forward("unconditional", "300"))
         session = ForwardSession("200", "internal", channel="PJSIP/300-soft-0000000a", caller="300-soft")
         self.successResultOf(world.router(session))
         self.assertEqual(
-            session.executed, [("SET", "CALLERID(name)", "Cara Dietz"), ("Dial", "PJSIP/200,60,tT")]
+            session.executed,
+            [
+                ("SET", "CALLERID(num)", "300"),
+                ("SET", "CALLERID(name)", "Cara Dietz"),
+                ("Dial", "PJSIP/200,60,tT"),
+            ],
         )
+
+    def test_own_forward_key_on_the_softphone_clears_the_users_forward(self) -> None:
+        """``*21300`` (300's BLF key) pressed on 300's softphone clears 300's unconditional
+        forwards, as on the desk phone; ``*22300`` there is still a forward to itself."""
+        world = self.world()
+        codes = FeatureCodes()
+        world.forwarding.register_codes(codes)
+        world.forwards.set("300", Forward("unconditional", "200"))
+        world.forwards.set("300", Forward("busy", "201"))
+        pressed = ForwardSession("*21300", channel="PJSIP/300-soft-0000000c")
+        self.assertEqual(self.successResultOf(codes(pressed)), "cleared")
+        self.assertEqual(world.forwards.of("300"), [Forward("busy", "201")])
+        itself = ForwardSession("*22300", channel="PJSIP/300-soft-0000000d")
+        self.assertEqual(self.successResultOf(codes(itself)), "invalid")
+        self.assertEqual(world.forwards.of("300"), [Forward("busy", "201")])
 
     def test_forward_set_on_the_softphone_is_the_users(self) -> None:
         """``*21200`` dialled on 300's softphone forwards the user 300."""
@@ -492,3 +513,48 @@ def test_a_conflict_stored_earlier_does_not_block_other_changes() -> None:
     directory.put_users([User("209", "Old", vanished=True)])
     assert directory.user("200").language == "en"  # type: ignore[union-attr]
     assert directory.user("209").vanished  # type: ignore[union-attr]
+
+
+class KeysOnTheSecondPhoneTests(SynchronousTestCase):
+    """The BLF keys ``*78200`` and ``*39200`` pressed on 200's softphone act for 200."""
+
+    def offers(self) -> Any:
+        store, directory, pbx, devices = world(**{"200": "NOT_INUSE", "200-soft": "NOT_INUSE"})
+        service = CallbackService(store, Settings(store), pbx, FakeAMI(), directory, Clock(), devices=devices)
+        return service
+
+    def soft(self, dnd: str = "") -> FakeSession:
+        session = FakeSession(channel="PJSIP/200-soft-00000001")
+        session.variables["PRESENCE_STATE(CustomPresence:200,value)"] = dnd
+        return session
+
+    def test_dnd_key_toggles_the_users_dnd_from_what_asterisk_holds(self) -> None:
+        """Off (never set, or available) -> on; on -> off; always the user's presence."""
+        offers = self.offers().offers
+        for now, then in (("", "dnd,,"), ("available", "dnd,,"), ("dnd", "available,,")):
+            session = self.soft(dnd=now)
+            self.assertEqual(self.successResultOf(offers.dnd_code(session, "*78", "200")), then == "dnd,,")
+            self.assertIn(("get", "PRESENCE_STATE(CustomPresence:200,value)"), session.commands)
+            self.assertIn(("set", "PRESENCE_STATE(CustomPresence:200)", then), session.commands)
+
+    def test_plain_codes_need_no_state_and_anothers_key_is_refused(self) -> None:
+        """``*78`` / ``#78`` from the softphone switch 200 without asking; ``*78300`` (a
+        colleague's DND key) changes nothing and says so."""
+        offers = self.offers().offers
+        on, off, other = self.soft(), self.soft(), self.soft()
+        self.assertTrue(self.successResultOf(offers.dnd_code(on, "*78", "")))
+        self.assertFalse(self.successResultOf(offers.dnd_code(off, "#78", "")))
+        self.assertIn(("set", "PRESENCE_STATE(CustomPresence:200)", "dnd,,"), on.commands)
+        self.assertNotIn(("get", "PRESENCE_STATE(CustomPresence:200,value)"), on.commands)
+        self.assertIn(("set", "PRESENCE_STATE(CustomPresence:200)", "available,,"), off.commands)
+        self.assertIsNone(self.successResultOf(offers.dnd_code(other, "*78", "300")))
+        self.assertEqual(other.commands, [("answer",), ("stream", "appliance/de/cc-refused")])
+
+    def test_callback_key_cancels_the_users_requests(self) -> None:
+        """``*39200`` on the softphone cancels 200's pending requests, as ``#39``."""
+        service = self.offers()
+        service.engine.request("200", "300")
+        session = self.soft()
+        self.assertEqual(self.successResultOf(service.offers.request_code(session, "*39", "200")), 1)
+        self.assertEqual(service.pending(), [])
+        self.assertEqual(session.commands[-1], ("stream", "appliance/de/cc-cancelled"))

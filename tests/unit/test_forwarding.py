@@ -116,6 +116,21 @@ class OwnNameTests(SynchronousTestCase):
         self.route(world, forwarded)
         self.assertIn(("SET", "CALLERID(name)", "Uml. für User 200: Anna Berger"), forwarded.executed)
 
+    def test_internal_caller_shown_by_its_lines_number(self) -> None:
+        """One number per person: a phone of line 100 sending another caller ID (e.g. an
+        external DID) is shown to an internal callee as 100; one sending its own number
+        costs no extra AGI command; a call out keeps what the phone sends."""
+        world = World()
+        claiming = FakeSession("300", "internal", caller="+4930123100")
+        self.route(world, claiming)
+        self.assertEqual(claiming.executed[0], ("SET", "CALLERID(num)", "100"))
+        honest = FakeSession("300", "internal")
+        self.route(world, honest)
+        self.assertEqual(honest.executed, [("Dial", "PJSIP/300,60,tT")])
+        out = FakeSession("0301234567", "internal", caller="+4930123100")
+        self.route(world, out)
+        self.assertNotIn("CALLERID(num)", [command[1] for command in out.executed])
+
     def test_external_caller_keeps_its_name(self) -> None:
         """A caller on the trunk is shown as it calls itself (no directory entry applies)."""
         world = World()
@@ -444,10 +459,20 @@ class ForwardingCodeTests(SynchronousTestCase):
         )
 
     def test_bad_codes_play_invalid_and_store_nothing(self) -> None:
-        """A forward to itself, seconds where none belong, or no target: ``invalid``."""
-        for code in ["*21200", "*21300*5", "*61300*1", "*21", "*2130#0"]:
+        """A forward to itself, seconds where none belong, or no target: ``invalid``
+        (``*21200`` is 200's own BLF key, see `test_own_key_clears_every_unconditional_forward`)."""
+        for code in ["*22200", "*67200", "*21300*5", "*61300*1", "*21", "*2130#0"]:
             self.assertEqual(self.dial(code).executed, [("Playback", "appliance/de/fwd-invalid")], code)
         self.assertEqual(self.world.forwards.of("200"), [])
+
+    def test_own_key_clears_every_unconditional_forward(self) -> None:
+        """``*21<own number>`` is the line's BLF key, lit by any unconditional forward:
+        pressing it clears them all (every scope) and keeps the others."""
+        self.dial("*21300")
+        self.dial("*22301")
+        self.dial("*67302")
+        self.assertEqual(self.dial("*21200").executed, [("Playback", "appliance/de/fwd-unconditional-off")])
+        self.assertEqual(self.world.forwards.of("200"), [Forward("busy", "302")])
 
     def test_codes_from_the_trunk_are_refused(self) -> None:
         """Only a phone line can set its forwards."""

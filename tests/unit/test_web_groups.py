@@ -39,6 +39,10 @@ class Groups:
 
 @pytest.fixture
 def groups() -> Groups:
+    return make_groups()
+
+
+def make_groups() -> Groups:
     """Anna (100) and Ben (200) as in ``test_web``, the group pages over a PBX model."""
     lab = make_lab()
     forwards, schedules = Forwards(lab.store), Schedules(lab.store)
@@ -423,3 +427,29 @@ def test_office_closed_forward_to_an_announcement_on_the_group_page(groups: Grou
     assert "Ansage: Außerhalb der Geschäftszeiten" in admin(groups, "de").get("/admin/groups/sales").text
     schedules = browser.get("/admin/groups/sales/schedules").text
     assert "Announcement: Outside business hours" in schedules
+
+
+def test_group_list_pages(groups: Groups) -> None:
+    """250 groups: 100 a page in name order, each with its members' states and forwards,
+    a link to the next page, and on later pages one back to the first; together they
+    list every group once."""
+    for i in range(250):
+        groups.directory.put_group(Group(f"g{i:03d}", str(5000 + i), ("100",)))
+    groups.forwards.set("5249", Forward("unconditional", "300"))
+    browser = admin(groups)
+    shown: list[str] = []
+    url: str | None = "/admin/groups"
+    pages = 0
+    while url is not None:
+        text = browser.get(url).text
+        rows = re.findall(r'<tr id="group-([^"]+)">', text)
+        assert 0 < len(rows) <= 100 and rows == sorted(rows), url
+        assert all(f'id="member-{name}-100"' in text for name in rows), url
+        shown += rows
+        pages += 1
+        assert (pages > 1) == ('<a href="/admin/groups">' in text), url
+        found = re.search(r'<a rel="next" href="([^"]+)"', text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert shown == [group.name for group in groups.directory.groups()] and pages == 3
+    last_row = text[text.index('<tr id="group-g249">') :]
+    assert '→ <span class="number">300</span>' in last_row[: last_row.index("</tr>")]

@@ -1,5 +1,5 @@
-"""Admin: call groups (list with each member's state now, add, edit, delete) and each
-group's forwards.
+"""Admin: call groups (list with each member's state now, 100 a page; add, edit,
+delete) and each group's forwards.
 
 `appliance.web.groupform` checks the form; every problem is shown beside its
 field and nothing is stored.  The directory is the one the router asks, so a
@@ -31,6 +31,7 @@ from appliance.web.groupform import (
     parse_group_form,
 )
 from appliance.web.pages.forwards import SubmittedForward, remove_forward, save_forward
+from appliance.web.pages.paging import group_slice
 from appliance.web.routing import NavEntry, Page, Router
 
 i18n.add(
@@ -145,13 +146,16 @@ class GroupPages:
     # --- the list --------------------------------------------------------------
 
     def overview(self, page: Page) -> bytes:
-        groups = self.directory.groups()
+        shown = group_slice(self.directory, page.arg("after"))
+        groups = shown.groups
         return page.render(
             "groups.html",
             groups=groups,
             members={group.name: self._member_rows(group) for group in groups},
             forwards={group.name: self.forwards.of(group.number) for group in groups},
             deleted=page.arg("deleted") == "1",
+            after=shown.after,
+            next_after=shown.next_after,
         )
 
     def _member_rows(self, group: Group) -> list[MemberRow]:

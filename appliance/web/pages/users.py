@@ -2,9 +2,10 @@
 import) and each user's web password.
 
 `appliance.directory` validates the records; its message is shown above the
-form and nothing is stored.  Deleting a user also removes their password and
-ends their sessions.  A CSV import is shown as a preview first (every bad line
-with its reason); confirming stores all its users in one transaction, or none.
+form (a number that is a group's beside its field) and nothing is stored.
+Deleting a user also removes their password and ends their sessions.  A CSV
+import is shown as a preview first (every bad line with its reason);
+confirming stores all its users in one transaction, or none.
 Users created from Asterisk endpoints that are gone are flagged, not deleted.
 """
 
@@ -182,7 +183,7 @@ class UserPages:
         problems = [(p.line, p.reason) for p in parsed.problems]
         if not problems and not parsed.users:
             problems = [(2, "the file names no user")]
-        if not problems and (conflict := self.directory.device_problem(list(parsed.users))):
+        if not problems and (conflict := self._conflict(page, list(parsed.users))):
             extension, why = conflict
             line = dict(zip((u.extension for u in parsed.users), parsed.lines, strict=False)).get(
                 extension, 1
@@ -201,6 +202,15 @@ class UserPages:
         return self.directory.put_users_in_slices(list(parsed.users), self.cooperator).addCallback(
             lambda _: done
         )
+
+    def _conflict(self, page: Page, users: _Users) -> tuple[str, str] | None:
+        """(extension, why) when the users cannot be stored beside the others: a phone
+        with two owners, or a number that is a group's."""
+        problem = self.directory.device_problem(users)
+        if problem is not None:
+            return problem
+        clash = self.directory.user_number_clash(users)
+        return None if clash is None else (clash.who, clash.text.in_(page.language))
 
     def _preview_page(
         self,
@@ -269,6 +279,9 @@ class UserPages:
                 raise DirectoryError(conflict[1])
         except DirectoryError as problem:
             return self._form(page, 400, user, is_new=is_new, error=str(problem))
+        problems = {c.field: c.text.in_(page.language) for c in self.directory.user_number_clashes([user])}
+        if problems:
+            return self._form(page, 400, user, is_new=is_new, error="", problems=problems)
         if password and len(password) < MIN_PASSWORD_LENGTH:
             return self._form(page, 400, user, is_new=is_new, error=page.t("password_too_short"))
         self.directory.put_user(user)
@@ -283,7 +296,14 @@ class UserPages:
         return self.credentials.change_password(user.extension, password).addCallback(changed)
 
     def _form(
-        self, page: Page, status: int, user: User, is_new: bool, error: str, saved: bool = False
+        self,
+        page: Page,
+        status: int,
+        user: User,
+        is_new: bool,
+        error: str,
+        saved: bool = False,
+        problems: dict[str, str] | None = None,
     ) -> bytes:
         return page.render(
             "user_form.html",
@@ -291,6 +311,7 @@ class UserPages:
             user=user,
             is_new=is_new,
             error=error,
+            problems=problems or {},
             saved=saved,
             has_login=not is_new and self.credentials.has_password(user.extension),
         )
