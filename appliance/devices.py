@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from appliance.directory import User
-from appliance.pbx import BUSY_STATES, Channel, DeviceState, Endpoint, EndpointChanged, PBXModel, Presence
+from appliance.pbx import Channel, DeviceState, Endpoint, EndpointChanged, PBXModel, Presence
 
 
 class Owners(Protocol):
@@ -30,15 +30,17 @@ class Owners(Protocol):
     def owner_of(self, number: str) -> User | None: ...
 
 
-def person_presence(devices: Iterable[Endpoint], dnd: bool) -> Presence:
+def person_presence(devices: Iterable[Endpoint], dnd: bool, calls_over: bool = False) -> Presence:
     """One person over all their devices: logged out only if none is registered;
-    DND by the person's switch; busy if any device is in a call; ringing if any rings."""
+    DND by the person's switch; busy if any device is in a call; ringing if any rings.
+    ``calls_over``: a device whose calls are all ending (`Endpoint.call_over`) is
+    no longer in a call (the view of a callback's target, never of who is rung now)."""
     registered = [d for d in devices if d.registered]
     if not registered:
         return Presence.LOGGED_OUT
     if dnd:
         return Presence.DND
-    if any(d.device in BUSY_STATES for d in registered):
+    if any(d.in_call and not (calls_over and d.call_over) for d in registered):
         return Presence.BUSY
     if any(d.device is DeviceState.RINGING for d in registered):
         return Presence.RINGING
@@ -107,6 +109,13 @@ class Devices:
     def presence(self, number: str) -> Presence:
         every = self.endpoints(number)
         return person_presence((self.pbx.endpoint(e) for e in every), self.pbx.endpoint(every[0]).dnd)
+
+    def callee_presence(self, number: str) -> Presence:
+        """`presence`, but calls our call route has let go count as over: for a
+        callback's target, whose line is dialled only after the requester answers."""
+        every = self.endpoints(number)
+        endpoints = [self.pbx.endpoint(e) for e in every]
+        return person_presence(endpoints, self.pbx.endpoint(every[0]).dnd, calls_over=True)
 
     def channels(self, number: str) -> list[Channel]:
         """The live channels of all the person's devices."""

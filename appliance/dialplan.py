@@ -95,6 +95,8 @@ class CallSession(Protocol):
 
     def getVariable(self, name: str) -> Deferred[str | None]: ...
 
+    def getFullVariable(self, expression: str) -> Deferred[str | None]: ...
+
     def setVariable(self, name: str, value: str) -> Deferred[None]: ...
 
     def endAfterNextCommand(self) -> None: ...
@@ -348,6 +350,10 @@ class CallRouter:
         self.extensions.finished(outcome)
 
 
+WHERE = "${CONTEXT},${EXTEN},${PRIORITY}"
+"""Where a channel is in the dialplan; changed by a blind transfer or a redirect."""
+
+
 class _Driver:
     """The AGI side of one call: what each output of the flow does on the channel."""
 
@@ -387,10 +393,28 @@ class _Driver:
             # Asterisk frees the channel (and the line) when our session
             # ends, so the status is asked as our last word, not waited on.
             session.endAfterNextCommand()
-        status = yield session.getVariable("DIALSTATUS")
+            status = yield from self.last_status()
+        else:
+            status = yield session.getVariable("DIALSTATUS")
         if watch is not None and watch.stop():
             status = "BUSY"  # rang its waiting time while the user was in a call
         return status, hung_up
+
+    def last_status(self) -> Steps:
+        """After a Dial that ended the call: DIALSTATUS and where the channel is,
+        in one command.  Still where this session runs (no blind transfer or
+        redirect moved it on), the channel hangs up once we end the session, so
+        its line is free for a callback now (`PBXModel.channel_ending`), not
+        only after Asterisk's teardown, ``Hangup`` and device state."""
+        env = self.session.env
+        here = [env.get("agi_context", ""), env.get("agi_extension", ""), env.get("agi_priority", "")]
+        found = yield self.session.getFullVariable("${DIALSTATUS}," + WHERE)
+        status, _, where = (found or "").partition(",")
+        if not all(here) or where.rsplit(",", 2) != here:
+            log.info("call to {number}: the channel goes on to {where}", number=self.call.number, where=where)
+        elif self.router.pbx is not None:
+            self.router.pbx.channel_ending(env.get("agi_uniqueid", ""))
+        return status or None
 
     def act(self, output: Output) -> Steps:
         extensions = self.router.extensions

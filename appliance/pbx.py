@@ -73,10 +73,26 @@ class Endpoint:
     device: DeviceState = DeviceState.UNKNOWN
     contacts: frozenset[str] = frozenset()
     dnd: bool = False
+    calls_ending: bool = False
+    """Every channel of this line is one our call route has let go (see
+    `PBXModel.channel_ending`): Asterisk still counts the line in use for the
+    few milliseconds it needs to hang up, but no call is left on it."""
 
     @property
     def registered(self) -> bool:
         return bool(self.contacts)
+
+    @property
+    def in_call(self) -> bool:
+        """Asterisk's device state says so (the strict view: who may be rung now)."""
+        return self.device in BUSY_STATES
+
+    @property
+    def call_over(self) -> bool:
+        """In a call by the device state, but each of its calls is ending: a
+        callback may start for it (its line is dialled only once the requester
+        answers), though nothing may ring it yet."""
+        return self.in_call and self.calls_ending
 
     @property
     def presence(self) -> Presence:
@@ -84,7 +100,7 @@ class Endpoint:
             return Presence.LOGGED_OUT
         if self.dnd:
             return Presence.DND
-        if self.device in BUSY_STATES:
+        if self.in_call:
             return Presence.BUSY
         if self.device is DeviceState.RINGING:
             return Presence.RINGING
@@ -162,6 +178,8 @@ class PBXModel:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
     synced: bool = False
+    ending: set[str] = field(default_factory=set)
+    """Uniqueids of the channels our call route has let go (`channel_ending`)."""
     _observers: Observers[[Change]] = field(
         default_factory=lambda: Observers("PBX model"), repr=False, compare=False
     )
@@ -181,6 +199,36 @@ class PBXModel:
         """Every live channel of one call, oldest first."""
         legs = [c for c in self.channels.values() if c.linkedid == linkedid]
         return sorted(legs, key=lambda c: (c.created, c.uniqueid))
+
+    # -- what our own call route knows first -----------------------------------
+
+    def channel_ending(self, uniqueid: str) -> None:
+        """Our call route ended the session of channel ``uniqueid`` after a Dial
+        that ended its call, and no transfer or redirect moved the channel on:
+        Asterisk hangs it up next.  Its line counts as `Endpoint.calls_ending`
+        once no other call is on it, a few milliseconds before Asterisk's own
+        ``Hangup`` and ``DeviceStateChange`` say so."""
+        channel = self.channels.get(uniqueid)
+        if channel is None or channel.endpoint is None:
+            return
+        self.ending.add(uniqueid)
+        self._recheck_ending(channel.endpoint)
+
+    def _recheck_ending(self, name: str, keep_when_none: bool = False) -> None:
+        endpoint = self.endpoint(name)
+        ending = self._all_ending(name, endpoint.calls_ending if keep_when_none else False)
+        if endpoint.calls_ending is not ending:
+            self._set_endpoint(replace(endpoint, calls_ending=ending))
+
+    def _all_ending(self, name: str, when_none: bool) -> bool:
+        """``calls_ending`` holds while the line has channels and all are ending;
+        with none left it is ``when_none``: kept after a Hangup (the device state
+        has not changed yet, so the line does not flap back to busy), cleared by
+        a device state (Asterisk's fresh word)."""
+        channels = self.channels_of(name)
+        if not channels:
+            return when_none
+        return all(c.uniqueid in self.ending for c in channels)
 
     # -- observers ----------------------------------------------------------
 
@@ -239,8 +287,11 @@ class PBXModel:
         for uniqueid in set(self.channels) - set(live):
             self._emit(ChannelChanged(self.channels.pop(uniqueid), hungup=True, cause="resync"))
         self.channels = live
+        self.ending &= set(live)
         for endpoint in fresh.values():
             self._set_endpoint(endpoint)
+        for name in fresh:
+            self._recheck_ending(name)
         self.synced = True
         self._emit(Resynced())
 
@@ -255,7 +306,9 @@ class PBXModel:
     def _on_device_state(self, event: Message) -> None:
         name = endpoint_of(event.get("Device") or "")
         if name:
-            self._set_endpoint(replace(self.endpoint(name), device=DeviceState.parse(event.get("State"))))
+            device = DeviceState.parse(event.get("State"))
+            ending = self._all_ending(name, False)
+            self._set_endpoint(replace(self.endpoint(name), device=device, calls_ending=ending))
 
     def _on_contact_status(self, event: Message) -> None:
         name = event.get("AOR") or event.get("EndpointName") or ""
@@ -279,6 +332,8 @@ class PBXModel:
         if channel.uniqueid:
             self.channels[channel.uniqueid] = channel
             self._emit(ChannelChanged(channel))
+            if channel.endpoint is not None and self.endpoint(channel.endpoint).calls_ending:
+                self._recheck_ending(channel.endpoint)
 
     def _update_channel(self, event: Message, **changes: Any) -> None:
         known = self.channels.get(event.get("Uniqueid") or "")
@@ -321,7 +376,10 @@ class PBXModel:
     def _on_hangup(self, event: Message) -> None:
         channel = self.channels.pop(event.get("Uniqueid") or "", None)
         if channel is not None:
+            self.ending.discard(channel.uniqueid)
             self._emit(ChannelChanged(channel, hungup=True, cause=event.get("Cause") or ""))
+            if channel.endpoint is not None:
+                self._recheck_ending(channel.endpoint, keep_when_none=True)
 
     _handlers: ClassVar[Mapping[str, Callable[[PBXModel, Message], None]]] = {
         "DeviceStateChange": _on_device_state,

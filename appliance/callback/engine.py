@@ -228,11 +228,15 @@ class CallbackEngine:
         max_per_target: int = MAX_PER_TARGET,
         max_attempts: int = MAX_ATTEMPTS,
         members: MembersOf = no_groups,
+        callee_presence: PresenceOf | None = None,
     ) -> None:
         self.clock = clock
         self.members = members
         self.outputs = outputs
         self.presence = presence
+        self.callee_presence = callee_presence or presence
+        """A target's line as a recall sees it: free once its calls are ending
+        (it is dialled only after the requester answers); requesters by `presence`."""
         self.settings = settings
         self.retry_delay = retry_delay
         self.max_per_requester = max_per_requester
@@ -327,6 +331,13 @@ class CallbackEngine:
             self._free_since.pop(name, None)
         elif old is not Presence.IDLE:
             self._free_since[name] = self.clock.seconds()
+            self.check()
+
+    def calls_ending(self, name: str) -> None:
+        """Every call on ``name``'s lines is ending (our call route let it go):
+        as a target it is free now, before Asterisk's device state says so."""
+        if self.callee_presence(name) is Presence.IDLE:
+            self._free_since.setdefault(name, self.clock.seconds())
             self.check()
 
     def resynced(self) -> None:
@@ -446,13 +457,13 @@ class CallbackEngine:
         group, the free member (not another recall's, not the requester) that
         became free first."""
         if not request.group:
-            return request.target if self.presence(request.target) is Presence.IDLE else None
+            return request.target if self.callee_presence(request.target) is Presence.IDLE else None
         free = [
             member
             for member in self.members(request.target)
             if member not in taken
             and member not in (request.requester, request.passed)
-            and self.presence(member) is Presence.IDLE
+            and self.callee_presence(member) is Presence.IDLE
         ]
         return min(free, key=lambda m: self._free_since.get(m, float("-inf")), default=None)
 

@@ -139,7 +139,12 @@ class CallbackService(Service):
         self.trunk = trunk
         presence = self.devices.presence
         self.engine = CallbackEngine(
-            clock, _Outputs(self), presence, self._engine_settings, members=self._members_of
+            clock,
+            _Outputs(self),
+            presence,
+            self._engine_settings,
+            members=self._members_of,
+            callee_presence=self.devices.callee_presence,
         )
         self.offers = Offers(
             self.engine, settings, store, self._language_of, presence, self.devices.person, metrics
@@ -351,6 +356,8 @@ class CallbackService(Service):
             person, old, new = self.devices.presence_change(change)
             if old is not new:
                 self.engine.presence_changed(person, old, new)
+            if change.new.call_over and not change.old.call_over:
+                self.engine.calls_ending(person)
         elif isinstance(change, Resynced):
             self.engine.resynced()
 

@@ -413,3 +413,48 @@ class RestartTests(SynchronousTestCase):
         h.engine.recall_result("100:200", 1, RecallResult.REQUESTER_ANSWERED)
         h.engine.resynced()
         self.assertEqual(h.removed(), [("100:200", "done")])
+
+
+class CallsEndingTests(SynchronousTestCase):
+    """A target whose calls our call route let go is free for a recall before
+    Asterisk's device state says so; a requester is not (its phone rings now)."""
+
+    def harness(self) -> Harness:
+        h = Harness(callee_presence=lambda name: self.callee.get(name, I))
+        self.callee: dict[str, Presence] = {}
+        return h
+
+    def test_target_calls_ending_starts_the_recall(self) -> None:
+        """The strict presence still says busy, the callee view says free: the
+        recall starts at once."""
+        h = self.harness()
+        h.where.update({"200": B})
+        self.callee["200"] = B
+        h.engine.request("100", "200")
+        h.clear()
+        self.callee["200"] = I
+        h.engine.calls_ending("200")
+        self.assertEqual(h.originated(), [("100:200", 1)])
+
+    def test_target_still_in_another_call_waits(self) -> None:
+        """One of the target's calls ended, another goes on (call waiting, a second
+        phone): the callee view is still busy, nothing starts."""
+        h = self.harness()
+        h.where.update({"200": B})
+        self.callee["200"] = B
+        h.engine.request("100", "200")
+        h.clear()
+        h.engine.calls_ending("200")
+        self.assertEqual(h.originated(), [])
+
+    def test_requester_calls_ending_is_not_enough(self) -> None:
+        """The requester's call ending does not ring it: it must be idle by Asterisk."""
+        h = self.harness()
+        h.where.update({"100": B, "200": I})
+        h.engine.request("100", "200")
+        h.clear()
+        self.callee["100"] = I
+        h.engine.calls_ending("100")
+        self.assertEqual(h.originated(), [])
+        h.set("100", I)
+        self.assertEqual(h.originated(), [("100:200", 1)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -93,6 +94,18 @@ class PersonPresenceTests(SynchronousTestCase):
         """A stale in-use state of a phone that is logged out does not make the person busy."""
         found = person_presence([endpoint("a"), endpoint("b", "INUSE", registered=False)], False)
         self.assertIs(found, Presence.IDLE)
+
+    def test_calls_over_only_for_the_callee_view(self) -> None:
+        """A device whose calls are all ending is out of its call for a callback's
+        target (``calls_over``), never for the strict view; a second device still in
+        a call keeps the person busy either way."""
+        over = replace(endpoint("a", "INUSE"), calls_ending=True)
+        self.assertIs(person_presence([over], False), Presence.BUSY)
+        self.assertIs(person_presence([over], False, calls_over=True), Presence.IDLE)
+        self.assertIs(person_presence([over, endpoint("b", "INUSE")], False, calls_over=True), Presence.BUSY)
+        self.assertIs(
+            person_presence([over, endpoint("b", "RINGING")], False, calls_over=True), Presence.RINGING
+        )
 
 
 class DevicesTests(SynchronousTestCase):

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from appliance.asterisk.fastagi import AGIArgs
-from appliance.dialplan import BadCallRequest, Call, CallRouter, FeatureCodes, Unreachable
+from appliance.dialplan import WHERE, BadCallRequest, Call, CallRouter, FeatureCodes, Unreachable
 from appliance.pbx import PBXModel
 
 
@@ -23,10 +23,15 @@ class FakeSession:
             "agi_calleridname": "Anna",
             "agi_channel": "PJSIP/100-00000001",
             "agi_uniqueid": "1.1",
+            "agi_context": "appliance-call",
+            "agi_extension": positional[0] if positional else "",
+            "agi_priority": "3",
         }
         self.executed: list[tuple[str, ...]] = []
         self.dial_status = dial_status
         self.dial_result = dial_result
+        self.moved_to = ""
+        """``context,exten,priority`` a blind transfer or redirect sent the channel to."""
         self.asked: list[str] = []
         """Variables asked for, and LAST where the session was told its next command ends it."""
 
@@ -38,12 +43,26 @@ class FakeSession:
         self.asked.append(name)
         return succeed(self.dial_status if name == "DIALSTATUS" else None)
 
+    def getFullVariable(self, expression: str) -> Deferred[str | None]:
+        self.asked.append(expression)
+        env = self.env
+        where = self.moved_to or f"{env['agi_context']},{env['agi_extension']},{env['agi_priority']}"
+        values = {"${DIALSTATUS}": self.dial_status, WHERE: where}
+        return succeed(",".join(values[part] for part in _parts(expression)))
+
     def setVariable(self, name: str, value: str) -> Deferred[None]:
         self.executed.append(("SET", name, value))
         return succeed(None)
 
     def endAfterNextCommand(self) -> None:
         self.asked.append("LAST")
+
+
+def _parts(expression: str) -> list[str]:
+    """The fake evaluates only the two expressions the route asks for."""
+    if not expression.startswith("${DIALSTATUS},"):
+        raise AssertionError(f"unexpected expression {expression!r}")
+    return ["${DIALSTATUS}", expression.removeprefix("${DIALSTATUS},")]
 
 
 def synced_model(**presence: str) -> PBXModel:
@@ -102,9 +121,37 @@ class CallRouterTests(SynchronousTestCase):
             calls = finished(router)
             session = FakeSession("200", "internal", dial_status=status, dial_result=-1)
             self.assertEqual(self.route(router, session), status)
-            self.assertEqual(session.asked, ["LAST", "DIALSTATUS"], status)
+            self.assertEqual(session.asked, ["LAST", "${DIALSTATUS}," + WHERE], status)
             self.assertEqual(offers, [], status)
             self.assertEqual(calls, [("200", "internal", status)])
+
+    def caller_in_call(self) -> PBXModel:
+        """200 idle; the caller 100 in this call (its channel is the session's)."""
+        model = synced_model(**{"100": "idle", "200": "idle"})
+        model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/100", "State": "INUSE"})
+        model.handle({"Event": "Newchannel", "Channel": "PJSIP/100-00000001", "Uniqueid": "1.1"})
+        return model
+
+    def test_call_ended_by_dial_lets_the_line_go(self) -> None:
+        """Dial ended the call and the channel is still where the session runs:
+        Asterisk hangs it up next, so the model hears it ends (a callback to the
+        caller may start) before Asterisk's teardown."""
+        model = self.caller_in_call()
+        session = FakeSession("200", "internal", dial_status="ANSWER", dial_result=-1)
+        self.route(CallRouter(model), session)
+        self.assertEqual(model.ending, {"1.1"})
+        self.assertTrue(model.endpoint("100").call_over)
+
+    def test_transferred_channel_is_not_let_go(self) -> None:
+        """A blind transfer or redirect moved the channel on (it is somewhere else
+        in the dialplan now): it stays in a call, nothing is let go."""
+        for moved_to in ("phones,300,1", "appliance-call,300,1", "appliance-call,301,3"):
+            model = self.caller_in_call()
+            session = FakeSession("200", "internal", dial_status="ANSWER", dial_result=-1)
+            session.moved_to = moved_to
+            self.assertEqual(self.route(CallRouter(model), session), "ANSWER")
+            self.assertEqual(model.ending, set(), moved_to)
+            self.assertFalse(model.endpoint("100").call_over, moved_to)
 
     def test_call_going_on_after_dial_keeps_the_session(self) -> None:
         """Dial returning 0 (busy, no answer): the session stays open for what follows."""

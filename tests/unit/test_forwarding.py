@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -37,6 +38,9 @@ class FakeSession:
             "agi_calleridname": name,
             "agi_channel": channel,
             "agi_uniqueid": "1.1",
+            "agi_context": "appliance-call",
+            "agi_extension": positional[0] if positional else "",
+            "agi_priority": "3",
         }
         self.executed: list[tuple[str, ...]] = []
         self.statuses = list(statuses)
@@ -50,6 +54,12 @@ class FakeSession:
 
     def getVariable(self, name: str) -> Deferred[str | None]:
         return succeed(self.variables.get(name))
+
+    def getFullVariable(self, expression: str) -> Deferred[str | None]:
+        """``${NAME}`` from the variables; the channel stays at priority 3 of ``appliance-call``."""
+        where = {"CONTEXT": "appliance-call", "EXTEN": self.args.positional[0], "PRIORITY": "3"}
+        known = {**where, **self.variables}
+        return succeed(re.sub(r"\$\{([A-Z]+)\}", lambda m: known.get(m.group(1), ""), expression))
 
     def setVariable(self, name: str, value: str) -> Deferred[None]:
         self.executed.append(("SET", name, value))

@@ -157,6 +157,90 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
+class EndingTests(SynchronousTestCase):
+    """`PBXModel.channel_ending`: what our call route knows before Asterisk's teardown."""
+
+    def setUp(self) -> None:
+        self.model = PBXModel(clock=Clock())
+        self.changes: list[object] = []
+        self.model.subscribe(self.changes.append)
+        handle = self.model.handle
+        handle(
+            {"Event": "ContactStatus", "AOR": "200", "URI": "sip:200@127.0.0.1:5", "ContactStatus": "Created"}
+        )
+        handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "INUSE"})
+        self.channel("PJSIP/200-00000001", "1.1")
+
+    def channel(self, name: str, uniqueid: str) -> None:
+        self.model.handle(
+            {"Event": "Newchannel", "Channel": name, "Uniqueid": uniqueid, "ChannelStateDesc": "Up"}
+        )
+
+    def ended(self) -> list[tuple[bool, bool]]:
+        """(call_over before, after) of each change of endpoint 200 so far."""
+        return [
+            (c.old.call_over, c.new.call_over)
+            for c in self.changes
+            if isinstance(c, EndpointChanged) and c.new.name == "200"
+        ]
+
+    def test_last_channel_ending_makes_the_call_over(self) -> None:
+        """The line's only channel ending: its call is over for a callback, while
+        Asterisk's busy still holds for everything that rings it."""
+        self.changes.clear()
+        self.model.channel_ending("1.1")
+        endpoint = self.model.endpoint("200")
+        self.assertTrue(endpoint.call_over)
+        self.assertIs(endpoint.presence, Presence.BUSY)
+        self.assertEqual(self.ended(), [(False, True)])
+
+    def test_another_call_on_the_line_keeps_it_in_a_call(self) -> None:
+        """Call waiting: a second channel on the same line (ringing or held) is not
+        ending, so the line's call is not over."""
+        self.channel("PJSIP/200-00000002", "1.2")
+        self.model.channel_ending("1.1")
+        self.assertFalse(self.model.endpoint("200").call_over)
+        self.model.handle({"Event": "Hangup", "Uniqueid": "1.2"})
+        self.assertTrue(self.model.endpoint("200").call_over)
+
+    def test_a_new_channel_ends_it(self) -> None:
+        """A call arriving on the line while the old one ends: in a call again."""
+        self.model.channel_ending("1.1")
+        self.channel("PJSIP/200-00000003", "1.3")
+        self.assertFalse(self.model.endpoint("200").call_over)
+
+    def test_no_flap_between_hangup_and_device_state(self) -> None:
+        """The Hangup of the ending channel keeps the call over until Asterisk's device
+        state follows; then the line is simply idle, and no ending mark is left."""
+        self.model.channel_ending("1.1")
+        self.changes.clear()
+        self.model.handle({"Event": "Hangup", "Uniqueid": "1.1"})
+        self.assertTrue(self.model.endpoint("200").call_over)
+        self.model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "NOT_INUSE"})
+        endpoint = self.model.endpoint("200")
+        self.assertEqual((endpoint.calls_ending, endpoint.presence), (False, Presence.IDLE))
+        self.assertEqual(self.ended(), [(True, False)])
+        self.assertEqual(self.model.ending, set())
+
+    def test_device_state_without_channels_is_asterisks_word(self) -> None:
+        """After the Hangup, a device state still in use (another call the model has
+        not seen yet) counts: the line is in a call."""
+        self.model.channel_ending("1.1")
+        self.model.handle({"Event": "Hangup", "Uniqueid": "1.1"})
+        self.model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/200", "State": "RINGINUSE"})
+        self.assertFalse(self.model.endpoint("200").call_over)
+        self.assertIs(self.model.presence("200"), Presence.BUSY)
+
+    def test_unknown_channels_are_ignored(self) -> None:
+        """An unknown uniqueid or a channel of no endpoint (Local) changes nothing."""
+        self.model.handle({"Event": "Newchannel", "Channel": "Local/200@x-0001;1", "Uniqueid": "9.9"})
+        self.changes.clear()
+        self.model.channel_ending("nope")
+        self.model.channel_ending("9.9")
+        self.assertEqual(self.changes, [])
+        self.assertEqual(self.model.ending, set())
+
+
 class ResyncTests(SynchronousTestCase):
     def test_resync_replaces_stale_state(self) -> None:
         """After a resync only what Asterisk lists is left: dead channels are hung up,
