@@ -362,6 +362,12 @@ class PBXModel:
         dest = event.get("DestUniqueid") or ""
         if dest in self.channels:
             self._update_channel({"Uniqueid": dest}, dialed_by=event.get("Uniqueid") or None)
+        dialling = self.channels.get(event.get("Uniqueid") or "")
+        if dialling is not None and dialling.uniqueid in self.ending:
+            # It dials again: not ending after all (a redirect we did not see).
+            self.ending.discard(dialling.uniqueid)
+            if dialling.endpoint is not None:
+                self._recheck_ending(dialling.endpoint)
 
     def _on_dial_end(self, event: Message) -> None:
         dest = event.get("DestUniqueid") or ""

@@ -231,6 +231,14 @@ class EndingTests(SynchronousTestCase):
         self.assertFalse(self.model.endpoint("200").call_over)
         self.assertIs(self.model.presence("200"), Presence.BUSY)
 
+    def test_dialling_again_is_not_ending(self) -> None:
+        """A channel marked ending that dials again (moved on in a way the route did
+        not see) is in a call after all."""
+        self.model.channel_ending("1.1")
+        self.model.handle({"Event": "DialBegin", "Uniqueid": "1.1", "DestUniqueid": "2.1"})
+        self.assertFalse(self.model.endpoint("200").call_over)
+        self.assertEqual(self.model.ending, set())
+
     def test_unknown_channels_are_ignored(self) -> None:
         """An unknown uniqueid or a channel of no endpoint (Local) changes nothing."""
         self.model.handle({"Event": "Newchannel", "Channel": "Local/200@x-0001;1", "Uniqueid": "9.9"})
