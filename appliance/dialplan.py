@@ -393,6 +393,8 @@ class _Driver:
             # Asterisk frees the channel (and the line) when our session
             # ends, so the status is asked as our last word, not waited on.
             session.endAfterNextCommand()
+            if self.router.pbx is not None:
+                self.router.pbx.channel_ending(session.env.get("agi_uniqueid", ""))
             status = yield from self.last_status()
         else:
             status = yield session.getVariable("DIALSTATUS")
@@ -401,19 +403,18 @@ class _Driver:
         return status, hung_up
 
     def last_status(self) -> Steps:
-        """After a Dial that ended the call: DIALSTATUS and where the channel is,
-        in one command.  Still where this session runs (no blind transfer or
-        redirect moved it on), the channel hangs up once we end the session, so
-        its line is free for a callback now (`PBXModel.channel_ending`), not
-        only after Asterisk's teardown, ``Hangup`` and device state."""
+        """After a Dial that ended the call (its line already let go, see `ring`):
+        DIALSTATUS and where the channel is, in one command.  Moved on from where
+        this session runs (a redirect as the Dial ended), it is not ending after
+        all: the model takes the line back into its call."""
         env = self.session.env
         here = [env.get("agi_context", ""), env.get("agi_extension", ""), env.get("agi_priority", "")]
         found = yield self.session.getFullVariable("${DIALSTATUS}," + WHERE)
         status, _, where = (found or "").partition(",")
-        if not all(here) or where.rsplit(",", 2) != here:
-            log.info("call to {number}: the channel goes on to {where}", number=self.call.number, where=where)
-        elif self.router.pbx is not None:
-            self.router.pbx.channel_ending(env.get("agi_uniqueid", ""))
+        if all(here) and where.rsplit(",", 2) != here:
+            log.warn("call to {number}: the channel goes on to {where}", number=self.call.number, where=where)
+            if self.router.pbx is not None:
+                self.router.pbx.channel_goes_on(env.get("agi_uniqueid", ""))
         return status or None
 
     def act(self, output: Output) -> Steps:

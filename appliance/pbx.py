@@ -203,9 +203,9 @@ class PBXModel:
     # -- what our own call route knows first -----------------------------------
 
     def channel_ending(self, uniqueid: str) -> None:
-        """Our call route ended the session of channel ``uniqueid`` after a Dial
-        that ended its call, and no transfer or redirect moved the channel on:
-        Asterisk hangs it up next.  Its line counts as `Endpoint.calls_ending`
+        """Our call route ends the session of channel ``uniqueid`` after a Dial
+        that ended its call (Dial returns -1; a blind transfer makes it return
+        0): Asterisk hangs it up next.  Its line counts as `Endpoint.calls_ending`
         once no other call is on it, a few milliseconds before Asterisk's own
         ``Hangup`` and ``DeviceStateChange`` say so."""
         channel = self.channels.get(uniqueid)
@@ -213,6 +213,13 @@ class PBXModel:
             return
         self.ending.add(uniqueid)
         self._recheck_ending(channel.endpoint)
+
+    def channel_goes_on(self, uniqueid: str) -> None:
+        """It was not ending after all (a redirect moved it on as its Dial ended)."""
+        channel = self.channels.get(uniqueid)
+        self.ending.discard(uniqueid)
+        if channel is not None and channel.endpoint is not None:
+            self._recheck_ending(channel.endpoint)
 
     def _recheck_ending(self, name: str, keep_when_none: bool = False) -> None:
         endpoint = self.endpoint(name)

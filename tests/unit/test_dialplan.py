@@ -133,18 +133,18 @@ class CallRouterTests(SynchronousTestCase):
         return model
 
     def test_call_ended_by_dial_lets_the_line_go(self) -> None:
-        """Dial ended the call and the channel is still where the session runs:
-        Asterisk hangs it up next, so the model hears it ends (a callback to the
-        caller may start) before Asterisk's teardown."""
+        """Dial ended the call (-1): Asterisk hangs the channel up once the session
+        ends, so the model hears it ends (a callback to the caller may start) as the
+        Dial's result arrives, before the last command and Asterisk's teardown."""
         model = self.caller_in_call()
         session = FakeSession("200", "internal", dial_status="ANSWER", dial_result=-1)
         self.route(CallRouter(model), session)
         self.assertEqual(model.ending, {"1.1"})
         self.assertTrue(model.endpoint("100").call_over)
 
-    def test_transferred_channel_is_not_let_go(self) -> None:
-        """A blind transfer or redirect moved the channel on (it is somewhere else
-        in the dialplan now): it stays in a call, nothing is let go."""
+    def test_redirected_channel_is_taken_back(self) -> None:
+        """A redirect moved the channel on as its Dial ended (it is somewhere else in
+        the dialplan now): the line let go at the Dial's result is in its call again."""
         for moved_to in ("phones,300,1", "appliance-call,300,1", "appliance-call,301,3"):
             model = self.caller_in_call()
             session = FakeSession("200", "internal", dial_status="ANSWER", dial_result=-1)

@@ -239,6 +239,15 @@ class EndingTests(SynchronousTestCase):
         self.assertFalse(self.model.endpoint("200").call_over)
         self.assertEqual(self.model.ending, set())
 
+    def test_going_on_takes_the_line_back(self) -> None:
+        """A channel let go that turns out to go on (redirected) is in a call again."""
+        self.model.channel_ending("1.1")
+        self.changes.clear()
+        self.model.channel_goes_on("1.1")
+        self.assertFalse(self.model.endpoint("200").call_over)
+        self.assertEqual(self.ended(), [(True, False)])
+        self.assertEqual(self.model.ending, set())
+
     def test_unknown_channels_are_ignored(self) -> None:
         """An unknown uniqueid or a channel of no endpoint (Local) changes nothing."""
         self.model.handle({"Event": "Newchannel", "Channel": "Local/200@x-0001;1", "Uniqueid": "9.9"})
