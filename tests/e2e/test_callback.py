@@ -323,25 +323,6 @@ def test_recall_survives_appliance_restart(phones, reactor, tmp_path, lab):
 
 
 @pytest_twisted.inlineCallbacks
-def test_request_expires_after_cc_timeout(appliance, phones, reactor, recalls):
-    """With CC_TIMEOUT 1 minute the request is deleted about a minute after it was
-    made, and the target's hangup afterwards starts no recall.  (The exact moment
-    is covered by the engine tests with a Clock.)"""
-    appliance.settings.set(keys.CC_TIMEOUT, "1")
-    p106, p206, p306 = phones("106"), phones("206"), phones("306")
-    yield registered(reactor, appliance, p106, p206, p306)
-    held = yield busy_with(reactor, appliance, p206, p306)
-    yield offer(p106, "206").done
-    made = appliance.callbacks.pending()[0].created
-    yield wait_pending(reactor, appliance, lambda ids: not ids, "request expired", timeout=75)
-    assert 60.0 <= reactor.seconds() - made < 62.0
-    started = len(recalls)
-    yield end_call_of(reactor, appliance, "206", held)
-    assert len(recalls) == started
-    assert not appliance.pbx.channels_of("106")
-
-
-@pytest_twisted.inlineCallbacks
 def test_external_caller_recalled_over_the_trunk(appliance, phones, reactor, recalls):
     """With CC_EXTERNAL on, an outside caller (the trunk asserting +4930123456) takes
     the offer for busy 209; when 209 is free the recall goes out over the trunk to
