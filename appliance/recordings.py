@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.logger import Logger
 
 from appliance.announcements import NAMES as BUILT_IN
@@ -210,7 +210,7 @@ class Recordings:
             audio = check_audio(data)
             name = self._free_name(slug(label))
         except RecordingError as error:
-            return _failed(error)
+            return fail(error)
         extension = RATES[audio.rate]
         path = self.directory / f"{name}{extension}"
         recording = Recording(
@@ -253,9 +253,9 @@ class Recordings:
         users = sorted(set(used_by))
         recording = self.get(name)
         if recording is None:
-            return _failed(RecordingError("recording_unknown"))
+            return fail(RecordingError("recording_unknown"))
         if users:
-            return _failed(RecordingError("recording_in_use", numbers=", ".join(users)))
+            return fail(RecordingError("recording_in_use", numbers=", ".join(users)))
         self.store.delete(NAMESPACE, name)
         log.info("recording {name} deleted", name=name)
         return self.run(_remove, self.directory / f"{name}{recording.extension}")
@@ -270,9 +270,3 @@ class Recordings:
             ):
                 return candidate
         raise RecordingError("recording_too_many")
-
-
-def _failed(error: Exception) -> Deferred[Any]:
-    result: Deferred[Any] = Deferred()
-    result.errback(error)
-    return result
